@@ -1,0 +1,183 @@
+"""Node configuration: a TOML file checked strictly against a schema.
+
+Every error names the key and says what was wrong and what was expected: a missing key,
+a value of the wrong type, an unknown key (with a suggestion), an unreadable file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the text names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    address: str = "127.0.0.1"
+    vswitch_port: int = 3633
+    notifier_port: int = 3634
+    notifier_aux_port: int = 3635
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    insecure: bool = False
+    public_key: str = ""
+    secret_key: str = ""
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    max_restarts: int = 5
+    window: float = 10.0
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    commence_dir: str = ""
+    discontinue_dir: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    hello_interval: float = 0.5
+    peer_timeout: float = 1.5
+    startup_wait: float = 3.0
+    discontinue_timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    data_dir: str
+    server_a: ServerConfig
+    server_b: ServerConfig
+    release: str = "1.0.0"
+    log_level: str = "INFO"
+    parameters: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    source: str = ""
+
+    @property
+    def is_server_a(self) -> bool:
+        return self.name == self.server_a.name
+
+    @property
+    def me(self) -> ServerConfig:
+        return self.server_a if self.is_server_a else self.server_b
+
+    @property
+    def peer(self) -> ServerConfig:
+        return self.server_b if self.is_server_a else self.server_a
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+_LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _convert(key: str, value: Any, tp: Any) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in _TYPE_NAMES:
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{key}: expected {_TYPE_NAMES[tp]}, got {type(value).__name__} {value!r}")
+    if getattr(tp, "__origin__", None) is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{key}: expected a table of strings")
+        return dict(value)
+    return _build(key, value, tp)
+
+
+def _build(section: str, data: Any, cls: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: expected a table, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.name != "source"}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+            raise ConfigError(f"{section}.{key}: unknown key{hint}")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        dotted = f"{section}.{name}" if section else name
+        if name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(f"{dotted}: missing key")
+            continue
+        values[name] = _convert(dotted, data[name], hints[name])
+    return cls(**values)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
+    node = data.get("node")
+    if node is None:
+        raise ConfigError("node: missing table [node]")
+    extra = set(data) - {"node", "server_a", "server_b", "parameters", "paths", "security", "supervisor",
+                         "hooks", "timing"}
+    if extra:
+        raise ConfigError(f"{sorted(extra)[0]}: unknown table")
+    merged = dict(node)
+    for table in ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing"):
+        if table in data:
+            if table in merged:
+                raise ConfigError(f"node.{table}: give it as a table [{table}], not inside [node]")
+            merged[table] = data[table]
+    cfg: NodeConfig = _build("", merged, NodeConfig)
+    if cfg.name not in (cfg.server_a.name, cfg.server_b.name):
+        raise ConfigError(
+            f"node.name: {cfg.name!r} is neither server_a.name {cfg.server_a.name!r} "
+            f"nor server_b.name {cfg.server_b.name!r}"
+        )
+    if cfg.server_a.name == cfg.server_b.name:
+        raise ConfigError("server_b.name: must differ from server_a.name")
+    if cfg.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"node.log_level: {cfg.log_level!r} is not one of {', '.join(sorted(_LOG_LEVELS))}")
+    for srv in ("server_a", "server_b"):
+        s: ServerConfig = getattr(cfg, srv)
+        for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port"):
+            port = getattr(s, port_key)
+            if not 0 < port < 65536:
+                raise ConfigError(f"{srv}.{port_key}: {port} is not a TCP port (1-65535)")
+    if not cfg.security.insecure and not (cfg.security.public_key and cfg.security.secret_key):
+        raise ConfigError(
+            "security: no CURVE keys (security.public_key / security.secret_key); "
+            "set security.insecure = true to run plain text"
+        )
+    if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
+        raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
+    object.__setattr__(cfg, "source", source)
+    return cfg
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    cfg = parse_config(data, str(p))
+    if not Path(cfg.data_dir).is_absolute():
+        object.__setattr__(cfg, "data_dir", str((p.parent / cfg.data_dir).resolve()))
+    return cfg

@@ -1,0 +1,146 @@
+"""One node process: configuration, logging, the supervisor and its children, the admin
+socket, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pykka
+import zmq
+from loguru import logger
+
+from actors.admin import ADMIN_SOCKET, AdminError, AdminOp, AdminServer
+from actors.base import CrashActor
+from actors.clock import RealClock
+from actors.config import NodeConfig
+from actors.context import NodeContext, RoleSnapshot
+from actors.logs import configure_logging
+from actors.supervision import Intensity
+from actors.supervisor import GetActorStatus, StartChildren, Supervisor, actor_spec
+from actors.virtual_switch import GetPeerStatus, VirtualSwitch
+from transport.faults import NO_FAULTS, Faults
+from transport.security import Security
+
+
+def security_of(cfg: NodeConfig) -> Security:
+    if cfg.security.insecure:
+        return Security.plain()
+    return Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.clock = RealClock()
+        self.ctx = NodeContext(node=config.name, clock=self.clock, config=config, zmq=zmq.Context())
+        self.stop_requested = threading.Event()
+        self.supervisor: pykka.ActorRef[Any] | None = None
+        self.log = logger.bind(actor="Node", node=config.name)
+
+    # ------------------------------------------------------------------------------ ops
+
+    def admin_ops(self) -> dict[str, AdminOp]:
+        return {
+            "ping": self.op_ping,
+            "actors": self.op_actors,
+            "endpoints": self.op_endpoints,
+            "inject": self.op_inject,
+            "status": self.op_status,
+        }
+
+    def op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "node": self.config.name, "pid": os.getpid(), "time": time.time()}
+
+    def op_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        r = self.ctx.role
+        return {"node": self.config.name, "role": r.role, "generation": r.generation,
+                "starting_up": r.starting_up, "reason": r.reason, "release": self.config.release,
+                "pid": os.getpid()}
+
+    def op_actors(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.supervisor is not None
+        rows = self.supervisor.ask(GetActorStatus(), timeout=3)
+        vswitch = self.ctx.directory.lookup("VirtualSwitch")
+        peer = vswitch.ask(GetPeerStatus(), timeout=2) if vswitch is not None else None
+        return {"node": self.config.name, "role": self.ctx.role.role, "actors": rows, "peer": peer}
+
+    def op_endpoints(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"endpoints": [e.status() for e in self.ctx.endpoints.all()]}
+
+    def op_inject(self, args: dict[str, Any]) -> dict[str, Any]:
+        if "crash" in args:
+            name = str(args["crash"])
+            if name == "Supervisor":
+                raise AdminError("the Supervisor cannot be crashed: nothing would restart it")
+            ref = self.ctx.directory.lookup(name)
+            if ref is None:
+                raise AdminError(f"no running actor named {name!r}; running: {', '.join(self.ctx.directory.names())}")
+            ref.tell(CrashActor(f"crash injected by admin into {name}"))
+            return {"crashed": name}
+        if args.get("clear_all"):
+            for endpoint in self.ctx.endpoints.all():
+                endpoint.set_faults(NO_FAULTS)
+            return {"cleared": [e.name for e in self.ctx.endpoints.all()]}
+        name = str(args.get("endpoint", ""))
+        endpoint = self.ctx.endpoints.get(name)
+        if endpoint is None:
+            known = ", ".join(e.name for e in self.ctx.endpoints.all())
+            raise AdminError(f"no endpoint named {name!r}; endpoints: {known}")
+        try:
+            faults = Faults.from_dict(dict(args.get("faults", {})))
+        except (ValueError, TypeError) as exc:
+            raise AdminError(f"bad fault settings: {exc}") from None
+        endpoint.set_faults(faults)
+        return {"endpoint": name, "faults": faults.as_dict()}
+
+    # ------------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        cfg = self.config
+        data = Path(cfg.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        configure_logging(cfg.name, cfg.log_level, data)
+        self.log.info("starting node {} (release {}), data in {}", cfg.name, cfg.release, data)
+        security = security_of(cfg)
+        specs = [
+            actor_spec("Admin", AdminServer, ops=self.admin_ops()),
+            actor_spec("VirtualSwitch", VirtualSwitch, security=security),
+        ]
+        intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
+        self.supervisor = Supervisor.start(self.ctx, specs, intensity, self.escalate)
+        self.supervisor.ask(StartChildren(), timeout=10)
+        self.ctx.role = RoleSnapshot(role="Init", starting_up=False)
+
+    def escalate(self, reason: str) -> None:
+        self.ctx.role = RoleSnapshot(role="Error", generation=self.ctx.role.generation, reason=reason)
+
+    def stop(self) -> None:
+        self.log.info("stopping node {}", self.config.name)
+        if self.supervisor is not None:
+            try:
+                self.supervisor.stop(block=True, timeout=10)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                pass
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        self.clock.stop()
+        (Path(self.config.data_dir) / ADMIN_SOCKET).unlink(missing_ok=True)
+        self.ctx.zmq.term()
+        self.log.info("node {} stopped", self.config.name)
+
+    def run(self) -> int:
+        def request_stop(signum: int, frame: Any) -> None:
+            self.log.info("received {}, stopping", signal.Signals(signum).name)
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.start()
+        while not self.stop_requested.wait(0.5):
+            pass
+        self.stop()
+        return 0

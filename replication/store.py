@@ -1,0 +1,1002 @@
+"""The DS tree store: a hierarchical registry of keys with multi-valued attributes, in SQLite.
+
+Model
+-----
+* A **key** is a POSIX-like absolute path (``/Config/Users/alice``, ``/Server/Parameters/Switchover TS
+  Timeout``); segments may contain spaces. ``/`` is the root and always exists. Parents are implicit:
+  writing ``/a/b/c`` creates ``/a`` and ``/a/b`` (with no attributes) when they are missing.
+* Each key has **attributes**: ``name -> list of strings`` (multi-valued, value order is kept).
+* Writes are **batches** of typed operations (:class:`SetOp`, :class:`DeleteAttrOp`, :class:`DeleteOp`),
+  applied atomically in one SQLite transaction. A single ``set``/``delete`` is a batch of one.
+* Every committed batch gets the next **revision** (one per batch, strictly increasing, durable, never
+  reused even across :meth:`Store.reset`). Each operation of the batch is appended to the **change log**
+  as a :class:`Change` (revision, op, key, attrs, index and count within the batch).
+  :meth:`Store.changes_since` returns exactly the changes after a revision, in order;
+  :meth:`Store.compact` drops old log rows, and reading below the compacted point raises
+  :class:`Compacted` (never a silent gap).
+* The store has a random **epoch** id, persisted, that changes when its history is replaced
+  (:meth:`Store.reset`, ``import_json(..., reset_history=True)``). A reader holding ``(epoch, revision)``
+  can tell a resumable stream from a new one.
+* Every key keeps a **subtree hash**: ``H(canonical own attributes || children accumulator)``, where the
+  accumulator is the sum modulo 2**256 of ``H(child name || child subtree hash)`` over the children
+  (an order-independent multiset hash). Changing a child updates its parent's accumulator in O(1), so a
+  write costs O(depth) hash updates whatever the fan-out, and two trees compare top-down in
+  O(differences x depth) with :meth:`Store.subtree_hash` and :meth:`Store.child_hashes`.
+* Subscribers (:meth:`Store.subscribe`) receive every committed change, in revision order, after commit.
+
+Durability
+----------
+The database runs in WAL mode. ``durability="full"`` (the default) sets ``synchronous=FULL``: the WAL is
+fsynced at every commit, so a revision the store has returned (and that a peer may already have
+replicated) survives a power cut. ``durability="normal"`` (``synchronous=NORMAL`` in WAL) survives a
+process crash (kill -9) but may lose the last commits on power loss or kernel crash; it buys throughput
+where fsync is slow. Because losing the tail of the history would let revision numbers be reused for
+different changes, a store opened in ``normal`` mode that was not closed cleanly starts a **new epoch**:
+readers then resynchronise by hash comparison instead of trusting a stream that may have a hole.
+
+Threading
+---------
+One connection (``check_same_thread=False``) guarded by one re-entrant lock; every public method is
+thread-safe. Subscribers run outside the lock, serialised, in commit order; a subscriber may read or write
+the store (a write from inside a callback is delivered after the current change has reached every
+subscriber). A subscriber that raises is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from loguru import logger
+
+__all__ = [
+    "DB_FILENAME",
+    "EXPORT_FORMAT",
+    "Change",
+    "Compacted",
+    "DeleteAttrOp",
+    "DeleteOp",
+    "EpochChanged",
+    "InvalidAttrs",
+    "InvalidImport",
+    "InvalidKey",
+    "Op",
+    "RevisionAhead",
+    "SetOp",
+    "Store",
+    "StoreError",
+    "child_key",
+    "join_key",
+    "parent_key",
+    "split_key",
+    "validate_key",
+]
+
+DB_FILENAME = "ds.sqlite3"
+EXPORT_FORMAT = "switchover-ds/1"
+SCHEMA_VERSION = "1"
+
+_MOD = 1 << 256
+_ZERO_ACC = bytes(32)
+_HASH_BYTES = 32
+
+
+# --------------------------------------------------------------------------------------------- errors
+class StoreError(Exception):
+    """Base class of the store's own errors."""
+
+
+class InvalidKey(ValueError):
+    """A key is not a valid DS path; the message says what was wrong and what is expected."""
+
+
+class InvalidAttrs(ValueError):
+    """Attributes are not a mapping of non-empty names to lists of strings."""
+
+
+class InvalidImport(ValueError):
+    """An import document is not in the export format."""
+
+
+class Compacted(StoreError):
+    """The change log no longer holds every change after the requested revision."""
+
+    def __init__(self, requested: int, floor: int) -> None:
+        self.requested = requested
+        self.floor = floor
+        super().__init__(
+            f"changes after revision {requested} were compacted: the change log only covers changes after "
+            f"revision {floor}; resynchronise by comparing trees (subtree hashes) or from an export"
+        )
+
+
+class RevisionAhead(StoreError):
+    """The requested revision is beyond this store's current revision (another history?)."""
+
+    def __init__(self, requested: int, current: int) -> None:
+        self.requested = requested
+        self.current = current
+        super().__init__(
+            f"revision {requested} is ahead of this store's current revision {current}; "
+            f"the reader follows a different history (check the epoch) and must resynchronise"
+        )
+
+
+class EpochChanged(StoreError):
+    """The reader's epoch is not the store's: its revision numbers mean nothing here."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"store epoch is {actual}, not {expected}: its history was reset; resynchronise from scratch"
+        )
+
+
+# ----------------------------------------------------------------------------------------------- keys
+def validate_key(key: object) -> str:
+    """Return ``key`` if it is a valid DS path, else raise :class:`InvalidKey` explaining why."""
+    expected = "expected an absolute path like '/Config/Users/alice'"
+    if not isinstance(key, str):
+        raise InvalidKey(f"DS key must be a string, got {type(key).__name__} {key!r}; {expected}")
+    if key == "/":
+        return key
+    if not key.startswith("/"):
+        raise InvalidKey(f"DS key {key!r} is not absolute: it must start with '/'; {expected}")
+    if "\x00" in key:
+        raise InvalidKey(f"DS key {key!r} contains a NUL character, which is not allowed; {expected}")
+    if key.endswith("/"):
+        raise InvalidKey(f"DS key {key!r} ends with '/' (an empty last segment); {expected} without it")
+    for seg in key[1:].split("/"):
+        if seg == "":
+            raise InvalidKey(f"DS key {key!r} has an empty segment ('//'); {expected}")
+        if seg in (".", ".."):
+            raise InvalidKey(f"DS key {key!r} has a {seg!r} segment, which is not allowed; {expected}")
+    return key
+
+
+def split_key(key: str) -> list[str]:
+    """Segments of a valid key; ``[]`` for the root."""
+    return [] if key == "/" else key[1:].split("/")
+
+
+def join_key(segments: Iterable[str]) -> str:
+    """Inverse of :func:`split_key` (segments are validated through the resulting key)."""
+    return validate_key("/" + "/".join(segments))
+
+
+def parent_key(key: str) -> str | None:
+    """Parent of a valid key; ``None`` for the root."""
+    if key == "/":
+        return None
+    i = key.rfind("/")
+    return "/" if i == 0 else key[:i]
+
+
+def child_key(key: str, name: str) -> str:
+    """The key of child ``name`` under ``key`` (validated)."""
+    return validate_key(("" if key == "/" else key) + "/" + name)
+
+
+def _depth(key: str) -> int:
+    return 0 if key == "/" else key.count("/")
+
+
+def _name(key: str) -> str:
+    return "" if key == "/" else key[key.rfind("/") + 1 :]
+
+
+def _validate_attrs(attrs: object, key: str) -> dict[str, list[str]]:
+    if not isinstance(attrs, Mapping):
+        raise InvalidAttrs(f"attributes for {key} must be a mapping of name -> list of strings, "
+                           f"got {type(attrs).__name__}")
+    out: dict[str, list[str]] = {}
+    for name, values in attrs.items():
+        if not isinstance(name, str) or name == "" or "\x00" in name:
+            raise InvalidAttrs(f"attribute name {name!r} on {key} must be a non-empty string without NUL")
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+            raise InvalidAttrs(
+                f"attribute {name!r} on {key} must be a list of strings (multi-valued), got "
+                f"{type(values).__name__} {values!r}; write [{values!r}] for a single value"
+            )
+        vals = list(values)
+        for v in vals:
+            if not isinstance(v, str):
+                raise InvalidAttrs(f"attribute {name!r} on {key} has a non-string value {v!r}")
+        out[name] = vals
+    return out
+
+
+# ------------------------------------------------------------------------------------------ operations
+@dataclass(frozen=True)
+class SetOp:
+    """Set the given attributes of ``key`` (others are left as they are); creates the key if missing."""
+
+    key: str
+    attrs: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteAttrOp:
+    """Remove one attribute of ``key`` (no-op if the key or attribute is missing)."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteOp:
+    """Delete ``key`` and everything below it (no-op if missing). Deleting ``/`` empties the tree."""
+
+    key: str
+
+
+Op = SetOp | DeleteAttrOp | DeleteOp
+OpName = Literal["set", "delete_attr", "delete", "reset"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed operation, as stored in the change log and delivered to subscribers.
+
+    ``attrs`` is the attributes set (``op == "set"``), ``{name: []}`` for ``"delete_attr"``, and ``{}``
+    for ``"delete"`` and ``"reset"``. ``index``/``count`` place the change inside its batch (all changes
+    of a batch share one revision); a replica applies a revision once it has all ``count`` changes.
+    ``"reset"`` means the history was replaced (new epoch): every key may have changed.
+    """
+
+    revision: int
+    op: OpName
+    key: str
+    attrs: Mapping[str, Sequence[str]]
+    index: int = 0
+    count: int = 1
+
+    def to_op(self) -> Op:
+        """The operation that replays this change on another store."""
+        if self.op == "set":
+            return SetOp(self.key, {k: list(v) for k, v in self.attrs.items()})
+        if self.op == "delete_attr":
+            return DeleteAttrOp(self.key, next(iter(self.attrs)))
+        if self.op == "delete":
+            return DeleteOp(self.key)
+        raise ValueError("a 'reset' change has no operation: resynchronise the whole tree")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"revision": self.revision, "op": self.op, "key": self.key,
+                "attrs": {k: list(v) for k, v in self.attrs.items()}, "index": self.index, "count": self.count}
+
+
+def _normalize_op(op: object) -> Op:
+    if isinstance(op, SetOp):
+        key = validate_key(op.key)
+        return SetOp(key, _validate_attrs(op.attrs, key))
+    if isinstance(op, DeleteAttrOp):
+        key = validate_key(op.key)
+        if not isinstance(op.name, str) or op.name == "" or "\x00" in op.name:
+            raise InvalidAttrs(f"attribute name {op.name!r} on {key} must be a non-empty string without NUL")
+        return DeleteAttrOp(key, op.name)
+    if isinstance(op, DeleteOp):
+        return DeleteOp(validate_key(op.key))
+    raise TypeError(f"not a store operation: {op!r} (expected SetOp, DeleteAttrOp or DeleteOp)")
+
+
+# -------------------------------------------------------------------------------------------- hashing
+def _canon(attrs: Mapping[str, Sequence[str]]) -> str:
+    """Canonical text of attributes: names sorted, value order kept. Also the stored form."""
+    return json.dumps(attrs, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _node_hash(attrs_json: str, acc: int) -> bytes:
+    h = hashlib.blake2b(digest_size=_HASH_BYTES, person=b"ds-node")
+    h.update(attrs_json.encode())
+    h.update(b"\x00")
+    h.update(acc.to_bytes(32, "big"))
+    return h.digest()
+
+
+def _contrib(name: str, node_hash: bytes) -> int:
+    h = hashlib.blake2b(digest_size=32, person=b"ds-child")
+    h.update(name.encode())
+    h.update(b"\x00")
+    h.update(node_hash)
+    return int.from_bytes(h.digest(), "big")
+
+
+class _Node:
+    """A node loaded into a batch. ``base`` is the hash the parent's accumulator currently counts."""
+
+    __slots__ = ("acc", "attrs", "base", "dirty", "key", "stored")
+
+    def __init__(self, key: str, attrs: dict[str, list[str]], acc: int, base: bytes | None,
+                 stored: tuple[str, int] | None) -> None:
+        self.key = key
+        self.attrs = attrs
+        self.acc = acc
+        self.base = base
+        self.stored = stored  # (attrs_json, acc) as in the database, None if not stored
+        self.dirty = False
+
+
+# --------------------------------------------------------------------------------------------- store
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (
+    path   TEXT PRIMARY KEY,
+    parent TEXT,
+    name   TEXT NOT NULL,
+    attrs  TEXT NOT NULL,
+    acc    BLOB NOT NULL,
+    hash   BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent, name);
+CREATE TABLE IF NOT EXISTS changes (
+    rev   INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    cnt   INTEGER NOT NULL,
+    op    TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    attrs TEXT NOT NULL,
+    PRIMARY KEY (rev, idx)
+) WITHOUT ROWID;
+"""
+
+Subscriber = Callable[[Change], None]
+
+
+class Store:
+    """A DS tree in one SQLite file. Open with ``Store(path)`` or ``Store.open_dir(data_dir)``.
+
+    ``path`` may be a file or a directory (then :data:`DB_FILENAME` inside it).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durability: Literal["full", "normal"] = "full") -> None:
+        p = Path(path)
+        if p.is_dir():
+            p = p / DB_FILENAME
+        if durability not in ("full", "normal"):
+            raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
+        self.path = p
+        self.durability = durability
+        self._lock = threading.RLock()
+        self._deliver_lock = threading.Lock()
+        self._tls = threading.local()
+        self._pending: collections.deque[Change] = collections.deque()
+        self._subs: dict[int, Subscriber] = {}
+        self._sub_seq = 0
+        self._closed = False
+        self._conn = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None)
+        try:
+            self._setup()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @classmethod
+    def open_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> Store:
+        """Open (creating it if needed) the store of a node's data directory."""
+        d = Path(data_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        return cls(d / DB_FILENAME, **kw)
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def _setup(self) -> None:
+        c = self._conn
+        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"cannot put {self.path} in WAL mode (got {mode!r})")
+        c.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        c.execute("PRAGMA foreign_keys=OFF")
+        c.execute("PRAGMA temp_store=MEMORY")
+        c.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executescript_ok = True  # type: ignore[attr-defined]  # marker for readers of this code
+        except AttributeError:
+            pass
+        try:
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            meta = dict(c.execute("SELECT k, v FROM meta").fetchall())
+            if not meta:
+                meta = {"schema": SCHEMA_VERSION, "epoch": uuid.uuid4().hex, "revision": "0",
+                        "log_floor": "0", "clean": "1"}
+                c.executemany("INSERT INTO meta(k, v) VALUES (?, ?)", list(meta.items()))
+                c.execute(
+                    "INSERT INTO nodes(path, parent, name, attrs, acc, hash) VALUES ('/', NULL, '', ?, ?, ?)",
+                    ("{}", _ZERO_ACC, _node_hash("{}", 0)),
+                )
+            if meta.get("schema") != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: DS store schema {meta.get('schema')!r} is not supported "
+                                 f"(this version reads schema {SCHEMA_VERSION})")
+            if self.durability == "normal" and meta.get("clean") != "1":
+                # The last run may have lost its newest commits (power loss): never reuse revisions silently.
+                meta["epoch"] = uuid.uuid4().hex
+                c.execute("UPDATE meta SET v=? WHERE k='epoch'", (meta["epoch"],))
+                logger.warning("DS store {} was not closed cleanly; starting a new epoch {} so that readers "
+                               "resynchronise", self.path, meta["epoch"])
+            c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('clean', '0')")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self._epoch = meta["epoch"]
+        self._revision = int(meta["revision"])
+        self._floor = int(meta["log_floor"])
+
+    def close(self) -> None:
+        """Close the database (marks a clean shutdown). Further calls raise."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._conn.execute("UPDATE meta SET v='1' WHERE k='clean'")
+            except sqlite3.Error as exc:
+                logger.warning("DS store {}: cannot mark clean shutdown: {}", self.path, exc)
+            self._conn.close()
+            self._closed = True
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"DS store {self.path} is closed")
+
+    # ------------------------------------------------------------------------------------ metadata
+    @property
+    def epoch(self) -> str:
+        """Random id of this store's history; changes on :meth:`reset` / history-replacing import."""
+        with self._lock:
+            return self._epoch
+
+    @property
+    def revision(self) -> int:
+        """Revision of the last committed batch (0 for a new store)."""
+        with self._lock:
+            return self._revision
+
+    @property
+    def log_floor(self) -> int:
+        """``changes_since(r)`` works for ``r >= log_floor`` (older changes were compacted)."""
+        with self._lock:
+            return self._floor
+
+    def position(self) -> tuple[str, int]:
+        """``(epoch, revision)`` read together."""
+        with self._lock:
+            return self._epoch, self._revision
+
+    def get_meta(self, name: str) -> str | None:
+        """A user metadata value (e.g. a replication cursor) written with ``batch(..., meta=...)``."""
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT v FROM meta WHERE k=?", ("user." + name,)).fetchone()
+            return None if row is None else str(row[0])
+
+    # --------------------------------------------------------------------------------------- reads
+    def get(self, key: str) -> dict[str, list[str]] | None:
+        """Attributes of ``key`` (``{}`` if it has none), or ``None`` if the key does not exist."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT attrs FROM nodes WHERE path=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def exists(self, key: str) -> bool:
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            return self._conn.execute("SELECT 1 FROM nodes WHERE path=?", (key,)).fetchone() is not None
+
+    def children(self, key: str) -> list[str]:
+        """Names of the children of ``key``, sorted (``[]`` for a leaf or a missing key)."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute("SELECT name FROM nodes WHERE parent=? ORDER BY name", (key,)).fetchall()
+        return [r[0] for r in rows]
+
+    def subtree_hash(self, key: str = "/") -> str | None:
+        """Hex subtree hash of ``key``, or ``None`` if the key does not exist."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT hash FROM nodes WHERE path=?", (key,)).fetchone()
+        return None if row is None else bytes(row[0]).hex()
+
+    def child_hashes(self, key: str) -> dict[str, str]:
+        """``{child name: hex subtree hash}`` of the children of ``key`` (for top-down comparison)."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute("SELECT name, hash FROM nodes WHERE parent=? ORDER BY name",
+                                      (key,)).fetchall()
+        return {r[0]: bytes(r[1]).hex() for r in rows}
+
+    def node(self, key: str) -> tuple[dict[str, list[str]], str] | None:
+        """``(attrs, hex subtree hash)`` of ``key`` read together, or ``None``."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT attrs, hash FROM nodes WHERE path=?", (key,)).fetchone()
+        return None if row is None else (json.loads(row[0]), bytes(row[1]).hex())
+
+    def walk(self, key: str = "/") -> list[tuple[str, dict[str, list[str]]]]:
+        """Every ``(key, attrs)`` of the subtree at ``key`` (itself included), parents before children."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            rows = self._subtree_rows(key)
+        rows.sort(key=lambda r: split_key(r[0]))
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def count(self, key: str = "/") -> int:
+        """Number of keys in the subtree at ``key`` (itself included; 0 if missing)."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            if key == "/":
+                return int(self._conn.execute("SELECT count(*) FROM nodes").fetchone()[0])
+            lo, hi = key + "/", key + "0"
+            return int(self._conn.execute(
+                "SELECT count(*) FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, lo, hi)
+            ).fetchone()[0])
+
+    def _subtree_rows(self, key: str) -> list[tuple[str, str]]:
+        if key == "/":
+            return [(r[0], r[1]) for r in self._conn.execute("SELECT path, attrs FROM nodes")]
+        lo, hi = key + "/", key + "0"  # '0' is the character after '/'
+        return [(r[0], r[1]) for r in self._conn.execute(
+            "SELECT path, attrs FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, lo, hi))]
+
+    # -------------------------------------------------------------------------------------- writes
+    def set(self, key: str, attrs: Mapping[str, Sequence[str]]) -> int:
+        """Set the given attributes of ``key`` (creating it and its parents). Returns the revision."""
+        return self.batch([SetOp(key, attrs)])
+
+    def delete_attr(self, key: str, name: str) -> int:
+        return self.batch([DeleteAttrOp(key, name)])
+
+    def delete(self, key: str) -> int:
+        """Delete ``key`` recursively. Returns the revision."""
+        return self.batch([DeleteOp(key)])
+
+    def batch(self, ops: Iterable[Op], *, meta: Mapping[str, str] | None = None) -> int:
+        """Apply ``ops`` atomically as one revision; returns it (the current revision if ``ops`` is empty).
+
+        ``ops`` may be any iterable (it is consumed inside the transaction). Every op is validated; an
+        invalid op raises and nothing of the batch is written. ``meta`` stores user metadata values
+        (see :meth:`get_meta`) in the same transaction, e.g. a replication cursor.
+        """
+        with self._lock:
+            self._check_open()
+            changes = self._apply(ops, meta)
+            if changes:
+                self._pending.extend(changes)
+            rev = self._revision
+        self._deliver()
+        return rev
+
+    def _apply(self, ops: Iterable[Op], meta: Mapping[str, str] | None,
+               pre: Callable[[], None] | None = None) -> list[Change]:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if pre is not None:
+                pre()
+            b = _Batch(c)
+            applied: list[Op] = []
+            for raw in ops:
+                op = _normalize_op(raw)
+                b.apply(op)
+                applied.append(op)
+            if meta:
+                c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
+                              [("user." + str(k), str(v)) for k, v in meta.items()])
+            if not applied and pre is None:
+                c.execute("COMMIT" if meta else "ROLLBACK")
+                return []
+            b.finish()
+            rev = self._revision + 1
+            n = len(applied)
+            changes = [_change_of(rev, op, i, n) for i, op in enumerate(applied)]
+            c.executemany(
+                "INSERT INTO changes(rev, idx, cnt, op, key, attrs) VALUES (?, ?, ?, ?, ?, ?)",
+                [(ch.revision, ch.index, ch.count, ch.op, ch.key, _canon(ch.attrs)) for ch in changes],
+            )
+            c.execute("UPDATE meta SET v=? WHERE k='revision'", (str(rev),))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        self._revision = rev
+        return changes
+
+    # -------------------------------------------------------------------------------- change log
+    def changes_since(self, revision: int, *, limit: int | None = None, epoch: str | None = None) -> list[Change]:
+        """Every change with a revision greater than ``revision``, in order.
+
+        With ``limit``, at most about ``limit`` changes, always ending on a whole batch (a revision is
+        never split, so the result may exceed ``limit`` by the rest of its last batch). Raises
+        :class:`Compacted` if changes after ``revision`` were compacted, :class:`RevisionAhead` if
+        ``revision`` is beyond the current one, :class:`EpochChanged` if ``epoch`` is given and differs.
+        """
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise ValueError(f"revision must be an integer >= 0, got {revision!r}")
+        with self._lock:
+            self._check_open()
+            if epoch is not None and epoch != self._epoch:
+                raise EpochChanged(epoch, self._epoch)
+            if revision > self._revision:
+                raise RevisionAhead(revision, self._revision)
+            if revision < self._floor:
+                raise Compacted(revision, self._floor)
+            sql = "SELECT rev, idx, cnt, op, key, attrs FROM changes WHERE rev>? ORDER BY rev, idx"
+            if limit is not None:
+                if limit < 1:
+                    raise ValueError(f"limit must be >= 1, got {limit}")
+                rows = c_rows = self._conn.execute(sql + " LIMIT ?", (revision, limit)).fetchall()
+                if c_rows and c_rows[-1][1] + 1 < c_rows[-1][2]:
+                    last = c_rows[-1]
+                    rows = c_rows + self._conn.execute(
+                        "SELECT rev, idx, cnt, op, key, attrs FROM changes WHERE rev=? AND idx>? ORDER BY idx",
+                        (last[0], last[1]),
+                    ).fetchall()
+            else:
+                rows = self._conn.execute(sql, (revision,)).fetchall()
+        return [Change(r[0], r[3], r[4], json.loads(r[5]), r[1], r[2]) for r in rows]
+
+    def compact(self, below_rev: int) -> int:
+        """Drop change-log rows of revisions below ``below_rev``; returns the new :attr:`log_floor`.
+
+        Afterwards ``changes_since(r)`` raises :class:`Compacted` for ``r < below_rev - 1``.
+        """
+        with self._lock:
+            self._check_open()
+            target = min(int(below_rev), self._revision + 1) - 1
+            if target <= self._floor:
+                return self._floor
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("DELETE FROM changes WHERE rev<=?", (target,))
+                c.execute("UPDATE meta SET v=? WHERE k='log_floor'", (str(target),))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            self._floor = target
+            return target
+
+    # ------------------------------------------------------------------------------ history reset
+    def reset(self) -> int:
+        """Empty the tree and the change log and start a new epoch. Returns the new revision.
+
+        Revision numbers keep increasing (never reused); subscribers get one ``"reset"`` change.
+        """
+        with self._lock:
+            self._check_open()
+            changes = self._reset_and_apply([])
+            self._pending.extend(changes)
+            rev = self._revision
+        self._deliver()
+        return rev
+
+    def _reset_and_apply(self, ops: Iterable[Op]) -> list[Change]:
+        c = self._conn
+        new_epoch = uuid.uuid4().hex
+        old_rev = self._revision
+
+        def wipe() -> None:
+            c.execute("DELETE FROM nodes WHERE path<>'/'")
+            c.execute("UPDATE nodes SET attrs='{}', acc=?, hash=? WHERE path='/'", (_ZERO_ACC, _node_hash("{}", 0)))
+            c.execute("DELETE FROM changes")
+            c.execute("UPDATE meta SET v=? WHERE k='epoch'", (new_epoch,))
+            c.execute("UPDATE meta SET v=? WHERE k='log_floor'", (str(old_rev + 1),))
+
+        logged = self._apply(ops, None, pre=wipe)
+        rev = self._revision
+        # The import (if any) is the snapshot of the new history, not a stream: drop its log rows.
+        c.execute("DELETE FROM changes WHERE rev=?", (rev,))
+        self._epoch = new_epoch
+        self._floor = rev
+        c.execute("UPDATE meta SET v=? WHERE k='log_floor'", (str(rev),))
+        del logged
+        return [Change(rev, "reset", "/", {}, 0, 1)]
+
+    # --------------------------------------------------------------------------- export / import
+    def export_json(self, key: str = "/") -> dict[str, Any]:
+        """The subtree at ``key`` as a JSON-able document (see :meth:`import_json`)."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            rows = self._subtree_rows(key)
+            epoch, rev = self._epoch, self._revision
+        if not rows:
+            raise KeyError(f"no such DS key: {key}")
+        root: dict[str, Any] = {}
+        nodes: dict[str, dict[str, Any]] = {}
+        for path, attrs_json in sorted(rows, key=lambda r: _depth(r[0])):
+            n: dict[str, Any] = {"attrs": json.loads(attrs_json), "children": {}}
+            nodes[path] = n
+            if path == key:
+                root = n
+            else:
+                parent = parent_key(path)
+                assert parent is not None
+                nodes[parent]["children"][_name(path)] = n
+        _sort_children(root)
+        return {"format": EXPORT_FORMAT, "key": key, "epoch": epoch, "revision": rev, "tree": root}
+
+    def import_json(self, data: Mapping[str, Any], at_key: str = "/", *, merge: bool = False,
+                    reset_history: bool = False) -> int:
+        """Place an exported tree at ``at_key`` in one batch; returns the revision.
+
+        By default the subtree at ``at_key`` is replaced (deleted, then written). With ``merge`` the
+        document's attributes are set over the existing subtree. With ``reset_history`` (only for
+        ``at_key == "/"``) the whole store, change log included, is replaced and a new epoch starts.
+        """
+        at_key = validate_key(at_key)
+        tree = data.get("tree", data) if isinstance(data, Mapping) else None
+        if not isinstance(tree, Mapping):
+            raise InvalidImport("import document must be a JSON object with a 'tree' node "
+                                f"(format {EXPORT_FORMAT!r}, as written by export)")
+        fmt = data.get("format")
+        if fmt is not None and fmt != EXPORT_FORMAT:
+            raise InvalidImport(f"import document format is {fmt!r}; expected {EXPORT_FORMAT!r}")
+        ops: list[Op] = []
+        _tree_ops(tree, at_key, ops)
+        if reset_history:
+            if at_key != "/" or merge:
+                raise ValueError("reset_history replaces the whole store: use it with at_key '/' and no merge")
+            with self._lock:
+                self._check_open()
+                changes = self._reset_and_apply(ops)
+                self._pending.extend(changes)
+                rev = self._revision
+            self._deliver()
+            return rev
+        if not merge:
+            ops.insert(0, DeleteOp(at_key))
+        return self.batch(ops)
+
+    # ---------------------------------------------------------------------------------- checking
+    def verify(self) -> list[str]:
+        """Recompute every hash from scratch and compare with the stored ones. Returns problems found."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute("SELECT path, parent, name, attrs, acc, hash FROM nodes").fetchall()
+        problems: list[str] = []
+        by_path = {r[0]: r for r in rows}
+        kids: dict[str, list[str]] = collections.defaultdict(list)
+        for r in rows:
+            if r[0] != "/":
+                if r[1] != parent_key(r[0]) or r[2] != _name(r[0]):
+                    problems.append(f"{r[0]}: parent/name columns are inconsistent")
+                if r[1] not in by_path:
+                    problems.append(f"{r[0]}: parent {r[1]} is missing")
+                kids[r[1]].append(r[0])
+        computed: dict[str, bytes] = {}
+        for path in sorted(by_path, key=_depth, reverse=True):
+            acc = 0
+            for k in kids.get(path, []):
+                acc = (acc + _contrib(_name(k), computed[k])) % _MOD
+            attrs_json = _canon(json.loads(by_path[path][3]))
+            computed[path] = _node_hash(attrs_json, acc)
+            if computed[path] != bytes(by_path[path][5]) or acc != int.from_bytes(by_path[path][4], "big"):
+                problems.append(f"{path}: stored subtree hash does not match its content")
+        return problems
+
+    # -------------------------------------------------------------------------------- subscribers
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(change)`` for every committed change, in order. Returns an unsubscribe function."""
+        with self._lock:
+            self._sub_seq += 1
+            token = self._sub_seq
+            self._subs[token] = callback
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subs.pop(token, None)
+
+        return unsubscribe
+
+    def _deliver(self) -> None:
+        if getattr(self._tls, "delivering", False):
+            return  # a subscriber wrote to the store: the outer delivery loop delivers it next
+        with self._deliver_lock:
+            self._tls.delivering = True
+            try:
+                while True:
+                    with self._lock:
+                        if not self._pending:
+                            return
+                        change = self._pending.popleft()
+                        subs = list(self._subs.values())
+                    for cb in subs:
+                        try:
+                            cb(change)
+                        except Exception:
+                            logger.exception("DS store subscriber {!r} failed on change r{} {} {}; continuing",
+                                             cb, change.revision, change.op, change.key)
+            finally:
+                self._tls.delivering = False
+
+
+def _sort_children(node: dict[str, Any]) -> None:
+    kids = node["children"]
+    node["children"] = {k: kids[k] for k in sorted(kids)}
+    for child in node["children"].values():
+        _sort_children(child)
+
+
+def _tree_ops(node: Mapping[str, Any], key: str, out: list[Op]) -> None:
+    if not isinstance(node, Mapping):
+        raise InvalidImport(f"{key}: a tree node must be an object with 'attrs' and 'children'")
+    unknown = set(node) - {"attrs", "children"}
+    if unknown:
+        raise InvalidImport(f"{key}: unexpected field(s) {sorted(unknown)} in a tree node "
+                            f"(expected 'attrs' and 'children')")
+    attrs = node.get("attrs", {})
+    try:
+        out.append(SetOp(key, _validate_attrs(attrs, key)))
+    except InvalidAttrs as exc:
+        raise InvalidImport(str(exc)) from None
+    children = node.get("children", {})
+    if not isinstance(children, Mapping):
+        raise InvalidImport(f"{key}: 'children' must be an object of name -> node")
+    for name, child in children.items():
+        try:
+            ck = child_key(key, name)
+        except InvalidKey as exc:
+            raise InvalidImport(f"child name {name!r} under {key}: {exc}") from None
+        if "/" in name:
+            raise InvalidImport(f"child name {name!r} under {key} contains '/'")
+        _tree_ops(child, ck, out)
+
+
+def _change_of(rev: int, op: Op, index: int, count: int) -> Change:
+    if isinstance(op, SetOp):
+        return Change(rev, "set", op.key, {k: list(v) for k, v in op.attrs.items()}, index, count)
+    if isinstance(op, DeleteAttrOp):
+        return Change(rev, "delete_attr", op.key, {op.name: []}, index, count)
+    return Change(rev, "delete", op.key, {}, index, count)
+
+
+class _Batch:
+    """Applies operations inside an open transaction; hashes are settled once in :meth:`finish`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+        self.cache: dict[str, _Node | None] = {}
+
+    def load(self, key: str) -> _Node | None:
+        if key in self.cache:
+            return self.cache[key]
+        row = self.c.execute("SELECT attrs, acc, hash FROM nodes WHERE path=?", (key,)).fetchone()
+        node = None
+        if row is not None:
+            acc = int.from_bytes(row[1], "big")
+            node = _Node(key, json.loads(row[0]), acc, bytes(row[2]), (row[0], acc))
+        self.cache[key] = node
+        return node
+
+    def ensure(self, key: str) -> _Node:
+        node = self.load(key)
+        if node is None:
+            parent = parent_key(key)
+            if parent is not None:
+                self.ensure(parent)
+            node = _Node(key, {}, 0, None, None)
+            node.dirty = True
+            self.cache[key] = node
+        return node
+
+    def apply(self, op: Op) -> None:
+        if isinstance(op, SetOp):
+            node = self.ensure(op.key)
+            for name, values in op.attrs.items():
+                node.attrs[name] = list(values)
+            node.dirty = True
+        elif isinstance(op, DeleteAttrOp):
+            node = self.load(op.key)
+            if node is not None and op.name in node.attrs:
+                del node.attrs[op.name]
+                node.dirty = True
+        else:
+            self.delete(op.key)
+
+    def delete(self, key: str) -> None:
+        node = self.load(key)
+        if node is None:
+            return
+        c = self.c
+        if key == "/":
+            c.execute("DELETE FROM nodes WHERE path<>'/'")
+            self.cache = {k: (None if k != "/" else v) for k, v in self.cache.items()}
+            node.attrs = {}
+            node.acc = 0
+            node.dirty = True
+            return
+        parent = parent_key(key)
+        assert parent is not None
+        pnode = self.load(parent)
+        assert pnode is not None
+        if node.base is not None:
+            pnode.acc = (pnode.acc - _contrib(_name(key), node.base)) % _MOD
+            pnode.dirty = True
+        c.execute("DELETE FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, key + "/", key + "0"))
+        prefix = key + "/"
+        for k in list(self.cache):
+            if k == key or k.startswith(prefix):
+                self.cache[k] = None
+
+    def finish(self) -> None:
+        levels: dict[int, list[_Node]] = collections.defaultdict(list)
+        for node in self.cache.values():
+            if node is not None and node.dirty:
+                levels[_depth(node.key)].append(node)
+        writes: list[tuple[str, str | None, str, str, bytes, bytes]] = []
+        for depth in range(max(levels, default=0), -1, -1):
+            for node in levels.get(depth, []):
+                node.dirty = False
+                attrs_json = _canon(node.attrs)
+                if node.stored is not None and node.stored == (attrs_json, node.acc):
+                    continue  # unchanged
+                new_hash = _node_hash(attrs_json, node.acc)
+                writes.append((node.key, parent_key(node.key), _name(node.key), attrs_json,
+                               node.acc.to_bytes(32, "big"), new_hash))
+                node.stored = (attrs_json, node.acc)
+                if new_hash == node.base:
+                    continue
+                parent = parent_key(node.key)
+                if parent is not None:
+                    pnode = self.ensure(parent)
+                    name = _name(node.key)
+                    delta = _contrib(name, new_hash)
+                    if node.base is not None:
+                        delta -= _contrib(name, node.base)
+                    pnode.acc = (pnode.acc + delta) % _MOD
+                    if not pnode.dirty:
+                        pnode.dirty = True
+                        levels[depth - 1].append(pnode)
+                node.base = new_hash
+        if writes:
+            self.c.executemany(
+                "INSERT INTO nodes(path, parent, name, attrs, acc, hash) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET attrs=excluded.attrs, acc=excluded.acc, hash=excluded.hash",
+                writes,
+            )
+
+
+def iter_diff(a: Store, b: Store, key: str = "/") -> Iterator[str]:
+    """Keys under ``key`` whose own attributes or existence differ between ``a`` and ``b`` (top-down)."""
+    na, nb = a.node(key), b.node(key)
+    if na is None and nb is None:
+        return
+    if na is None or nb is None:
+        yield key
+        return
+    if na[1] == nb[1]:
+        return
+    if na[0] != nb[0]:
+        yield key
+    ha, hb = a.child_hashes(key), b.child_hashes(key)
+    for name in sorted(set(ha) | set(hb)):
+        if ha.get(name) != hb.get(name):
+            yield from iter_diff(a, b, child_key(key, name))

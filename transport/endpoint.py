@@ -1,0 +1,457 @@
+"""ZeroMQ endpoints: one I/O thread owns each socket.
+
+ZeroMQ sockets are not thread-safe, so an :class:`Endpoint` creates its socket, binds or
+connects it, and from then on only its I/O thread touches it. Other threads (actors) call
+``send``/``request``/``reply``/``set_faults``; those calls queue a command and wake the I/O
+thread through a control pipe that it polls beside the socket and the socket monitor.
+
+- request/reply: every request gets an id (``corr``); replies may arrive in any order and
+  complete the matching :class:`concurrent.futures.Future`; an unanswered request fails
+  with :class:`RequestTimeout` at its own deadline.
+- one-way notifications: ``send``.
+- connection events from the ZeroMQ socket monitor arrive as ``ConnectionEvent`` messages.
+- fault hooks (:mod:`transport.faults`) apply to both directions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import zmq
+from loguru import logger
+from zmq.utils.monitor import recv_monitor_message
+
+from transport.codec import (
+    DEFAULT_MAX_FRAME,
+    NOTIFY,
+    REPLY,
+    REQUEST,
+    DecodeError,
+    Envelope,
+    decode,
+    encode,
+)
+from transport.faults import NO_FAULTS, Faults
+from transport.messages import ConnectionEvent, ErrorReply, Message
+from transport.security import Security
+
+
+class RequestTimeout(TimeoutError):
+    """No reply arrived within the request's timeout."""
+
+
+class EndpointClosed(ConnectionError):
+    """The endpoint stopped before the request was answered."""
+
+
+class SendFailed(ConnectionError):
+    """The message could not be queued to any peer (no connection, or high-water mark)."""
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    reconnect_ivl_ms: int = 1000
+    reconnect_ivl_max_ms: int = 0
+    linger_ms: int = 0
+    sndhwm: int = 10_000
+    rcvhwm: int = 10_000
+    tos: int = 0
+    heartbeat_ivl_ms: int = 0
+    heartbeat_timeout_ms: int = 0
+    max_frame: int = DEFAULT_MAX_FRAME
+    immediate: bool = True  # a client queues only to completed connections, so nothing goes stale
+
+
+_MONITOR_KINDS = {
+    zmq.EVENT_CONNECTED: "connected",
+    zmq.EVENT_DISCONNECTED: "disconnected",
+    zmq.EVENT_CONNECT_RETRIED: "retried",
+    zmq.EVENT_ACCEPTED: "accepted",
+    zmq.EVENT_CLOSED: "closed",
+    zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake",
+}
+
+MessageHandler = Callable[[Envelope, bytes | None], None]
+EventHandler = Callable[[ConnectionEvent], None]
+
+
+@dataclass
+class EndpointStats:
+    sent: int = 0
+    received: int = 0
+    dropped_out: int = 0
+    dropped_in: int = 0
+    decode_errors: int = 0
+    timeouts: int = 0
+    send_failures: int = 0
+
+
+@dataclass(order=True)
+class _Delayed:
+    due: float
+    seq: int
+    action: Callable[[], None] = field(compare=False)
+
+
+class Endpoint:
+    """A ROUTER server (``bind``) or DEALER client (``connect``) driven by its own I/O thread."""
+
+    def __init__(
+        self,
+        name: str,
+        role: Literal["server", "client"],
+        address: str,
+        *,
+        node: str,
+        on_message: MessageHandler,
+        on_event: EventHandler | None = None,
+        options: EndpointOptions | None = None,
+        security: Security | None = None,
+        generation: Callable[[], int] = lambda: 0,
+        context: zmq.Context[Any] | None = None,
+        identity: bytes | None = None,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.address = address
+        self.node = node
+        self._on_message = on_message
+        self._on_event = on_event
+        self.options = options or EndpointOptions()
+        self.security = security or Security.plain()
+        self._generation = generation
+        self._ctx = context or zmq.Context.instance()
+        self._identity = identity
+        self._faults = NO_FAULTS
+        self._rng = random.Random()
+        self._ids = itertools.count(1)
+        self._commands: deque[tuple[str, Any]] = deque()
+        self._pending: dict[int, tuple[Future[Envelope], float]] = {}
+        self._delayed: list[_Delayed] = []
+        self._delay_seq = itertools.count()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self.connected = False
+        self.stats = EndpointStats()
+        self.bound_address = ""
+        self._sock = self._make_socket()
+        self.log = logger.bind(node=node, endpoint=name)
+
+    # ----------------------------------------------------------------------------------- setup
+
+    def _make_socket(self) -> zmq.Socket[bytes]:
+        o = self.options
+        sock: zmq.Socket[bytes] = self._ctx.socket(zmq.ROUTER if self.role == "server" else zmq.DEALER)
+        sock.linger = o.linger_ms
+        sock.sndhwm = o.sndhwm
+        sock.rcvhwm = o.rcvhwm
+        sock.setsockopt(zmq.RECONNECT_IVL, o.reconnect_ivl_ms)
+        if o.reconnect_ivl_max_ms:
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, o.reconnect_ivl_max_ms)
+        if o.tos:
+            sock.setsockopt(zmq.TOS, o.tos)
+        if o.heartbeat_ivl_ms:
+            sock.setsockopt(zmq.HEARTBEAT_IVL, o.heartbeat_ivl_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, o.heartbeat_timeout_ms or 3 * o.heartbeat_ivl_ms)
+        sock.setsockopt(zmq.MAXMSGSIZE, o.max_frame + 1024)
+        if self.role == "server":
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        elif o.immediate:
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+        if self._identity:
+            sock.setsockopt(zmq.IDENTITY, self._identity)
+        self.security.apply(sock, server=self.role == "server")
+        return sock
+
+    def start(self) -> Endpoint:
+        """Bind or connect (errors raise here, in the caller), then start the I/O thread."""
+        self._monitor = self._sock.get_monitor_socket()
+        try:
+            if self.role == "server":
+                self._sock.bind(self.address)
+                self.bound_address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            else:
+                self._sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            self._closed.set()
+            self._close_sockets()
+            self._close_pipe()
+            raise OSError(f"endpoint {self.name}: cannot {self._verb()} {self.address}: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, name=f"io-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _verb(self) -> str:
+        return "bind" if self.role == "server" else "connect"
+
+    # ------------------------------------------------------------------------- caller threads
+
+    def send(self, msg: Message, to: bytes | None = None, seq: int | None = None) -> None:
+        """Queue a one-way notification (to a peer identity, for a server)."""
+        self._command("send", (msg, to, seq, NOTIFY, None))
+
+    def request(self, msg: Message, timeout: float, to: bytes | None = None) -> Future[Envelope]:
+        """Send a request; the future gets the reply envelope, or RequestTimeout/EndpointClosed."""
+        fut: Future[Envelope] = Future()
+        corr = next(self._ids)
+        if self._closed.is_set():
+            fut.set_exception(EndpointClosed(f"endpoint {self.name} is closed"))
+            return fut
+        self._command("request", (msg, to, fut, corr, timeout))
+        return fut
+
+    def reply(self, request: Envelope, msg: Message, to: bytes | None = None) -> None:
+        """Answer a request envelope (``to`` is the peer identity a server got it from)."""
+        self._command("send", (msg, to, None, REPLY, request.corr))
+
+    def set_faults(self, faults: Faults) -> None:
+        self._command("faults", faults)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def stop(self, timeout: float = 2.0) -> None:
+        if self._thread is None:
+            self._closed.set()
+            self._close_sockets()
+            self._close_pipe()
+            return
+        self._command("stop", None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log.error("I/O thread of {} did not stop within {}s", self.name, timeout)
+            return
+        self._close_pipe()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "address": self.bound_address or self.address,
+            "connected": self.connected,
+            "faults": self._faults.as_dict(),
+            "stats": dict(self.stats.__dict__),
+        }
+
+    def _command(self, kind: str, arg: Any) -> None:
+        if self._closed.is_set():
+            return
+        self._commands.append((kind, arg))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the I/O thread is already awake and will drain the queue
+        except OSError:
+            pass  # closed: the endpoint stopped
+
+    # ------------------------------------------------------------------------------ I/O thread
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        try:
+            while True:
+                ready = dict(poller.poll(self._poll_timeout_ms()))
+                if self._wake_r in ready:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                if not self._drain_commands():
+                    return
+                if self._sock in ready:
+                    self._receive_all()
+                if self._monitor in ready:
+                    self._read_monitor()
+                self._fire_due()
+        except Exception:  # noqa: BLE001 - a dying I/O thread must say why
+            self.log.exception("I/O thread of endpoint {} failed", self.name)
+        finally:
+            self._shutdown()
+
+    def _poll_timeout_ms(self) -> int:
+        deadlines = [d for _, d in self._pending.values()]
+        if self._delayed:
+            deadlines.append(self._delayed[0].due)
+        if not deadlines:
+            return 1000
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def _drain_commands(self) -> bool:
+        while self._commands:
+            kind, arg = self._commands.popleft()
+            if kind == "stop":
+                return False
+            if kind == "send":
+                msg, to, seq, env_kind, corr = arg
+                self._outgoing(Envelope(msg, self.node, self._generation(), seq, env_kind, corr), to, None)
+            elif kind == "request":
+                msg, to, fut, corr, timeout = arg
+                self._pending[corr] = (fut, time.monotonic() + timeout)
+                self._outgoing(Envelope(msg, self.node, self._generation(), None, REQUEST, corr), to, fut)
+            elif kind == "faults":
+                self._apply_faults(arg)
+        return True
+
+    def _apply_faults(self, faults: Faults) -> None:
+        was_cut = self._faults.cut
+        self._faults = faults
+        self.log.warning("fault hooks of {} set to {}", self.name, faults.as_dict())
+        if self.role != "client" or faults.cut == was_cut:
+            return
+        if faults.cut:
+            self._sock.disconnect(self.address)
+            if self.connected:
+                self.connected = False
+                self._emit("disconnected", self.address)
+        else:
+            self._sock.connect(self.address)
+
+    def _outgoing(self, env: Envelope, to: bytes | None, fut: Future[Envelope] | None) -> None:
+        faults = self._faults
+        if faults.drops(self._rng):
+            self.stats.dropped_out += 1
+            return
+        if faults.delay_ms > 0:
+            self._later(faults.delay_ms, lambda: self._transmit(env, to, fut))
+        else:
+            self._transmit(env, to, fut)
+
+    def _transmit(self, env: Envelope, to: bytes | None, fut: Future[Envelope] | None) -> None:
+        frames = encode(env)
+        if self.role == "server":
+            if to is None:
+                self.log.error("{}: a server endpoint needs a peer identity to send {}", self.name, env.msg.TYPE)
+                return
+            frames = [to, *frames]
+        try:
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            self.stats.sent += 1
+        except zmq.ZMQError as exc:
+            self.stats.send_failures += 1
+            if fut is not None and env.corr in self._pending:
+                del self._pending[env.corr]
+                fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {exc.strerror}"))
+
+    def _receive_all(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            peer: bytes | None = None
+            if self.role == "server":
+                peer, frames = frames[0], frames[1:]
+            try:
+                env = decode(frames, self.options.max_frame)
+            except DecodeError as exc:
+                self.stats.decode_errors += 1
+                self.log.warning("{}: rejected a malformed frame from {!r}: {}", self.name, peer, exc)
+                if peer is not None:
+                    self._transmit(Envelope(ErrorReply(str(exc)), self.node, self._generation(), None, REPLY), peer, None)
+                continue
+            faults = self._faults
+            if faults.drops(self._rng):
+                self.stats.dropped_in += 1
+                continue
+            if faults.delay_ms > 0:
+                self._later(faults.delay_ms, lambda env=env, peer=peer: self._deliver(env, peer))  # type: ignore[misc]
+            else:
+                self._deliver(env, peer)
+
+    def _deliver(self, env: Envelope, peer: bytes | None) -> None:
+        self.stats.received += 1
+        if env.kind == REPLY and env.corr is not None:
+            pending = self._pending.pop(env.corr, None)
+            if pending is not None:
+                if not pending[0].done():
+                    pending[0].set_result(env)
+                return
+            if self.role == "client":
+                self.log.debug("{}: late reply {} to request {} dropped", self.name, env.msg.TYPE, env.corr)
+                return
+        try:
+            self._on_message(env, peer)
+        except Exception:  # noqa: BLE001 - a handler bug must not kill the I/O thread
+            self.log.exception("{}: handler failed on {}", self.name, env.msg.TYPE)
+
+    def _read_monitor(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = _MONITOR_KINDS.get(event["event"])
+            if kind is None:
+                continue
+            endpoint = event.get("endpoint", b"")
+            address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+            if self.role == "client":
+                if kind == "connected":
+                    self.connected = True
+                elif kind in ("disconnected", "closed"):
+                    self.connected = False
+            self._emit(kind, address)
+
+    def _emit(self, kind: str, address: str) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(ConnectionEvent(self.name, kind, address))
+        except Exception:  # noqa: BLE001
+            self.log.exception("{}: connection event handler failed", self.name)
+
+    def _later(self, delay_ms: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._delayed, _Delayed(time.monotonic() + delay_ms / 1000, next(self._delay_seq), action))
+
+    def _fire_due(self) -> None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0].due <= now:
+            heapq.heappop(self._delayed).action()
+        for corr, (fut, deadline) in list(self._pending.items()):
+            if deadline <= now:
+                del self._pending[corr]
+                self.stats.timeouts += 1
+                if not fut.done():
+                    fut.set_exception(RequestTimeout(f"{self.name}: no reply to request {corr} in time"))
+
+    def _shutdown(self) -> None:
+        self._closed.set()
+        for fut, _ in self._pending.values():
+            if not fut.done():
+                fut.set_exception(EndpointClosed(f"endpoint {self.name} stopped"))
+        self._pending.clear()
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        monitor = getattr(self, "_monitor", None)
+        try:
+            if monitor is not None:
+                self._sock.disable_monitor()
+                monitor.close(0)
+        except zmq.ZMQError:
+            pass
+        self._sock.close(self.options.linger_ms)
+
+    def _close_pipe(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,196 @@
+"""Typed messages: frozen dataclasses in one registry, keyed by a stable type name.
+
+The same message type travels inside a node (pykka ``tell``/``ask``) and between
+nodes (ZeroMQ frames, see :mod:`transport.codec`). A class joins the registry with
+``@register("TypeName")``; the name is the wire name and never changes once shipped.
+
+Field types allowed on the wire: ``str``, ``int``, ``float``, ``bool``, ``bytes``,
+``X | None``, ``tuple[T, ...]`` of those, and ``dict[str, Any]`` (JSON-like values).
+The codec checks every field against these annotations when it decodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, TypeVar
+
+PROTOCOL_VERSION = 1
+
+_REGISTRY: dict[str, type[Message]] = {}
+_VALIDATORS: dict[str, dict[str, Callable[[Any], bool]]] = {}
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every typed message. ``TYPE`` is the registered wire name."""
+
+    TYPE: ClassVar[str] = ""
+
+
+M = TypeVar("M", bound=type[Message])
+
+
+def register(type_name: str) -> Callable[[M], M]:
+    """Class decorator: add a frozen dataclass to the registry under ``type_name``."""
+
+    def decorate(cls: M) -> M:
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise TypeError(f"{cls.__name__} must be a frozen dataclass to be a message")
+        if type_name in _REGISTRY and _REGISTRY[type_name] is not cls:
+            raise TypeError(f"message type name {type_name!r} is already taken by {_REGISTRY[type_name]}")
+        cls.TYPE = type_name
+        _REGISTRY[type_name] = cls
+        hints = typing.get_type_hints(cls)
+        _VALIDATORS[type_name] = {f.name: _validator(hints[f.name]) for f in dataclasses.fields(cls)}
+        return cls
+
+    return decorate
+
+
+def registry() -> dict[str, type[Message]]:
+    """A copy of the registry: wire name -> class."""
+    return dict(_REGISTRY)
+
+
+def lookup(type_name: str) -> type[Message] | None:
+    return _REGISTRY.get(type_name)
+
+
+def validators(type_name: str) -> dict[str, Callable[[Any], bool]]:
+    return _VALIDATORS[type_name]
+
+
+def _is_json_like(value: Any, depth: int = 0) -> bool:
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, (str, int, float, bool, bytes)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json_like(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json_like(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _validator(tp: Any) -> Callable[[Any], bool]:
+    """Build a predicate that accepts exactly the decoded values of annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return _is_json_like
+    if tp is bool:
+        return lambda v: isinstance(v, bool)
+    if tp is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if tp is float:
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if tp is str:
+        return lambda v: isinstance(v, str)
+    if tp is bytes:
+        return lambda v: isinstance(v, bytes)
+    if tp is type(None):
+        return lambda v: v is None
+    if origin in (typing.Union, types.UnionType):
+        options = [_validator(a) for a in typing.get_args(tp)]
+        return lambda v: any(ok(v) for ok in options)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _validator(args[0])
+            return lambda v: isinstance(v, (list, tuple)) and all(item(x) for x in v)
+        items = [_validator(a) for a in args]
+        return lambda v: (
+            isinstance(v, (list, tuple)) and len(v) == len(items) and all(ok(x) for ok, x in zip(items, v))
+        )
+    if origin is dict:
+        key_t, val_t = typing.get_args(tp)
+        if key_t is not str:
+            raise TypeError(f"dict keys on the wire must be str, not {key_t}")
+        check = _validator(val_t)
+        return lambda v: isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+    raise TypeError(f"unsupported field type on the wire: {tp!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Messages shared by every node. Actor-specific ones live beside their actors but register here too.
+# --------------------------------------------------------------------------------------------------
+
+
+@register("Hello")
+@dataclass(frozen=True)
+class Hello(Message):
+    """Periodic status from a node's VirtualSwitch to its peer."""
+
+    node: str
+    role: str
+    generation: int
+    release: str
+    started_at: float
+    starting_up: bool = False
+    replication: str = "unknown"
+    manual_switch_only: bool = False
+
+
+@register("Ping")
+@dataclass(frozen=True)
+class Ping(Message):
+    payload: bytes = b""
+
+
+@register("Pong")
+@dataclass(frozen=True)
+class Pong(Message):
+    payload: bytes = b""
+
+
+@register("ErrorReply")
+@dataclass(frozen=True)
+class ErrorReply(Message):
+    """Answer to a request that could not be served; ``error`` says what was wrong."""
+
+    error: str
+    request_type: str = ""
+
+
+@register("ConnectionEvent")
+@dataclass(frozen=True)
+class ConnectionEvent(Message):
+    """A ZeroMQ socket monitor event: ``kind`` is connected, disconnected, retried, accepted..."""
+
+    endpoint: str
+    kind: str
+    address: str
+
+
+@register("AdminRequest")
+@dataclass(frozen=True)
+class AdminRequest(Message):
+    op: str
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@register("AdminReply")
+@dataclass(frozen=True)
+class AdminReply(Message):
+    ok: bool
+    result: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str = ""
+
+
+@register("CrashActor")
+@dataclass(frozen=True)
+class CrashActor(Message):
+    """Fault injection: the receiving actor raises, as if it had a bug."""
+
+    reason: str = "injected crash"
+
+
+@register("Tick")
+@dataclass(frozen=True)
+class Tick(Message):
+    """A timer an actor scheduled for itself; ``name`` says which."""
+
+    name: str
+    token: int = 0
