@@ -41,8 +41,7 @@ class SupervisorConfig:
 
 @dataclass(frozen=True)
 class HooksConfig:
-    commence_dir: str = ""
-    discontinue_dir: str = ""
+    dir: str = ""  # holds commence.d/ and discontinue.d/; default: <data_dir>/hooks
     timeout: float = 30.0
 
 

@@ -8,6 +8,7 @@ reference across a restart: a restarted child is a new actor with a new referenc
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import zmq
 from actors.clock import Clock
 
 if TYPE_CHECKING:
+    from actors.event_log import EventLog
     from transport.endpoint import Endpoint
 
 
@@ -77,6 +79,7 @@ class RoleSnapshot:
     starting_up: bool = True
     reason: str = ""
     manual_switch_only: bool = False
+    force_backup: bool = False
     replication: str = "unknown"
 
 
@@ -90,3 +93,5 @@ class NodeContext:
     directory: Directory = field(default_factory=Directory)
     supervisor: pykka.ActorRef[Any] | None = None
     role: RoleSnapshot = field(default_factory=RoleSnapshot)
+    status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    event_log: EventLog | None = None

@@ -18,10 +18,11 @@ from actors.admin import ADMIN_SOCKET, AdminError, AdminOp, AdminServer
 from actors.base import CrashActor
 from actors.clock import RealClock
 from actors.config import NodeConfig
-from actors.context import NodeContext, RoleSnapshot
+from actors.context import NodeContext
 from actors.logs import configure_logging
 from actors.supervision import Intensity
-from actors.supervisor import GetActorStatus, StartChildren, Supervisor, actor_spec
+from actors.node_supervisor import NodeSupervisor, StopNode
+from actors.supervisor import GetActorStatus, actor_spec
 from actors.virtual_switch import GetPeerStatus, VirtualSwitch
 from transport.faults import NO_FAULTS, Faults
 from transport.security import Security
@@ -34,8 +35,11 @@ def security_of(cfg: NodeConfig) -> Security:
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, force_backup: bool = False, manual_switch_only: bool = False) -> None:
         self.config = config
+        self.force_backup = force_backup
+        self.manual_switch_only = manual_switch_only
+        self.shutdown_done = threading.Event()
         self.clock = RealClock()
         self.ctx = NodeContext(node=config.name, clock=self.clock, config=config, zmq=zmq.Context())
         self.stop_requested = threading.Event()
@@ -107,17 +111,27 @@ class Node:
         configure_logging(cfg.name, cfg.log_level, data)
         self.log.info("starting node {} (release {}), data in {}", cfg.name, cfg.release, data)
         security = security_of(cfg)
-        specs = [
-            actor_spec("Admin", AdminServer, ops=self.admin_ops()),
-            actor_spec("VirtualSwitch", VirtualSwitch, security=security),
-        ]
+        specs = {
+            "core": [
+                actor_spec("Admin", AdminServer, ops=self.admin_ops()),
+                actor_spec("VirtualSwitch", VirtualSwitch, security=security),
+            ],
+        }
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
-        self.supervisor = Supervisor.start(self.ctx, specs, intensity, self.escalate)
-        self.supervisor.ask(StartChildren(), timeout=10)
-        self.ctx.role = RoleSnapshot(role="Init", starting_up=False)
+        self.supervisor = NodeSupervisor.start(
+            self.ctx, specs, intensity,
+            manual_switch_only=self.manual_switch_only,
+            force_backup=self.force_backup,
+            reconnect_timeout=self.reconnect_timeout,
+            on_shutdown=self.shutdown_requested,
+        )
 
-    def escalate(self, reason: str) -> None:
-        self.ctx.role = RoleSnapshot(role="Error", generation=self.ctx.role.generation, reason=reason)
+    def reconnect_timeout(self) -> float:
+        return float(self.config.parameters.get("Switchover Reconnect Timeout", "30"))
+
+    def shutdown_requested(self, why: str) -> None:
+        self.log.info("state machine: {}", why)
+        self.shutdown_done.set()
 
     def stop(self) -> None:
         self.log.info("stopping node {}", self.config.name)
@@ -142,5 +156,8 @@ class Node:
         self.start()
         while not self.stop_requested.wait(0.5):
             pass
+        if self.supervisor is not None and self.supervisor.is_alive():
+            self.supervisor.tell(StopNode("signal received"))
+            self.shutdown_done.wait(5.0)
         self.stop()
         return 0

@@ -111,13 +111,13 @@ class Supervisor(NodeActor):
     # ------------------------------------------------------------------------- operations
 
     def start_children(self, names: list[str] | None = None) -> None:
-        for name in names or list(self.children):
+        for name in list(self.children) if names is None else names:
             child = self.children[name]
             if child.ref is None or not child.ref.is_alive():
                 self._start(child)
 
     def stop_children(self, names: list[str] | None = None) -> None:
-        for name in names or list(reversed(list(self.children))):
+        for name in list(reversed(list(self.children))) if names is None else names:
             child = self.children[name]
             ref, child.ref = child.ref, None
             self.ctx.directory.set(name, None)

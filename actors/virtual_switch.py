@@ -1,36 +1,135 @@
 """VirtualSwitch: the node's port 3633.
 
-It binds a ROUTER on its own VirtualSwitch port and connects a DEALER to the peer's. Every
-``hello_interval`` it tells the peer its status (``Hello``); it answers ``QueryState`` from
-the peer, the control panel and applications with the same status. It keeps the peer's
-last status and whether the peer is reachable (a Hello within ``peer_timeout``).
+- binds a ROUTER on this node's VirtualSwitch port and connects a DEALER to the peer's;
+- tells the peer its status every ``hello_interval`` (``Hello``) and tracks the peer's;
+- start-up negotiation: on ``Negotiate`` it asks the peer for its state, retrying until
+  ``startup_wait`` runs out, and reports the answer (or the silence) to the Supervisor;
+- answers ``QueryState`` (peer, control panel, applications: Query Backup) and
+  ``HistoryRequest``; forwards ``SwitchRequest``, ``RejoinRequest`` and ``Discontinue`` to the
+  Supervisor, which decides and answers through the reply callback;
+- carries a controlled switch's ``Discontinue`` to the peer (bounded wait for the ack);
+- pushes Commence/Discontinue ``RoleEvent``s to subscribed applications and records this
+  node's state changes in the peer's copy of its history.
+
+It decides nothing: every decision is the Supervisor's.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from actors.base import Inbound, NodeActor, handles
 from actors.context import NodeContext
-from transport.codec import REQUEST
+from actors.event_log import EventLog, EventRecord
+from transport.codec import REQUEST, Envelope
 from transport.endpoint import Endpoint
-from transport.messages import ConnectionEvent, Hello, Message, Tick, register
+from transport.messages import (
+    CommandReply,
+    ConnectionEvent,
+    Discontinue,
+    DiscontinueAck,
+    Hello,
+    HistoryReply,
+    HistoryRequest,
+    Message,
+    QueryState,
+    RecordEvent,
+    RejoinRequest,
+    RoleEvent,
+    StatusReport,
+    Subscribe,
+    SwitchRequest,
+    Tick,
+    register,
+)
 from transport.security import Security
 
+PEER_EVENTS_FILE = "peer-events.jsonl"
+SUBSCRIPTION_TTL = 10.0
 
-@register("QueryState")
+
+@register("Negotiate")
 @dataclass(frozen=True)
-class QueryState(Message):
-    """Ask a node's VirtualSwitch for its status; the reply is a ``Hello``."""
+class Negotiate(Message):
+    """Supervisor -> VirtualSwitch: find out the peer's role for start-up negotiation."""
 
-    asker: str = ""
+    attempt: int = 0
+
+
+@register("NegotiationResult")
+@dataclass(frozen=True)
+class NegotiationResult(Message):
+    """VirtualSwitch -> Supervisor: the peer's answer (``answered`` False: nobody answered)."""
+
+    answered: bool
+    peer_role: str = ""
+    peer_generation: int = 0
+    peer_force_backup: bool = False
+    peer_release: str = ""
+
+
+@register("PeerSeen")
+@dataclass(frozen=True)
+class PeerSeen(Message):
+    """VirtualSwitch -> Supervisor: the peer's latest status (on every change of role or generation)."""
+
+    node: str
+    role: str
+    generation: int
+    release: str
+
+
+@register("SendDiscontinue")
+@dataclass(frozen=True)
+class SendDiscontinue(Message):
+    generation: int
+    reason: str
+
+
+@register("DiscontinueResult")
+@dataclass(frozen=True)
+class DiscontinueResult(Message):
+    acked: bool
+    detail: str
+
+
+@register("PublishRoleChange")
+@dataclass(frozen=True)
+class PublishRoleChange(Message):
+    """Supervisor -> VirtualSwitch: tell applications (commence/discontinue) and the peer's log."""
+
+    record: dict[str, Any]
+    app_event: str = ""
 
 
 @register("GetPeerStatus")
 @dataclass(frozen=True)
 class GetPeerStatus(Message):
     pass
+
+
+@dataclass(frozen=True)
+class _QueryOutcome:
+    attempt: int
+    future: Future[Envelope]
+
+
+@dataclass(frozen=True)
+class _DiscontinueOutcome:
+    future: Future[Envelope]
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A request the Supervisor must decide; ``reply`` answers the asker (any thread)."""
+
+    msg: Message
+    sender: str
+    peer_reachable: bool
+    reply: Callable[[Message], None]
 
 
 def tcp(address: str, port: int) -> str:
@@ -49,6 +148,10 @@ class VirtualSwitch(NodeActor):
         self.peer_connected = False
         self.server: Endpoint | None = None
         self.client: Endpoint | None = None
+        self.subscribers: dict[bytes, float] = {}
+        self.negotiation_deadline: float | None = None
+        self.negotiation_attempt = -1
+        self.peer_log = EventLog(Path(ctx.config.data_dir) / PEER_EVENTS_FILE)
 
     def started(self) -> None:
         cfg = self.ctx.config
@@ -59,6 +162,8 @@ class VirtualSwitch(NodeActor):
             "vswitch.peer", "client", tcp(cfg.peer.address, cfg.peer.vswitch_port), security=self.security
         )
         self.on_tick(Tick("hello"))
+
+    # ------------------------------------------------------------------------------ status
 
     def my_hello(self) -> Hello:
         role = self.ctx.role
@@ -73,29 +178,178 @@ class VirtualSwitch(NodeActor):
             manual_switch_only=role.manual_switch_only,
         )
 
+    def my_status(self) -> StatusReport:
+        role, cfg, peer = self.ctx.role, self.ctx.config, self.peer_hello
+        reachable = self.peer_reachable()
+        return StatusReport(
+            node=self.ctx.node,
+            role=role.role,
+            generation=role.generation,
+            release=cfg.release,
+            started_at=self.started_at,
+            starting_up=role.starting_up,
+            manual_switch_only=role.manual_switch_only,
+            force_backup=role.force_backup,
+            replication=role.replication,
+            server_a=cfg.server_a.name,
+            server_b=cfg.server_b.name,
+            peer=cfg.peer.name,
+            peer_reachable=reachable,
+            peer_role=peer.role if peer and reachable else "",
+            peer_release=peer.release if peer else "",
+            messages=tuple(self.ctx.status_lines)[-20:],
+        )
+
     def peer_reachable(self) -> bool:
         return self.peer_seen_at is not None and (
             self.ctx.clock.now() - self.peer_seen_at <= self.ctx.config.timing.peer_timeout
         )
 
+    def _supervisor(self, msg: Any) -> None:
+        if self.ctx.supervisor is not None:
+            self.ctx.supervisor.tell(msg)
+
+    # ------------------------------------------------------------------------------ timers
+
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
-        if self.client is not None:
-            self.client.send(self.my_hello())
-        self.schedule(self.ctx.config.timing.hello_interval, Tick("hello"))
+        if msg.name == "hello":
+            if self.client is not None:
+                self.client.send(self.my_hello())
+            self.schedule(self.ctx.config.timing.hello_interval, Tick("hello"))
+        elif msg.name == "negotiate" and msg.token == self.negotiation_attempt:
+            self._query_peer()
+
+    # ------------------------------------------------------------------------- negotiation
+
+    @handles(Negotiate)
+    def on_negotiate(self, msg: Negotiate) -> None:
+        self.negotiation_attempt = msg.attempt
+        self.negotiation_deadline = self.ctx.clock.now() + self.ctx.config.timing.startup_wait
+        self._query_peer()
+
+    def _query_peer(self) -> None:
+        if self.client is None or self.negotiation_deadline is None:
+            return
+        attempt = self.negotiation_attempt
+        ref = self.actor_ref
+        fut = self.client.request(QueryState(self.ctx.node), timeout=0.5)
+
+        def done(f: Future[Envelope]) -> None:
+            ref.tell(_QueryOutcome(attempt, f))
+
+        fut.add_done_callback(done)
+
+    @handles(_QueryOutcome)
+    def on_query_outcome(self, msg: _QueryOutcome) -> None:
+        if msg.attempt != self.negotiation_attempt or self.negotiation_deadline is None:
+            return  # an answer to an older negotiation
+        try:
+            env = msg.future.result()
+        except Exception:  # noqa: BLE001 - timeout, no connection: ask again until the deadline
+            env = None
+        if env is not None and isinstance(env.msg, StatusReport):
+            report = env.msg
+            self.negotiation_deadline = None
+            self._supervisor(NegotiationResult(True, report.role, report.generation, report.force_backup,
+                                               report.release))
+            return
+        if self.ctx.clock.now() >= self.negotiation_deadline:
+            self.negotiation_deadline = None
+            self._supervisor(NegotiationResult(False))
+            return
+        self.schedule(0.2, Tick("negotiate", self.negotiation_attempt))
+
+    # ------------------------------------------------------------------- controlled switch
+
+    @handles(SendDiscontinue)
+    def on_send_discontinue(self, msg: SendDiscontinue) -> None:
+        if self.client is None:
+            self._supervisor(DiscontinueResult(False, "no link to the peer"))
+            return
+        ref = self.actor_ref
+        fut = self.client.request(Discontinue(msg.generation, msg.reason, self.ctx.node),
+                                  timeout=self.ctx.config.timing.discontinue_timeout)
+        fut.add_done_callback(lambda f: ref.tell(_DiscontinueOutcome(f)))
+
+    @handles(_DiscontinueOutcome)
+    def on_discontinue_outcome(self, msg: _DiscontinueOutcome) -> None:
+        try:
+            env = msg.future.result()
+        except Exception as exc:  # noqa: BLE001
+            self._supervisor(DiscontinueResult(False, f"no acknowledgement from the peer: {exc}"))
+            return
+        ack = env.msg
+        if isinstance(ack, DiscontinueAck):
+            self._supervisor(DiscontinueResult(ack.stale, ack.detail or f"{ack.node} acknowledged"))
+        else:
+            self._supervisor(DiscontinueResult(False, f"unexpected answer {ack.TYPE}"))
+
+    # ---------------------------------------------------------------------- role changes
+
+    @handles(PublishRoleChange)
+    def on_publish(self, msg: PublishRoleChange) -> None:
+        if self.client is not None and self.peer_reachable():
+            self.client.send(RecordEvent(msg.record))
+        if msg.app_event and self.server is not None:
+            now = self.ctx.clock.now()
+            event = RoleEvent(msg.app_event, self.ctx.node, str(msg.record.get("new_state", "")),
+                              int(msg.record.get("generation", 0)), str(msg.record.get("reason") or ""))
+            for identity, expires in list(self.subscribers.items()):
+                if expires < now:
+                    del self.subscribers[identity]
+                else:
+                    self.server.send(event, to=identity)
+
+    # ------------------------------------------------------------------------- inbound
 
     @handles(Inbound)
     def on_inbound(self, msg: Inbound) -> None:
         env = msg.env
-        if isinstance(env.msg, Hello) and env.msg.node != self.ctx.node:
-            if self.peer_hello is None or not self.peer_reachable():
-                self.log.info("peer {} is reachable ({}, generation {})", env.msg.node, env.msg.role,
-                              env.msg.generation)
-            self.peer_hello = env.msg
-            self.peer_seen_at = self.ctx.clock.now()
-        if env.kind == REQUEST and self.server is not None and msg.endpoint == "vswitch.server":
-            if isinstance(env.msg, QueryState):
-                self.server.reply(env, self.my_hello(), to=msg.peer)
+        body = env.msg
+        if isinstance(body, Hello) and body.node != self.ctx.node:
+            self._peer_hello(body)
+            return
+        if isinstance(body, RecordEvent):
+            try:
+                self.peer_log.append(EventRecord.from_dict(dict(body.record)))
+            except (KeyError, TypeError, ValueError) as exc:
+                self.log.warning("peer sent an event record that is not valid: {}", exc)
+            return
+        if env.kind != REQUEST or self.server is None or msg.endpoint != "vswitch.server":
+            return
+        server, peer = self.server, msg.peer
+
+        def reply(answer: Message) -> None:
+            server.reply(env, answer, to=peer)
+
+        if isinstance(body, QueryState):
+            reply(self.my_status())
+        elif isinstance(body, HistoryRequest):
+            reply(self._history(body.limit))
+        elif isinstance(body, Subscribe):
+            if peer is not None:
+                self.subscribers[peer] = self.ctx.clock.now() + SUBSCRIPTION_TTL
+            reply(CommandReply(True, "subscribed", self.ctx.role.role))
+        elif isinstance(body, (SwitchRequest, RejoinRequest, Discontinue)):
+            self._supervisor(Forwarded(body, env.sender, self.peer_reachable(), reply))
+        else:
+            reply(CommandReply(False, f"the virtual switch does not serve {body.TYPE}"))
+
+    def _peer_hello(self, hello: Hello) -> None:
+        old = self.peer_hello
+        if old is None or not self.peer_reachable():
+            self.log.info("peer {} is reachable ({}, generation {})", hello.node, hello.role, hello.generation)
+        self.peer_hello = hello
+        self.peer_seen_at = self.ctx.clock.now()
+        if old is None or (old.role, old.generation) != (hello.role, hello.generation) or hello.role == "Primary":
+            self._supervisor(PeerSeen(hello.node, hello.role, hello.generation, hello.release))
+
+    def _history(self, limit: int) -> HistoryReply:
+        log = self.ctx.event_log
+        mine = [r.to_dict() for r in log.read()[-limit:]] if log is not None else []
+        theirs = [r.to_dict() for r in self.peer_log.read()[-limit:]]
+        return HistoryReply(self.ctx.node, tuple(mine), tuple(theirs))
 
     @handles(ConnectionEvent)
     def on_connection_event(self, event: ConnectionEvent) -> None:

@@ -11,6 +11,10 @@ from actors.config import ConfigError, load_config
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("node", help="run a node process")
     p.add_argument("--config", required=True, help="the node's TOML configuration file")
+    p.add_argument("--force-backup", action="store_true",
+                   help="start as backup and wait for a primary; never become active at start-up (/ForceBackup)")
+    p.add_argument("--manual-switch-only", action="store_true",
+                   help="a backup that never switches by itself, only on a control panel switch (/ManualSwitchOnly)")
     p.set_defaults(func=run)
 
 
@@ -23,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from actors.node import Node
 
     try:
-        return Node(cfg).run()
+        return Node(cfg, force_backup=args.force_backup, manual_switch_only=args.manual_switch_only).run()
     except OSError as exc:
         print(f"switchover node: cannot start: {exc}", file=sys.stderr)
         return 3

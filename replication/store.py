@@ -45,7 +45,6 @@ subscriber). A subscriber that raises is logged and skipped.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import sqlite3
@@ -53,10 +52,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b as _blake2b
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from loguru import logger
+from msgpack import packb as _packb
+from msgpack import unpackb as _unpackb
 
 __all__ = [
     "DB_FILENAME",
@@ -145,6 +147,9 @@ class EpochChanged(StoreError):
 # ----------------------------------------------------------------------------------------------- keys
 def validate_key(key: object) -> str:
     """Return ``key`` if it is a valid DS path, else raise :class:`InvalidKey` explaining why."""
+    if (type(key) is str and key[:1] == "/" and key[-1:] != "/" and "//" not in key and "/." not in key
+            and "\x00" not in key):
+        return key  # fast path: absolute, no empty segment, no segment starting with '.'
     expected = "expected an absolute path like '/Config/Users/alice'"
     if not isinstance(key, str):
         raise InvalidKey(f"DS key must be a string, got {type(key).__name__} {key!r}; {expected}")
@@ -196,6 +201,20 @@ def _name(key: str) -> str:
 
 
 def _validate_attrs(attrs: object, key: str) -> dict[str, list[str]]:
+    if type(attrs) is dict:  # fast path for the common case; anything unusual takes the checked path
+        fast: dict[str, list[str]] = {}
+        for name, values in attrs.items():
+            if type(name) is not str or not name or "\x00" in name or type(values) is not list:
+                break
+            for v in values:
+                if type(v) is not str:
+                    break
+            else:
+                fast[name] = values.copy()
+                continue
+            break
+        else:
+            return fast
     if not isinstance(attrs, Mapping):
         raise InvalidAttrs(f"attributes for {key} must be a mapping of name -> list of strings, "
                            f"got {type(attrs).__name__}")
@@ -273,58 +292,81 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         return {"revision": self.revision, "op": self.op, "key": self.key,
-                "attrs": {k: list(v) for k, v in self.attrs.items()}, "index": self.index, "count": self.count}
+                "attrs": {k: list(v) for k, v in self.attrs.items()},
+                "index": self.index, "count": self.count}
 
 
-def _normalize_op(op: object) -> Op:
+# Internal validated op: ("set", key, attrs) / ("delete_attr", key, name) / ("delete", key, None)
+_IOp = tuple[str, str, Any]
+
+
+def _normalize_op(op: object) -> _IOp:
     if isinstance(op, SetOp):
         key = validate_key(op.key)
-        return SetOp(key, _validate_attrs(op.attrs, key))
+        return ("set", key, _validate_attrs(op.attrs, key))
     if isinstance(op, DeleteAttrOp):
         key = validate_key(op.key)
         if not isinstance(op.name, str) or op.name == "" or "\x00" in op.name:
             raise InvalidAttrs(f"attribute name {op.name!r} on {key} must be a non-empty string without NUL")
-        return DeleteAttrOp(key, op.name)
+        return ("delete_attr", key, op.name)
     if isinstance(op, DeleteOp):
-        return DeleteOp(validate_key(op.key))
+        return ("delete", validate_key(op.key), None)
     raise TypeError(f"not a store operation: {op!r} (expected SetOp, DeleteAttrOp or DeleteOp)")
 
 
 # -------------------------------------------------------------------------------------------- hashing
-def _canon(attrs: Mapping[str, Sequence[str]]) -> str:
-    """Canonical text of attributes: names sorted, value order kept. Also the stored form."""
-    return json.dumps(attrs, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+def _pack(attrs: Mapping[str, Sequence[str]]) -> bytes:
+    """Canonical bytes of attributes (also the stored form): msgpack of ``[[name, [values...]], ...]``
+    with names sorted and value order kept."""
+    return _packb(sorted(attrs.items()))
 
 
-def _node_hash(attrs_json: str, acc: int) -> bytes:
-    h = hashlib.blake2b(digest_size=_HASH_BYTES, person=b"ds-node")
-    h.update(attrs_json.encode())
-    h.update(b"\x00")
-    h.update(acc.to_bytes(32, "big"))
+def _unpack(raw: bytes) -> dict[str, list[str]]:
+    return dict(_unpackb(raw))
+
+
+_EMPTY = _pack({})
+
+
+def _node_hash(name: str, attrs_raw: bytes, acc: int) -> bytes:
+    """Subtree hash of a node: its name, canonical attributes and children accumulator.
+
+    The accumulator is the sum modulo 2**256 of the children's subtree hashes (as integers); since a
+    hash covers the child's name, the sum is an order-independent hash of the set of (name, subtree).
+    """
+    h = _blake2b(name.encode(), digest_size=_HASH_BYTES, person=b"ds-node")
+    h.update(b"\x00%s%s" % (acc.to_bytes(32, "big"), attrs_raw))
     return h.digest()
 
 
-def _contrib(name: str, node_hash: bytes) -> int:
-    h = hashlib.blake2b(digest_size=32, person=b"ds-child")
-    h.update(name.encode())
-    h.update(b"\x00")
-    h.update(node_hash)
-    return int.from_bytes(h.digest(), "big")
+def _contrib(node_hash: bytes) -> int:
+    return int.from_bytes(node_hash, "big")
 
 
 class _Node:
-    """A node loaded into a batch. ``base`` is the hash the parent's accumulator currently counts."""
+    """A node loaded into a batch.
 
-    __slots__ = ("acc", "attrs", "base", "dirty", "key", "stored")
+    ``base`` is the subtree hash the parent's accumulator currently counts (``None``: not counted yet);
+    ``raw``/``raw_acc`` are the stored attributes text and accumulator (``None``: not in the database);
+    ``attrs`` is decoded from ``raw`` only when an operation needs it.
+    """
 
-    def __init__(self, key: str, attrs: dict[str, list[str]], acc: int, base: bytes | None,
-                 stored: tuple[str, int] | None) -> None:
+    __slots__ = ("acc", "attrs", "base", "dirty", "key", "raw", "raw_acc")
+
+    def __init__(self, key: str, attrs: dict[str, list[str]] | None, acc: int, base: bytes | None,
+                 raw: bytes | None) -> None:
         self.key = key
         self.attrs = attrs
         self.acc = acc
         self.base = base
-        self.stored = stored  # (attrs_json, acc) as in the database, None if not stored
+        self.raw = raw
+        self.raw_acc: int | None = acc if raw is not None else None
         self.dirty = False
+
+    def decoded(self) -> dict[str, list[str]]:
+        if self.attrs is None:
+            self.attrs = _unpack(self.raw) if self.raw is not None else {}
+        return self.attrs
 
 
 # --------------------------------------------------------------------------------------------- store
@@ -334,20 +376,16 @@ CREATE TABLE IF NOT EXISTS nodes (
     path   TEXT PRIMARY KEY,
     parent TEXT,
     name   TEXT NOT NULL,
-    attrs  TEXT NOT NULL,
+    attrs  BLOB NOT NULL,  -- msgpack [[name, [values]], ...], names sorted (see _pack)
     acc    BLOB NOT NULL,
     hash   BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent, name);
 CREATE TABLE IF NOT EXISTS changes (
-    rev   INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
-    cnt   INTEGER NOT NULL,
-    op    TEXT NOT NULL,
-    key   TEXT NOT NULL,
-    attrs TEXT NOT NULL,
-    PRIMARY KEY (rev, idx)
-) WITHOUT ROWID;
+    rev INTEGER PRIMARY KEY,  -- one row per committed batch
+    cnt INTEGER NOT NULL,     -- number of operations in the batch
+    ops TEXT NOT NULL         -- JSON list of [op, key, attrs]
+);
 """
 
 Subscriber = Callable[[Change], None]
@@ -359,7 +397,8 @@ class Store:
     ``path`` may be a file or a directory (then :data:`DB_FILENAME` inside it).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: Literal["full", "normal"] = "full") -> None:
+    def __init__(self, path: str | os.PathLike[str], *,
+                 durability: Literal["full", "normal"] = "full") -> None:
         p = Path(path)
         if p.is_dir():
             p = p / DB_FILENAME
@@ -400,10 +439,6 @@ class Store:
         c.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.executescript_ok = True  # type: ignore[attr-defined]  # marker for readers of this code
-        except AttributeError:
-            pass
-        try:
             for stmt in _SCHEMA.strip().split(";"):
                 if stmt.strip():
                     c.execute(stmt)
@@ -414,7 +449,7 @@ class Store:
                 c.executemany("INSERT INTO meta(k, v) VALUES (?, ?)", list(meta.items()))
                 c.execute(
                     "INSERT INTO nodes(path, parent, name, attrs, acc, hash) VALUES ('/', NULL, '', ?, ?, ?)",
-                    ("{}", _ZERO_ACC, _node_hash("{}", 0)),
+                    (_EMPTY, _ZERO_ACC, _node_hash("", _EMPTY, 0)),
                 )
             if meta.get("schema") != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: DS store schema {meta.get('schema')!r} is not supported "
@@ -494,7 +529,7 @@ class Store:
         with self._lock:
             self._check_open()
             row = self._conn.execute("SELECT attrs FROM nodes WHERE path=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else _unpack(row[0])
 
     def exists(self, key: str) -> bool:
         key = validate_key(key)
@@ -507,7 +542,8 @@ class Store:
         key = validate_key(key)
         with self._lock:
             self._check_open()
-            rows = self._conn.execute("SELECT name FROM nodes WHERE parent=? ORDER BY name", (key,)).fetchall()
+            rows = self._conn.execute("SELECT name FROM nodes WHERE parent=? ORDER BY name",
+                                      (key,)).fetchall()
         return [r[0] for r in rows]
 
     def subtree_hash(self, key: str = "/") -> str | None:
@@ -533,7 +569,7 @@ class Store:
         with self._lock:
             self._check_open()
             row = self._conn.execute("SELECT attrs, hash FROM nodes WHERE path=?", (key,)).fetchone()
-        return None if row is None else (json.loads(row[0]), bytes(row[1]).hex())
+        return None if row is None else (_unpack(row[0]), bytes(row[1]).hex())
 
     def walk(self, key: str = "/") -> list[tuple[str, dict[str, list[str]]]]:
         """Every ``(key, attrs)`` of the subtree at ``key`` (itself included), parents before children."""
@@ -542,7 +578,7 @@ class Store:
             self._check_open()
             rows = self._subtree_rows(key)
         rows.sort(key=lambda r: split_key(r[0]))
-        return [(r[0], json.loads(r[1])) for r in rows]
+        return [(r[0], _unpack(r[1])) for r in rows]
 
     def count(self, key: str = "/") -> int:
         """Number of keys in the subtree at ``key`` (itself included; 0 if missing)."""
@@ -556,7 +592,7 @@ class Store:
                 "SELECT count(*) FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, lo, hi)
             ).fetchone()[0])
 
-    def _subtree_rows(self, key: str) -> list[tuple[str, str]]:
+    def _subtree_rows(self, key: str) -> list[tuple[str, bytes]]:
         if key == "/":
             return [(r[0], r[1]) for r in self._conn.execute("SELECT path, attrs FROM nodes")]
         lo, hi = key + "/", key + "0"  # '0' is the character after '/'
@@ -592,32 +628,29 @@ class Store:
         return rev
 
     def _apply(self, ops: Iterable[Op], meta: Mapping[str, str] | None,
-               pre: Callable[[], None] | None = None) -> list[Change]:
+               pre: Callable[[], None] | None = None, log: bool = True) -> list[Change]:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
             if pre is not None:
                 pre()
-            b = _Batch(c)
-            applied: list[Op] = []
-            for raw in ops:
-                op = _normalize_op(raw)
-                b.apply(op)
-                applied.append(op)
+            applied = [_normalize_op(raw) for raw in ops]  # consumed inside the transaction
             if meta:
                 c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
                               [("user." + str(k), str(v)) for k, v in meta.items()])
             if not applied and pre is None:
                 c.execute("COMMIT" if meta else "ROLLBACK")
                 return []
+            b = _Batch(c)
+            b.prefetch(applied)
+            for op in applied:
+                b.apply(op)
             b.finish()
             rev = self._revision + 1
             n = len(applied)
-            changes = [_change_of(rev, op, i, n) for i, op in enumerate(applied)]
-            c.executemany(
-                "INSERT INTO changes(rev, idx, cnt, op, key, attrs) VALUES (?, ?, ?, ?, ?, ?)",
-                [(ch.revision, ch.index, ch.count, ch.op, ch.key, _canon(ch.attrs)) for ch in changes],
-            )
+            if log:
+                c.execute("INSERT INTO changes(rev, cnt, ops) VALUES (?, ?, ?)",
+                          (rev, n, _log_dumps([[op[0], op[1], _log_attrs(op)] for op in applied])))
             c.execute("UPDATE meta SET v=? WHERE k='revision'", (str(rev),))
             c.execute("COMMIT")
         except BaseException:
@@ -625,10 +658,13 @@ class Store:
                 c.execute("ROLLBACK")
             raise
         self._revision = rev
-        return changes
+        if not log or not self._subs:
+            return []
+        return [_change_of(rev, op, i, n) for i, op in enumerate(applied)]
 
     # -------------------------------------------------------------------------------- change log
-    def changes_since(self, revision: int, *, limit: int | None = None, epoch: str | None = None) -> list[Change]:
+    def changes_since(self, revision: int, *, limit: int | None = None,
+                      epoch: str | None = None) -> list[Change]:
         """Every change with a revision greater than ``revision``, in order.
 
         With ``limit``, at most about ``limit`` changes, always ending on a whole batch (a revision is
@@ -646,20 +682,21 @@ class Store:
                 raise RevisionAhead(revision, self._revision)
             if revision < self._floor:
                 raise Compacted(revision, self._floor)
-            sql = "SELECT rev, idx, cnt, op, key, attrs FROM changes WHERE rev>? ORDER BY rev, idx"
-            if limit is not None:
-                if limit < 1:
-                    raise ValueError(f"limit must be >= 1, got {limit}")
-                rows = c_rows = self._conn.execute(sql + " LIMIT ?", (revision, limit)).fetchall()
-                if c_rows and c_rows[-1][1] + 1 < c_rows[-1][2]:
-                    last = c_rows[-1]
-                    rows = c_rows + self._conn.execute(
-                        "SELECT rev, idx, cnt, op, key, attrs FROM changes WHERE rev=? AND idx>? ORDER BY idx",
-                        (last[0], last[1]),
-                    ).fetchall()
-            else:
-                rows = self._conn.execute(sql, (revision,)).fetchall()
-        return [Change(r[0], r[3], r[4], json.loads(r[5]), r[1], r[2]) for r in rows]
+            if limit is not None and limit < 1:
+                raise ValueError(f"limit must be >= 1, got {limit}")
+            rows: list[tuple[int, int, str]] = []
+            total = 0
+            for row in self._conn.execute("SELECT rev, cnt, ops FROM changes WHERE rev>? ORDER BY rev",
+                                          (revision,)):
+                rows.append(row)
+                total += row[1]
+                if limit is not None and total >= limit:
+                    break
+        out: list[Change] = []
+        for rev, cnt, ops_json in rows:
+            for i, (op, key, attrs) in enumerate(json.loads(ops_json)):
+                out.append(Change(rev, op, key, attrs, i, cnt))
+        return out
 
     def compact(self, below_rev: int) -> int:
         """Drop change-log rows of revisions below ``below_rev``; returns the new :attr:`log_floor`.
@@ -703,20 +740,18 @@ class Store:
         old_rev = self._revision
 
         def wipe() -> None:
+            # The new history starts at the next revision; the import (if any) is its snapshot, not logged.
             c.execute("DELETE FROM nodes WHERE path<>'/'")
-            c.execute("UPDATE nodes SET attrs='{}', acc=?, hash=? WHERE path='/'", (_ZERO_ACC, _node_hash("{}", 0)))
+            c.execute("UPDATE nodes SET attrs=?, acc=?, hash=? WHERE path='/'",
+                      (_EMPTY, _ZERO_ACC, _node_hash("", _EMPTY, 0)))
             c.execute("DELETE FROM changes")
             c.execute("UPDATE meta SET v=? WHERE k='epoch'", (new_epoch,))
             c.execute("UPDATE meta SET v=? WHERE k='log_floor'", (str(old_rev + 1),))
 
-        logged = self._apply(ops, None, pre=wipe)
+        self._apply(ops, None, pre=wipe, log=False)
         rev = self._revision
-        # The import (if any) is the snapshot of the new history, not a stream: drop its log rows.
-        c.execute("DELETE FROM changes WHERE rev=?", (rev,))
         self._epoch = new_epoch
         self._floor = rev
-        c.execute("UPDATE meta SET v=? WHERE k='log_floor'", (str(rev),))
-        del logged
         return [Change(rev, "reset", "/", {}, 0, 1)]
 
     # --------------------------------------------------------------------------- export / import
@@ -731,8 +766,8 @@ class Store:
             raise KeyError(f"no such DS key: {key}")
         root: dict[str, Any] = {}
         nodes: dict[str, dict[str, Any]] = {}
-        for path, attrs_json in sorted(rows, key=lambda r: _depth(r[0])):
-            n: dict[str, Any] = {"attrs": json.loads(attrs_json), "children": {}}
+        for path, attrs_raw in sorted(rows, key=lambda r: _depth(r[0])):
+            n: dict[str, Any] = {"attrs": _unpack(attrs_raw), "children": {}}
             nodes[path] = n
             if path == key:
                 root = n
@@ -763,7 +798,8 @@ class Store:
         _tree_ops(tree, at_key, ops)
         if reset_history:
             if at_key != "/" or merge:
-                raise ValueError("reset_history replaces the whole store: use it with at_key '/' and no merge")
+                raise ValueError("reset_history replaces the whole store: "
+                                 "use it with at_key '/' and without merge")
             with self._lock:
                 self._check_open()
                 changes = self._reset_and_apply(ops)
@@ -795,9 +831,11 @@ class Store:
         for path in sorted(by_path, key=_depth, reverse=True):
             acc = 0
             for k in kids.get(path, []):
-                acc = (acc + _contrib(_name(k), computed[k])) % _MOD
-            attrs_json = _canon(json.loads(by_path[path][3]))
-            computed[path] = _node_hash(attrs_json, acc)
+                acc = (acc + _contrib(computed[k])) % _MOD
+            attrs_raw = _pack(_unpack(by_path[path][3]))
+            if attrs_raw != by_path[path][3]:
+                problems.append(f"{path}: stored attributes are not in canonical form")
+            computed[path] = _node_hash(_name(path), attrs_raw, acc)
             if computed[path] != bytes(by_path[path][5]) or acc != int.from_bytes(by_path[path][4], "big"):
                 problems.append(f"{path}: stored subtree hash does not match its content")
         return problems
@@ -832,8 +870,9 @@ class Store:
                         try:
                             cb(change)
                         except Exception:
-                            logger.exception("DS store subscriber {!r} failed on change r{} {} {}; continuing",
-                                             cb, change.revision, change.op, change.key)
+                            logger.exception(
+                                "DS store subscriber {!r} failed on change r{} {} {}; continuing",
+                                cb, change.revision, change.op, change.key)
             finally:
                 self._tls.delivering = False
 
@@ -870,30 +909,66 @@ def _tree_ops(node: Mapping[str, Any], key: str, out: list[Op]) -> None:
         _tree_ops(child, ck, out)
 
 
-def _change_of(rev: int, op: Op, index: int, count: int) -> Change:
-    if isinstance(op, SetOp):
-        return Change(rev, "set", op.key, {k: list(v) for k, v in op.attrs.items()}, index, count)
-    if isinstance(op, DeleteAttrOp):
-        return Change(rev, "delete_attr", op.key, {op.name: []}, index, count)
-    return Change(rev, "delete", op.key, {}, index, count)
+_log_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _log_attrs(op: _IOp) -> dict[str, list[str]]:
+    if op[0] == "set":
+        return cast("dict[str, list[str]]", op[2])
+    if op[0] == "delete_attr":
+        return {op[2]: []}
+    return {}
+
+
+def _change_of(rev: int, op: _IOp, index: int, count: int) -> Change:
+    attrs = _log_attrs(op)
+    return Change(rev, cast(OpName, op[0]), op[1], {k: list(v) for k, v in attrs.items()}, index, count)
 
 
 class _Batch:
-    """Applies operations inside an open transaction; hashes are settled once in :meth:`finish`."""
+    """Applies operations inside an open transaction; hashes are settled once in :meth:`finish`.
+
+    ``cache`` maps every key looked at to its node (``None``: does not exist, or deleted in this batch).
+    ``kids`` (built on the first delete) indexes cached keys by parent so that a delete can forget the
+    cached descendants of the deleted key without scanning the whole cache.
+    """
+
+    _CHUNK = 500
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
         self.cache: dict[str, _Node | None] = {}
+        self.kids: dict[str, set[str]] | None = None
+
+    def _put(self, key: str, node: _Node | None) -> None:
+        if self.kids is not None and key not in self.cache and key != "/":
+            self.kids.setdefault(cast(str, parent_key(key)), set()).add(key)
+        self.cache[key] = node
+
+    def prefetch(self, ops: Sequence[_IOp]) -> None:
+        """Load, in a few queries, every key the operations touch and all their ancestors."""
+        want: set[str] = set()
+        for op in ops:
+            k: str | None = op[1]
+            while k is not None and k not in want:
+                want.add(k)
+                k = parent_key(k)
+        missing = [k for k in want if k not in self.cache]
+        cache = self.cache
+        for k in missing:
+            cache[k] = None
+        for i in range(0, len(missing), self._CHUNK):
+            chunk = missing[i : i + self._CHUNK]
+            sql = f"SELECT path, attrs, acc, hash FROM nodes WHERE path IN ({','.join('?' * len(chunk))})"
+            for path, raw, acc, h in self.c.execute(sql, chunk):
+                cache[path] = _Node(path, None, int.from_bytes(acc, "big"), h, raw)
 
     def load(self, key: str) -> _Node | None:
         if key in self.cache:
             return self.cache[key]
         row = self.c.execute("SELECT attrs, acc, hash FROM nodes WHERE path=?", (key,)).fetchone()
-        node = None
-        if row is not None:
-            acc = int.from_bytes(row[1], "big")
-            node = _Node(key, json.loads(row[0]), acc, bytes(row[2]), (row[0], acc))
-        self.cache[key] = node
+        node = None if row is None else _Node(key, None, int.from_bytes(row[1], "big"), row[2], row[0])
+        self._put(key, node)
         return node
 
     def ensure(self, key: str) -> _Node:
@@ -904,73 +979,81 @@ class _Batch:
                 self.ensure(parent)
             node = _Node(key, {}, 0, None, None)
             node.dirty = True
-            self.cache[key] = node
+            self._put(key, node)
         return node
 
-    def apply(self, op: Op) -> None:
-        if isinstance(op, SetOp):
-            node = self.ensure(op.key)
-            for name, values in op.attrs.items():
-                node.attrs[name] = list(values)
+    def apply(self, op: _IOp) -> None:
+        kind, key, payload = op
+        if kind == "set":
+            node = self.ensure(key)
+            node.decoded().update(payload)
             node.dirty = True
-        elif isinstance(op, DeleteAttrOp):
-            node = self.load(op.key)
-            if node is not None and op.name in node.attrs:
-                del node.attrs[op.name]
-                node.dirty = True
+        elif kind == "delete_attr":
+            found = self.load(key)
+            if found is not None and payload in found.decoded():
+                del found.decoded()[payload]
+                found.dirty = True
         else:
-            self.delete(op.key)
+            self.delete(key)
+
+    def _forget_below(self, key: str) -> None:
+        if self.kids is None:
+            self.kids = {}
+            for k in self.cache:
+                if k != "/":
+                    self.kids.setdefault(cast(str, parent_key(k)), set()).add(k)
+        stack = list(self.kids.pop(key, ()))
+        while stack:
+            k = stack.pop()
+            self.cache[k] = None
+            stack.extend(self.kids.pop(k, ()))
 
     def delete(self, key: str) -> None:
         node = self.load(key)
         if node is None:
             return
-        c = self.c
+        self._forget_below(key)
         if key == "/":
-            c.execute("DELETE FROM nodes WHERE path<>'/'")
-            self.cache = {k: (None if k != "/" else v) for k, v in self.cache.items()}
+            self.c.execute("DELETE FROM nodes WHERE path<>'/'")
             node.attrs = {}
             node.acc = 0
             node.dirty = True
             return
-        parent = parent_key(key)
-        assert parent is not None
-        pnode = self.load(parent)
+        pnode = self.load(cast(str, parent_key(key)))
         assert pnode is not None
         if node.base is not None:
-            pnode.acc = (pnode.acc - _contrib(_name(key), node.base)) % _MOD
+            pnode.acc = (pnode.acc - _contrib(node.base)) % _MOD
             pnode.dirty = True
-        c.execute("DELETE FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, key + "/", key + "0"))
-        prefix = key + "/"
-        for k in list(self.cache):
-            if k == key or k.startswith(prefix):
-                self.cache[k] = None
+        self.c.execute("DELETE FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, key + "/", key + "0"))
+        self.cache[key] = None
 
     def finish(self) -> None:
         levels: dict[int, list[_Node]] = collections.defaultdict(list)
         for node in self.cache.values():
             if node is not None and node.dirty:
                 levels[_depth(node.key)].append(node)
-        writes: list[tuple[str, str | None, str, str, bytes, bytes]] = []
+        writes: list[tuple[str, str | None, str, bytes, bytes, bytes]] = []
         for depth in range(max(levels, default=0), -1, -1):
-            for node in levels.get(depth, []):
+            for node in levels.get(depth, ()):
                 node.dirty = False
-                attrs_json = _canon(node.attrs)
-                if node.stored is not None and node.stored == (attrs_json, node.acc):
+                key = node.key
+                acc = node.acc
+                attrs_raw = node.raw if node.attrs is None else _packb(sorted(node.attrs.items()))
+                assert attrs_raw is not None
+                if node.raw_acc == acc and node.raw == attrs_raw:
                     continue  # unchanged
-                new_hash = _node_hash(attrs_json, node.acc)
-                writes.append((node.key, parent_key(node.key), _name(node.key), attrs_json,
-                               node.acc.to_bytes(32, "big"), new_hash))
-                node.stored = (attrs_json, node.acc)
+                parent = parent_key(key)
+                name = _name(key)
+                new_hash = _node_hash(name, attrs_raw, acc)
+                writes.append((key, parent, name, attrs_raw, acc.to_bytes(32, "big"), new_hash))
+                node.raw, node.raw_acc = attrs_raw, acc
                 if new_hash == node.base:
                     continue
-                parent = parent_key(node.key)
                 if parent is not None:
                     pnode = self.ensure(parent)
-                    name = _name(node.key)
-                    delta = _contrib(name, new_hash)
+                    delta = _contrib(new_hash)
                     if node.base is not None:
-                        delta -= _contrib(name, node.base)
+                        delta -= _contrib(node.base)
                     pnode.acc = (pnode.acc + delta) % _MOD
                     if not pnode.dirty:
                         pnode.dirty = True

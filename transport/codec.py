@@ -85,9 +85,9 @@ def decode(frames: list[bytes], max_frame: int = DEFAULT_MAX_FRAME) -> Envelope:
     _check(isinstance(payload, dict), "payload is not a map")
     checks = validators(type_name)
     missing = sorted(set(checks) - set(payload))
-    extra = sorted(set(payload) - set(checks))
+    extra = sorted(map(repr, set(payload) - set(checks)))  # repr: keys may be str and bytes, unorderable
     _check(not missing, f"{type_name}: missing field(s) {', '.join(missing)}")
-    _check(not extra, f"{type_name}: unexpected field(s) {', '.join(map(str, extra))}")
+    _check(not extra, f"{type_name}: unexpected field(s) {', '.join(extra)}")
     for name, ok in checks.items():
         _check(ok(payload[name]), f"{type_name}.{name}: wrong type {type(payload[name]).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -194,3 +194,123 @@ class Tick(Message):
 
     name: str
     token: int = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# VirtualSwitch protocol (port 3633): peers, the control panel and applications.
+# --------------------------------------------------------------------------------------------------
+
+
+@register("QueryState")
+@dataclass(frozen=True)
+class QueryState(Message):
+    """Ask a node's VirtualSwitch for its status; the reply is a ``StatusReport``."""
+
+    asker: str = ""
+
+
+@register("StatusReport")
+@dataclass(frozen=True)
+class StatusReport(Message):
+    node: str
+    role: str
+    generation: int
+    release: str
+    started_at: float
+    starting_up: bool
+    manual_switch_only: bool
+    force_backup: bool
+    replication: str
+    server_a: str
+    server_b: str
+    peer: str
+    peer_reachable: bool
+    peer_role: str
+    peer_release: str
+    messages: tuple[str, ...] = ()
+
+
+@register("SwitchRequest")
+@dataclass(frozen=True)
+class SwitchRequest(Message):
+    """Control panel: switch to this node (it must be the backup)."""
+
+    requested_by: str = "control panel"
+    immediate: bool = False
+
+
+@register("RejoinRequest")
+@dataclass(frozen=True)
+class RejoinRequest(Message):
+    """Control panel: renegotiate this node's role without restarting the process."""
+
+    requested_by: str = "control panel"
+
+
+@register("CommandReply")
+@dataclass(frozen=True)
+class CommandReply(Message):
+    ok: bool
+    detail: str
+    role: str = ""
+
+
+@register("Discontinue")
+@dataclass(frozen=True)
+class Discontinue(Message):
+    """From a node taking over to the active one: stop serving (the spec's Discontinue)."""
+
+    generation: int
+    reason: str
+    from_node: str
+
+
+@register("DiscontinueAck")
+@dataclass(frozen=True)
+class DiscontinueAck(Message):
+    node: str
+    generation: int
+    stale: bool
+    detail: str = ""
+
+
+@register("RecordEvent")
+@dataclass(frozen=True)
+class RecordEvent(Message):
+    """A state change of the sender, recorded in the receiver's copy of the peer's history."""
+
+    record: dict[str, Any]
+
+
+@register("HistoryRequest")
+@dataclass(frozen=True)
+class HistoryRequest(Message):
+    limit: int = 1000
+
+
+@register("HistoryReply")
+@dataclass(frozen=True)
+class HistoryReply(Message):
+    node: str
+    records: tuple[dict[str, Any], ...]
+    peer_records: tuple[dict[str, Any], ...] = ()
+
+
+@register("Subscribe")
+@dataclass(frozen=True)
+class Subscribe(Message):
+    """An application asks for Commence/Discontinue events (renew it every few seconds)."""
+
+    client: str = ""
+
+
+@register("RoleEvent")
+@dataclass(frozen=True)
+class RoleEvent(Message):
+    """Pushed to subscribed applications: ``event`` is commence or discontinue."""
+
+    event: str
+    node: str
+    role: str
+    generation: int
+    reason: str

@@ -112,8 +112,9 @@ class Flow:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Flow:
         ports = data.get("ports")
-        return cls(data["proto"], tuple(ports) if ports else None, data["src"], data["dst"],
-                   data.get("name", ""))
+        return cls(
+            data["proto"], tuple(ports) if ports else None, data["src"], data["dst"], data.get("name", "")
+        )
 
 
 def _port_text(ports: tuple[int, int]) -> str:
@@ -356,8 +357,9 @@ class Faults:
     def _handle_from_state(fid: str, f: dict[str, Any]) -> Handle:
         if f["kind"] == "link":
             return LinkHandle(fid, f["host"], f["end"], f["link"])
-        return DropHandle(fid, Flow.from_dict(f["flow"]), f["direction"], f["at"],
-                          tuple((h, c) for h, c in f["rules"]))
+        return DropHandle(
+            fid, Flow.from_dict(f["flow"]), f["direction"], f["at"], tuple((h, c) for h, c in f["rules"])
+        )
 
     def heal(self, handle: Handle | str) -> None:
         """Undo one fault: remove exactly the rules of a drop, or set a downed link up."""

@@ -219,8 +219,9 @@ class Procs:
         if self.wait_exit(name, timeout):
             logger.info("lab {}: {} (pid {}) exited on SIGTERM", self.lab.prefix, name, info.pid)
             return True
-        logger.warning("lab {}: {} (pid {}) ignored SIGTERM for {} s, SIGKILL", self.lab.prefix, name,
-                       info.pid, timeout)
+        logger.warning(
+            "lab {}: {} (pid {}) ignored SIGTERM for {} s, SIGKILL", self.lab.prefix, name, info.pid, timeout
+        )
         self.kill9(name)
         return False
 

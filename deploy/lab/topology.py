@@ -545,8 +545,9 @@ class Lab:
                     self._ip(gw, "link", "delete", port, check=False)
                 has_host = has_port = False
             if not has_host:
-                self._ip(host, "link", "add", LAN_IF, "type", "veth", "peer", "name", port,
-                         "netns", self.netns[gw])
+                self._ip(
+                    host, "link", "add", LAN_IF, "type", "veth", "peer", "name", port, "netns", self.netns[gw]
+                )
             self._ip(gw, "link", "set", port, "master", f"br-{side}")
             self._ip(gw, "link", "set", port, "up")
             self._ip(host, "addr", "replace", f"{self.addr[host]}/24", "dev", LAN_IF)
@@ -557,8 +558,19 @@ class Lab:
                 self._ip("a", "link", "delete", DEDICATED_IF, check=False)
                 self._ip("b", "link", "delete", DEDICATED_IF, check=False)
             if not self._has_link("a", DEDICATED_IF):
-                self._ip("a", "link", "add", DEDICATED_IF, "type", "veth", "peer", "name", DEDICATED_IF,
-                         "netns", self.netns["b"])
+                self._ip(
+                    "a",
+                    "link",
+                    "add",
+                    DEDICATED_IF,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    DEDICATED_IF,
+                    "netns",
+                    self.netns["b"],
+                )
             for host in SERVERS:
                 self._ip(host, "addr", "replace", f"{self.link_addr[host]}/24", "dev", DEDICATED_IF)
                 self._ip(host, "link", "set", DEDICATED_IF, "up")

@@ -1,0 +1,408 @@
+"""The node's Supervisor: restarts failed children (see :mod:`actors.supervisor`) and owns
+the switchover state machine, the only place that decides a switch.
+
+Children come in groups started and stopped by role:
+
+- ``core``: always running (Admin, VirtualSwitch, Notifier);
+- ``backup``: while watching a primary (NotifierLink main/aux, mirrors);
+- ``monitors``: PrimaryMonitor and ModuleMonitor (not in manual-switch-only or upgrade states);
+- ``active``: while Primary.
+
+Events reach it as messages (from the VirtualSwitch, the monitors, timers); it feeds them to
+the :class:`SwitchoverStateMachine`, logs the verdict, carries out the returned actions in
+order, records the change in the event log, and publishes it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from actors.base import handles
+from actors.context import NodeContext, RoleSnapshot
+from actors.event_log import EventLog, EventRecord
+from actors.generation import GenerationStore
+from actors.hooks import HookFacts, HookResult, run_hooks
+from actors.state_machine import (
+    Action,
+    Event,
+    Facts,
+    Release,
+    State,
+    Step,
+    SwitchoverStateMachine,
+    negotiate_startup_role,
+    outranks,
+)
+from actors.supervision import Intensity
+from actors.supervisor import ChildSpec, Supervisor
+from actors.virtual_switch import (
+    DiscontinueResult,
+    Forwarded,
+    Negotiate,
+    NegotiationResult,
+    PeerSeen,
+    PublishRoleChange,
+    SendDiscontinue,
+)
+from transport.messages import (
+    CommandReply,
+    Discontinue,
+    DiscontinueAck,
+    Message,
+    RejoinRequest,
+    SwitchRequest,
+    Tick,
+    register,
+)
+
+GROUPS = ("core", "backup", "monitors", "active")
+
+
+@register("MonitorEvent")
+@dataclass(frozen=True)
+class MonitorEvent(Message):
+    """PrimaryMonitor -> Supervisor: an event for the state machine with the facts behind it."""
+
+    event: str
+    network_ok: bool = True
+    main_up: bool = True
+    aux_up: bool = True
+    detail: str = ""
+
+
+@register("HooksFinished")
+@dataclass(frozen=True)
+class HooksFinished(Message):
+    kind: str
+    generation: int
+    failed: tuple[str, ...]
+    ran: tuple[str, ...]
+
+
+@register("StopNode")
+@dataclass(frozen=True)
+class StopNode(Message):
+    reason: str = "stop requested"
+
+
+def compare_release(local: str, peer: str) -> Release:
+    def key(v: str) -> tuple[Any, ...]:
+        return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
+
+    if not peer or local == peer:
+        return Release.SAME
+    try:
+        return Release.HIGHER if key(local) > key(peer) else Release.LOWER
+    except TypeError:
+        return Release.HIGHER if local > peer else Release.LOWER
+
+
+@dataclass
+class _Pending:
+    """Actions waiting for the Discontinue answer of a controlled switch."""
+
+    step: Step
+    actions: list[Action]
+
+
+class NodeSupervisor(Supervisor):
+    actor_name = "Supervisor"
+
+    def __init__(
+        self,
+        ctx: NodeContext,
+        specs: dict[str, list[ChildSpec]],
+        intensity: Intensity | None = None,
+        *,
+        manual_switch_only: bool = False,
+        force_backup: bool = False,
+        reconnect_timeout: Callable[[], float] = lambda: 30.0,
+        on_shutdown: Callable[[str], None] | None = None,
+        incarnation: int = 1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(ctx, [], intensity, None, incarnation, name)
+        self.groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+        for group, group_specs in specs.items():
+            for spec in group_specs:
+                self.add_spec(spec)
+                self.groups[group].append(spec.name)
+        self.on_escalate = self._escalated
+        self.sm = SwitchoverStateMachine(manual_switch_only=manual_switch_only, force_backup=force_backup)
+        data = Path(ctx.config.data_dir)
+        self.generation = GenerationStore(data / "generation")
+        self.event_log = EventLog(data / "events.jsonl")
+        ctx.event_log = self.event_log
+        self.reconnect_timeout = reconnect_timeout
+        self.on_shutdown = on_shutdown
+        self.peer_generation = 0
+        self.peer_role = ""
+        self.peer_release = ""
+        self.negotiations = 0
+        self.reconnect_token = 0
+        self.pending: _Pending | None = None
+        self.bumped_for_switch = False
+        self.network_ok = True
+        self._publish()
+
+    # ------------------------------------------------------------------------ life cycle
+
+    def started(self) -> None:
+        super().started()
+        self.start_children(self.groups["core"])
+        self._status(f"Switchover starting on {self.ctx.node} (release {self.ctx.config.release})")
+        self._renegotiate(delay=0.0)
+
+    def _escalated(self, reason: str) -> None:
+        self.post(Event.FATAL_ERROR, Facts(), reason)
+
+    # ------------------------------------------------------------------------ the machine
+
+    def post(self, event: Event, facts: Facts, detail: str = "") -> Step:
+        old_gen = self.generation.value
+        step = self.sm.handle(event, facts)
+        level = "INFO" if step.changed or step.actions else "DEBUG"
+        self.log.log(level, "[{} -> {}] event={}: {}{}", step.old_state, step.new_state, event, step.verdict,
+                     f" ({detail})" if detail else "")
+        if step.reason and step.switched and step.old_state is not State.INIT:
+            self.log.warning("{}", step.reason)  # the spec's signpost: the reason line comes first
+            self.log.warning("Switchover Service: Switch Initiated")
+        self._status(step.verdict)
+        self._carry_out(step, list(step.actions))
+        if step.changed or step.switched or self.generation.value != old_gen:
+            self._record(step, detail)
+        self._publish()
+        return step
+
+    def _carry_out(self, step: Step, actions: list[Action]) -> None:
+        while actions:
+            action = actions.pop(0)
+            if action is Action.REQUEST_DISCONTINUE:
+                self._bump_generation()
+                self.pending = _Pending(step, actions)
+                self.tell_actor("VirtualSwitch", SendDiscontinue(self.generation.value, step.reason or ""))
+                return  # the rest runs when the peer answered (or the wait ran out)
+            self._do(action, step)
+
+    def _do(self, action: Action, step: Step) -> None:
+        if action is Action.BECOME_PRIMARY:
+            self.stop_children(self.groups["monitors"] + self.groups["backup"])
+            if not self.bumped_for_switch:
+                self._bump_generation()
+            self.bumped_for_switch = False
+            self.start_children(self.groups["active"])
+            self._run_hooks("commence", step)
+            if self.sm.starting_up:
+                self.tell_self(Tick("startup-complete"))
+        elif action is Action.BECOME_BACKUP:
+            self.generation.observe(self.peer_generation)
+            self.start_children(self.groups["backup"])
+            if self.sm.starting_up:
+                self.tell_self(Tick("startup-complete"))
+        elif action is Action.START_MONITORS:
+            self.start_children(self.groups["monitors"])
+        elif action is Action.STOP_MONITORS:
+            self.stop_children(self.groups["monitors"])
+        elif action is Action.START_RECONNECT_TIMER:
+            self.reconnect_token += 1
+            timeout = self.reconnect_timeout()
+            self.log.info("SwitchoverState::StartReconnectTimer: Scheduling reconnect timeout to execute in "
+                          "{:g} second(s)", timeout)
+            self.schedule(timeout, Tick("reconnect-timeout", self.reconnect_token))
+        elif action is Action.CANCEL_RECONNECT_TIMER:
+            self.reconnect_token += 1
+        elif action is Action.RESYNC:
+            self.log.info("resynchronising with the primary")
+        elif action is Action.GO_STALE:
+            self.stop_children(self.groups["active"])
+            self._run_hooks("discontinue", step)
+        elif action is Action.SCHEDULE_SWITCH_AFTER_STARTUP:
+            self.log.warning("switch scheduled for when start-up completes ({})", step.reason)
+        elif action is Action.RENEGOTIATE:
+            self.stop_children(self.groups["active"] + self.groups["monitors"] + self.groups["backup"])
+            self.reconnect_token += 1
+            self._renegotiate(delay=0.5 if step.old_state is State.INIT else 0.0)
+        elif action is Action.HALT:
+            self.stop_children(self.groups["active"] + self.groups["monitors"] + self.groups["backup"])
+            self.reconnect_token += 1
+        elif action is Action.SHUT_DOWN:
+            if self.on_shutdown is not None:
+                self.on_shutdown(step.verdict)
+
+    def tell_self(self, msg: Any) -> None:
+        self.actor_ref.tell(msg)
+
+    def _bump_generation(self) -> None:
+        self.generation.observe(self.peer_generation)
+        new = self.generation.bump()
+        self.bumped_for_switch = True
+        self.log.info("fencing generation is now {} (stored)", new)
+
+    def _renegotiate(self, delay: float) -> None:
+        self.negotiations += 1
+        if delay > 0:
+            self.schedule(delay, Tick("negotiate", self.negotiations))
+        else:
+            self.tell_actor("VirtualSwitch", Negotiate(self.negotiations))
+
+    # -------------------------------------------------------------------------- side effects
+
+    def _run_hooks(self, kind: str, step: Step) -> None:
+        cfg = self.ctx.config
+        hooks_dir = Path(cfg.hooks.dir or Path(cfg.data_dir) / "hooks")
+        generation = self.generation.value
+        facts = HookFacts(node=cfg.name, role=step.new_state.value, reason=step.reason or "",
+                          generation=generation, peer=cfg.peer.name)
+        ref = self.actor_ref
+
+        def work() -> None:
+            results: list[HookResult] = run_hooks(hooks_dir, kind, facts, cfg.hooks.timeout)
+            failed = tuple(r.name for r in results if not r.ok)
+            ref.tell(HooksFinished(kind, generation, failed, tuple(r.name for r in results)))
+
+        threading.Thread(target=work, name=f"hooks-{kind}", daemon=True).start()
+        self.tell_actor("VirtualSwitch", PublishRoleChange(self._record_dict(step, ""), kind))
+
+    def _record_dict(self, step: Step, detail: str) -> dict[str, Any]:
+        record = EventRecord.from_step(step, node=self.ctx.node, generation=self.generation.value)
+        if detail:
+            record = replace(record, verdict=f"{step.verdict} ({detail})")
+        return record.to_dict()
+
+    def _record(self, step: Step, detail: str) -> None:
+        record = self._record_dict(step, detail)
+        self.event_log.append(EventRecord.from_dict(record))
+        self.tell_actor("VirtualSwitch", PublishRoleChange(record))
+
+    def _status(self, line: str) -> None:
+        self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {line}")
+
+    def _publish(self) -> None:
+        self.ctx.role = RoleSnapshot(
+            role=self.sm.state.value,
+            generation=self.generation.value,
+            starting_up=self.sm.starting_up,
+            reason=self.error,
+            manual_switch_only=self.sm.manual_switch_only,
+            force_backup=self.sm.force_backup,
+            replication=self.ctx.role.replication,
+        )
+
+    # ------------------------------------------------------------------------------ messages
+
+    @handles(NegotiationResult)
+    def on_negotiation(self, msg: NegotiationResult) -> None:
+        if self.sm.state is not State.INIT:
+            return
+        cfg = self.ctx.config
+        peer_state = _state_of(msg.peer_role) if msg.answered else None
+        if msg.answered:
+            self.peer_generation = max(self.peer_generation, msg.peer_generation)
+            self.peer_release = msg.peer_release
+        decision = negotiate_startup_role(
+            self.generation.value, peer_state, msg.peer_generation, cfg.is_server_a, self.sm.force_backup,
+            peer_force_backup=msg.peer_force_backup,
+        )
+        self.log.info("{}", decision.verdict)
+        facts = Facts(won_startup_tie=decision.won_tie,
+                      release=compare_release(cfg.release, msg.peer_release) if msg.answered else Release.SAME)
+        self.post(decision.event, facts, decision.verdict)
+
+    @handles(PeerSeen)
+    def on_peer_seen(self, msg: PeerSeen) -> None:
+        self.peer_role = msg.role
+        self.peer_release = msg.release
+        if msg.role != "Primary":
+            return
+        self.peer_generation = max(self.peer_generation, msg.generation)
+        cfg = self.ctx.config
+        if self.sm.state is State.PRIMARY and outranks(
+            msg.generation, msg.node == cfg.server_a.name, self.generation.value, cfg.is_server_a
+        ):
+            self.post(Event.HIGHER_GENERATION_SEEN, Facts(),
+                      f"{msg.node} is Primary with generation {msg.generation}, this node has "
+                      f"{self.generation.value}")
+        elif self.sm.state is not State.PRIMARY:
+            self.generation.observe(msg.generation)
+            self._publish()
+
+    @handles(MonitorEvent)
+    def on_monitor_event(self, msg: MonitorEvent) -> None:
+        self.network_ok = msg.network_ok
+        facts = Facts(network_ok=msg.network_ok, main_up=msg.main_up, aux_up=msg.aux_up,
+                      reconnect_timeout=self.reconnect_timeout())
+        self.post(Event(msg.event), facts, msg.detail)
+
+    @handles(Forwarded)
+    def on_forwarded(self, msg: Forwarded) -> None:
+        body = msg.msg
+        if isinstance(body, SwitchRequest):
+            how = "immediate " if body.immediate else ""
+            self.log.warning("Manual Switchover requested by {} ({}switch)", body.requested_by, how)
+            step = self.post(Event.MANUAL_SWITCH_REQUEST, Facts(peer_reachable=msg.peer_reachable),
+                             f"requested by {body.requested_by}")
+            ok = step.switched or Action.SCHEDULE_SWITCH_AFTER_STARTUP in step.actions
+            msg.reply(CommandReply(ok, step.verdict, self.sm.state.value))
+        elif isinstance(body, RejoinRequest):
+            step = self.post(Event.REJOIN, Facts(), f"requested by {body.requested_by}")
+            msg.reply(CommandReply(Action.RENEGOTIATE in step.actions, step.verdict, self.sm.state.value))
+        elif isinstance(body, Discontinue):
+            self.peer_generation = max(self.peer_generation, body.generation)
+            if self.sm.state is State.PRIMARY:
+                step = self.post(Event.DISCONTINUE_RECEIVED, Facts(),
+                                 f"{body.from_node} takes over with generation {body.generation}: {body.reason}")
+                stale = step.new_state is State.INACTIVE
+                msg.reply(DiscontinueAck(self.ctx.node, self.generation.value, stale, step.verdict))
+            else:
+                msg.reply(DiscontinueAck(self.ctx.node, self.generation.value, True,
+                                         f"{self.ctx.node} is {self.sm.state}, not serving"))
+
+    @handles(DiscontinueResult)
+    def on_discontinue_result(self, msg: DiscontinueResult) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        if msg.acked:
+            self.log.info("the former primary acknowledged Discontinue: {}", msg.detail)
+        else:
+            self.log.warning("no Discontinue acknowledgement ({}); switching alone (uncontrolled)", msg.detail)
+        self._carry_out(pending.step, pending.actions)
+        self._publish()
+
+    @handles(HooksFinished)
+    def on_hooks_finished(self, msg: HooksFinished) -> None:
+        if msg.failed:
+            self.log.error("{} hooks FAILED: {} (of {})", msg.kind, ", ".join(msg.failed), ", ".join(msg.ran))
+            self._status(f"{msg.kind} hooks failed: {', '.join(msg.failed)}")
+        elif msg.ran:
+            self.log.info("{} hooks ran: {}", msg.kind, ", ".join(msg.ran))
+
+    @handles(Tick)
+    def on_tick(self, msg: Tick) -> None:
+        if msg.name == "reconnect-timeout":
+            if msg.token == self.reconnect_token:
+                self.log.error("SwitchoverState::Reconnecting: Reconnect period expired")
+                self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
+        elif msg.name == "negotiate":
+            if msg.token == self.negotiations and self.sm.state is State.INIT:
+                self.tell_actor("VirtualSwitch", Negotiate(self.negotiations))
+        elif msg.name == "startup-complete":
+            self.post(Event.STARTUP_COMPLETE, Facts(peer_reachable=self.peer_role != ""))
+        else:
+            super().on_tick(msg)
+
+    @handles(StopNode)
+    def on_stop_node(self, msg: StopNode) -> None:
+        self.post(Event.STOP, Facts(), msg.reason)
+
+
+def _state_of(role: str) -> State:
+    try:
+        return State(role)
+    except ValueError:
+        return State.INIT
+
