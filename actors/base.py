@@ -55,6 +55,26 @@ class Inbound:
     endpoint: str
 
 
+@dataclass(frozen=True)
+class RunCallback:
+    """Run ``fn`` on the actor's own thread (timers and I/O callbacks of pure logic)."""
+
+    fn: Callable[[], None]
+
+
+class ActorClock:
+    """A :class:`~actors.clock.Clock` whose timers fire on the owning actor's thread."""
+
+    def __init__(self, actor: NodeActor) -> None:
+        self._actor = actor
+
+    def now(self) -> float:
+        return self._actor.ctx.clock.now()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self._actor.schedule(delay, RunCallback(callback))
+
+
 class InjectedCrash(RuntimeError):
     """Raised by an actor on purpose (admin fault injection)."""
 
@@ -137,6 +157,20 @@ class NodeActor(pykka.ThreadingActor):
     @handles(CrashActor)
     def _crash(self, message: CrashActor) -> None:
         raise InjectedCrash(message.reason)
+
+    @handles(RunCallback)
+    def _run_callback(self, message: RunCallback) -> None:
+        message.fn()
+
+    def on_own_thread(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """Wrap a callback so that, called from any thread, it runs on this actor's thread."""
+        ref = self.actor_ref
+
+        def deliver(*args: Any) -> None:
+            if ref.is_alive():
+                ref.tell(RunCallback(lambda: fn(*args)))
+
+        return deliver
 
     @handles(ConnectionEvent)
     def on_connection_event(self, event: ConnectionEvent) -> None:

@@ -95,3 +95,4 @@ class NodeContext:
     role: RoleSnapshot = field(default_factory=RoleSnapshot)
     status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     event_log: EventLog | None = None
+    links: dict[str, bool] = field(default_factory=dict)  # NotifierLink name -> connected

@@ -23,6 +23,7 @@ from actors.logs import configure_logging
 from actors.supervision import Intensity
 from actors.node_supervisor import NodeSupervisor, StopNode
 from actors.supervisor import GetActorStatus, actor_spec
+from actors.notifier import Notifier
 from actors.virtual_switch import GetPeerStatus, VirtualSwitch
 from transport.faults import NO_FAULTS, Faults
 from transport.security import Security
@@ -115,6 +116,7 @@ class Node:
             "core": [
                 actor_spec("Admin", AdminServer, ops=self.admin_ops()),
                 actor_spec("VirtualSwitch", VirtualSwitch, security=security),
+                actor_spec("Notifier", Notifier, security=security),
             ],
         }
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)

@@ -25,7 +25,7 @@ from actors.base import Inbound, NodeActor, handles
 from actors.context import NodeContext
 from actors.event_log import EventLog, EventRecord
 from transport.codec import REQUEST, Envelope
-from transport.endpoint import Endpoint
+from transport.endpoint import Endpoint, EndpointOptions
 from transport.messages import (
     CommandReply,
     ConnectionEvent,
@@ -159,7 +159,8 @@ class VirtualSwitch(NodeActor):
             "vswitch.server", "server", tcp(cfg.me.address, cfg.me.vswitch_port), security=self.security
         )
         self.client = self.open_endpoint(
-            "vswitch.peer", "client", tcp(cfg.peer.address, cfg.peer.vswitch_port), security=self.security
+            "vswitch.peer", "client", tcp(cfg.peer.address, cfg.peer.vswitch_port), security=self.security,
+            options=EndpointOptions(reconnect_ivl_ms=200, reconnect_ivl_max_ms=1000),
         )
         self.on_tick(Tick("hello"))
 
@@ -250,6 +251,7 @@ class VirtualSwitch(NodeActor):
             env = None
         if env is not None and isinstance(env.msg, StatusReport):
             report = env.msg
+            self.peer_seen_at = self.ctx.clock.now()
             self.negotiation_deadline = None
             self._supervisor(NegotiationResult(True, report.role, report.generation, report.force_backup,
                                                report.release))

@@ -948,11 +948,15 @@ class _Batch:
     def prefetch(self, ops: Sequence[_IOp]) -> None:
         """Load, in a few queries, every key the operations touch and all their ancestors."""
         want: set[str] = set()
+        add = want.add
         for op in ops:
-            k: str | None = op[1]
-            while k is not None and k not in want:
-                want.add(k)
-                k = parent_key(k)
+            k = op[1]
+            while k not in want:
+                add(k)
+                if k == "/":
+                    break
+                i = k.rfind("/")
+                k = "/" if i == 0 else k[:i]
         missing = [k for k in want if k not in self.cache]
         cache = self.cache
         for k in missing:
@@ -1028,32 +1032,39 @@ class _Batch:
         self.cache[key] = None
 
     def finish(self) -> None:
+        """Settle hashes bottom-up (deepest dirty nodes first) and write the changed nodes."""
         levels: dict[int, list[_Node]] = collections.defaultdict(list)
         for node in self.cache.values():
             if node is not None and node.dirty:
-                levels[_depth(node.key)].append(node)
+                levels[node.key.count("/") if node.key != "/" else 0].append(node)
         writes: list[tuple[str, str | None, str, bytes, bytes, bytes]] = []
+        append = writes.append
+        packb, blake2b, from_bytes = _packb, _blake2b, int.from_bytes
         for depth in range(max(levels, default=0), -1, -1):
             for node in levels.get(depth, ()):
                 node.dirty = False
                 key = node.key
                 acc = node.acc
-                attrs_raw = node.raw if node.attrs is None else _packb(sorted(node.attrs.items()))
+                attrs_raw = node.raw if node.attrs is None else packb(sorted(node.attrs.items()))
                 assert attrs_raw is not None
                 if node.raw_acc == acc and node.raw == attrs_raw:
                     continue  # unchanged
-                parent = parent_key(key)
-                name = _name(key)
-                new_hash = _node_hash(name, attrs_raw, acc)
-                writes.append((key, parent, name, attrs_raw, acc.to_bytes(32, "big"), new_hash))
+                i = key.rfind("/")
+                parent = None if key == "/" else ("/" if i == 0 else key[:i])
+                name = key[i + 1 :]
+                acc_b = acc.to_bytes(32, "big") if acc else _ZERO_ACC
+                h = blake2b(name.encode(), digest_size=_HASH_BYTES, person=b"ds-node")
+                h.update(b"\x00%s%s" % (acc_b, attrs_raw))
+                new_hash = h.digest()
+                append((key, parent, name, attrs_raw, acc_b, new_hash))
                 node.raw, node.raw_acc = attrs_raw, acc
                 if new_hash == node.base:
                     continue
                 if parent is not None:
-                    pnode = self.ensure(parent)
-                    delta = _contrib(new_hash)
+                    pnode = self.cache.get(parent) or self.ensure(parent)
+                    delta = from_bytes(new_hash, "big")
                     if node.base is not None:
-                        delta -= _contrib(node.base)
+                        delta -= from_bytes(node.base, "big")
                     pnode.acc = (pnode.acc + delta) % _MOD
                     if not pnode.dirty:
                         pnode.dirty = True

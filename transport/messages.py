@@ -314,3 +314,54 @@ class RoleEvent(Message):
     role: str
     generation: int
     reason: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Notifier protocol (ports 3634 main / 3635 aux): the backup's monitors, modules, applications.
+# --------------------------------------------------------------------------------------------------
+
+
+@register("NotifierPing")
+@dataclass(frozen=True)
+class NotifierPing(Message):
+    """The primary monitor's ping of the remote Notifier itself."""
+
+    seq: int = 0
+
+
+@register("NotifierPong")
+@dataclass(frozen=True)
+class NotifierPong(Message):
+    node: str
+    role: str
+    generation: int
+    serving: bool  # False: this node is not primary, it serves nothing
+
+
+@register("RegisterModule")
+@dataclass(frozen=True)
+class RegisterModule(Message):
+    """A local module registers (and renews) under ``name`` with its PID."""
+
+    name: str
+    pid: int
+
+
+@register("ModulePing")
+@dataclass(frozen=True)
+class ModulePing(Message):
+    """Diagnostic Ping of a named module, through the Notifier it registered with."""
+
+    module: str
+    seq: int = 0
+
+
+@register("ModulePingReply")
+@dataclass(frozen=True)
+class ModulePingReply(Message):
+    """``status``: ok (with the module's PID) or rejected (no such module registered, or it died)."""
+
+    module: str
+    status: str
+    pid: int = 0
+    detail: str = ""

@@ -24,6 +24,10 @@ from loguru import logger
 
 from deploy.lab.topology import Lab, LabError, is_running, wait_for
 
+#: how long start() waits for ``ip netns exec`` to enter the namespace and exec the command
+EXEC_TIMEOUT = 5.0
+_STOPPED = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP}
+
 #: children started by this Python process, kept so they can be reaped (no zombies, no ResourceWarning)
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -133,6 +137,15 @@ class Procs:
             create_time = psutil.Process(child.pid).create_time()
         except psutil.NoSuchProcess:
             create_time = time.time()
+        if not wait_for(lambda: self._exec_done(child, full), EXEC_TIMEOUT, interval=0.005, what="exec"):
+            logger.warning(
+                "lab {}: {} (pid {}) still not exec'ed in {} after {} s",
+                self.lab.prefix,
+                name,
+                child.pid,
+                netns,
+                EXEC_TIMEOUT,
+            )
         info = ProcInfo(
             name=name,
             host=host,
@@ -149,6 +162,16 @@ class Procs:
             "lab {}: started {} pid {} in {} (log {})", self.lab.prefix, name, child.pid, netns, log_path
         )
         return info
+
+    @staticmethod
+    def _exec_done(child: subprocess.Popen[bytes], full: Sequence[str]) -> bool:
+        """True once ``ip netns exec`` has entered the namespace and exec'ed the command (or died)."""
+        if child.poll() is not None:
+            return True
+        try:
+            return psutil.Process(child.pid).cmdline() != [*full]
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return True
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -186,11 +209,21 @@ class Procs:
         self.signal(name, signal.SIGKILL)
         return self.wait_exit(name, timeout)
 
-    def sigstop(self, name: str) -> bool:
-        return self.signal(name, signal.SIGSTOP)
+    def sigstop(self, name: str, *, timeout: float = 2.0) -> bool:
+        """SIGSTOP, then wait (up to ``timeout``) until the kernel reports the process stopped."""
+        if not self.signal(name, signal.SIGSTOP):
+            return False
+        return wait_for(
+            lambda: self.status(name) in _STOPPED, timeout, interval=0.005, what=f"{name} stopped"
+        )
 
-    def sigcont(self, name: str) -> bool:
-        return self.signal(name, signal.SIGCONT)
+    def sigcont(self, name: str, *, timeout: float = 2.0) -> bool:
+        """SIGCONT, then wait (up to ``timeout``) until the process is no longer stopped."""
+        if not self.signal(name, signal.SIGCONT):
+            return False
+        return wait_for(
+            lambda: self.status(name) not in _STOPPED, timeout, interval=0.005, what=f"{name} continued"
+        )
 
     def wait_exit(self, name: str, timeout: float) -> bool:
         """Poll until the process is gone; True if it exited within ``timeout``."""

@@ -477,18 +477,24 @@ def _mutate(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
     elif op == "delete":
         del mapping[key]
     else:
-        mapping[draw(st.text(max_size=6) | st.binary(max_size=6) | st.sampled_from(sorted(mapping, key=repr)))] = draw(
-            PACKABLE
-        )
+        new_keys = st.text(max_size=6) | st.binary(max_size=6) | st.sampled_from(sorted(mapping, key=repr))
+        for _ in range(draw(st.integers(1, 3))):
+            mapping[draw(new_keys)] = draw(PACKABLE)
     return mapping
 
 
 @st.composite
 def structure_mutations(draw: st.DrawFn) -> bytes:
-    """A valid frame unpacked, changed in one to three spots, and packed again."""
+    """A valid frame unpacked, changed in one to five spots, and packed again.
+
+    Half of the changes go to the payload map, where the type checks are.
+    """
     value = msgpack.unpackb(draw(valid_frames()), raw=False)
-    for _ in range(draw(st.integers(1, 3))):
-        value = _mutate(draw, value)
+    for _ in range(draw(st.integers(1, 5))):
+        if isinstance(value, list) and len(value) == 8 and isinstance(value[7], dict) and draw(st.booleans()):
+            value[7] = _mutate(draw, value[7], 1) if value[7] else draw(PACKABLE)
+        else:
+            value = _mutate(draw, value)
     return msgpack.packb(value, use_bin_type=True)
 
 

@@ -1,0 +1,63 @@
+"""``switchover module run|watch``: the reference module, and a sidecar for any service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from actors.config import ConfigError, load_config
+from actors.logs import configure_logging
+from transport.module import ProcessHealth, own_process, run_module
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("module", help="run a monitored module, or a sidecar that answers for a service")
+    ops = p.add_subparsers(dest="module_op", required=True)
+    for op, text in (("run", "the reference module: answers Diagnostic Pings with its own PID"),
+                     ("watch", "answer for an existing service while its process lives and its check passes")):
+        q = ops.add_parser(op, help=text)
+        q.add_argument("--name", default="TsServer", help="module name (Switchover Monitoring)")
+        q.add_argument("--config", default=os.environ.get("SWITCHOVER_CONFIG"),
+                       help="this node's config (the local Notifier's address and port)")
+        q.add_argument("--notifier", help="tcp://host:port of the local Notifier (instead of --config)")
+        q.add_argument("--pidfile-out", help="write this module's own PID here")
+        if op == "watch":
+            what = q.add_mutually_exclusive_group(required=True)
+            what.add_argument("--pidfile", help="the service's PID file")
+            what.add_argument("--pid", type=int, help="the service's PID")
+            what.add_argument("--health-cmd", help="a command that exits 0 while the service is healthy")
+            q.add_argument("--check-interval", type=float, default=2.0)
+        q.set_defaults(func=run)
+
+
+def notifier_address(args: argparse.Namespace) -> str:
+    if args.notifier:
+        return str(args.notifier)
+    if not args.config:
+        raise ConfigError("pass --config FILE (or SWITCHOVER_CONFIG) or --notifier tcp://HOST:PORT")
+    cfg = load_config(args.config)
+    return f"tcp://{cfg.me.address}:{cfg.me.notifier_port}"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        address = notifier_address(args)
+    except ConfigError as exc:
+        print(f"switchover module: config error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.name, "INFO")
+    if args.pidfile_out:
+        Path(args.pidfile_out).write_text(f"{os.getpid()}\n")
+    health = own_process
+    if args.module_op == "watch":
+        health = ProcessHealth(pid=args.pid, pidfile=args.pidfile, health_cmd=args.health_cmd,
+                               interval=args.check_interval)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_module(address, args.name, health, stop)
+    return 0
