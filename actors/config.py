@@ -86,6 +86,7 @@ class NodeConfig:
         return Path(self.data_dir)
 
 
+_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing")
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -104,6 +105,13 @@ def _convert(key: str, value: Any, tp: Any) -> Any:
     return _build(key, value, tp)
 
 
+def _dotted(section: str, name: str) -> str:
+    """The name of a key as the operator writes it: ``table.key``; keys of the root are in [node]."""
+    if section:
+        return f"{section}.{name}"
+    return name if name in _TABLES else f"node.{name}"
+
+
 def _build(section: str, data: Any, cls: Any) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{section}: expected a table, got {type(data).__name__}")
@@ -113,13 +121,14 @@ def _build(section: str, data: Any, cls: Any) -> Any:
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-            raise ConfigError(f"{section}.{key}: unknown key{hint}")
+            raise ConfigError(f"{_dotted(section, key)}: unknown key{hint}")
     values: dict[str, Any] = {}
     for name, f in known.items():
-        dotted = f"{section}.{name}" if section else name
+        dotted = _dotted(section, name)
         if name not in data:
             if f.default is MISSING and f.default_factory is MISSING:
-                raise ConfigError(f"{dotted}: missing key")
+                what = f"missing table [{name}]" if not section and name in _TABLES else "missing key"
+                raise ConfigError(f"{dotted}: {what}")
             continue
         values[name] = _convert(dotted, data[name], hints[name])
     return cls(**values)
@@ -129,12 +138,13 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
     node = data.get("node")
     if node is None:
         raise ConfigError("node: missing table [node]")
-    extra = set(data) - {"node", "server_a", "server_b", "parameters", "paths", "security", "supervisor",
-                         "hooks", "timing"}
+    if not isinstance(node, dict):
+        raise ConfigError(f"node: expected a table [node], got {type(node).__name__}")
+    extra = set(data) - {"node", *_TABLES}
     if extra:
         raise ConfigError(f"{sorted(extra)[0]}: unknown table")
     merged = dict(node)
-    for table in ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing"):
+    for table in _TABLES:
         if table in data:
             if table in merged:
                 raise ConfigError(f"node.{table}: give it as a table [{table}], not inside [node]")
@@ -172,6 +182,8 @@ def load_config(path: str | Path) -> NodeConfig:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file {p}: not UTF-8 text ({exc.reason})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

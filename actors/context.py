@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pykka
 import zmq
@@ -96,3 +96,5 @@ class NodeContext:
     status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     event_log: EventLog | None = None
     links: dict[str, bool] = field(default_factory=dict)  # NotifierLink name -> connected
+    # the server parameters' current values by specification name (the DS tree's, once it is open)
+    parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})

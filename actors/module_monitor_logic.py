@@ -499,6 +499,16 @@ class ModuleMonitorLogic:
         self._drop_outstanding(cancel_link=True)
         log.info("Module monitor stopped")
 
+    def ping_now(self, why: str) -> bool:
+        """Send the next ping at once instead of at its scheduled time (a hint, e.g. the primary's
+        Notifier saw the module's process exit). Ignored while stopped or while a ping is in flight;
+        counting, retries and fallback stay exactly as for a scheduled ping. True when it pinged."""
+        if not self._running or self._outstanding is not None:
+            return False
+        log.info("Pinging the {} module now: {}", self._params.module_name, why)
+        self._schedule(0.0)
+        return True
+
     def update_params(self, params: ModuleMonitorParams) -> None:
         """Apply new parameters; they take effect from the next ping (see the module docstring)."""
         old = self._params

@@ -23,9 +23,13 @@ from actors.logs import configure_logging
 from actors.supervision import Intensity
 from actors.node_supervisor import NodeSupervisor, StopNode
 from actors.supervisor import GetActorStatus, actor_spec
+from actors.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
+from actors.network_check import backup_network_ok
 from actors.notifier import Notifier
+from actors.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
 from actors.virtual_switch import GetPeerStatus, VirtualSwitch
 from transport.faults import NO_FAULTS, Faults
+from transport.icmp import IcmpPinger
 from transport.security import Security
 
 
@@ -33,6 +37,19 @@ def security_of(cfg: NodeConfig) -> Security:
     if cfg.security.insecure:
         return Security.plain()
     return Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+
+
+def _seconds(params: dict[str, str], name: str, default: float, low: float, high: float | None) -> float:
+    try:
+        value = float(params.get(name, default))
+    except ValueError:
+        logger.warning("{}: {!r} is not a number; using {}", name, params.get(name), default)
+        return default
+    return max(low, value if high is None else min(high, value))
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    return str(params.get(name, "0")).strip().lower() in ("1", "yes", "true")
 
 
 class Node:
@@ -112,11 +129,26 @@ class Node:
         configure_logging(cfg.name, cfg.log_level, data)
         self.log.info("starting node {} (release {}), data in {}", cfg.name, cfg.release, data)
         security = security_of(cfg)
+        self.ctx.parameters = self.parameters
+        params = self.parameters()
+        reconnect_delay = _seconds(params, "Switchover Notifier Reconnect Delay", 5.0, 5.0, 60.0)
+        qos = _flag(params, "Switchover Use QoS For Ping") and _flag(params, "Switchover Ping on Aux Connection")
+        dscp = int(_seconds(params, "Switchover QoS DSCP", 34, 0, 63)) if qos else 0
         specs = {
             "core": [
                 actor_spec("Admin", AdminServer, ops=self.admin_ops()),
                 actor_spec("VirtualSwitch", VirtualSwitch, security=security),
                 actor_spec("Notifier", Notifier, security=security),
+            ],
+            "backup": [
+                actor_spec(link_actor_name(MAIN), NotifierLink, link=MAIN, security=security,
+                           reconnect_delay=reconnect_delay),
+                actor_spec(link_actor_name(AUX), NotifierLink, link=AUX, security=security,
+                           reconnect_delay=reconnect_delay, tos=dscp << 2),
+            ],
+            "monitors": [
+                actor_spec("ModuleMonitor", ModuleMonitor),
+                actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
         }
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
@@ -126,10 +158,19 @@ class Node:
             force_backup=self.force_backup,
             reconnect_timeout=self.reconnect_timeout,
             on_shutdown=self.shutdown_requested,
+            network_check=self.network_check,
         )
 
+    def parameters(self) -> dict[str, str]:
+        """Server parameter values by specification name."""
+        return dict(self.config.parameters)
+
     def reconnect_timeout(self) -> float:
-        return float(self.config.parameters.get("Switchover Reconnect Timeout", "30"))
+        return _seconds(self.parameters(), "Switchover Reconnect Timeout", 30.0, 0.0, None)
+
+    def network_check(self) -> bool:
+        with IcmpPinger() as pinger:
+            return backup_network_ok(primary_monitor_params(self.ctx), pinger)
 
     def shutdown_requested(self, why: str) -> None:
         self.log.info("state machine: {}", why)

@@ -39,6 +39,7 @@ from actors.state_machine import (
 )
 from actors.supervision import Intensity
 from actors.supervisor import ChildSpec, Supervisor
+from actors.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
 from actors.virtual_switch import (
     DiscontinueResult,
     Forwarded,
@@ -83,6 +84,15 @@ class HooksFinished(Message):
     ran: tuple[str, ...]
 
 
+@register("NetworkChecked")
+@dataclass(frozen=True)
+class NetworkChecked(Message):
+    """A fresh check of the backup's own network (gateway / NetTest) before acting on a timeout."""
+
+    ok: bool
+    token: int
+
+
 @register("StopNode")
 @dataclass(frozen=True)
 class StopNode(Message):
@@ -122,6 +132,7 @@ class NodeSupervisor(Supervisor):
         force_backup: bool = False,
         reconnect_timeout: Callable[[], float] = lambda: 30.0,
         on_shutdown: Callable[[str], None] | None = None,
+        network_check: Callable[[], bool] | None = None,
         incarnation: int = 1,
         name: str | None = None,
     ) -> None:
@@ -139,6 +150,7 @@ class NodeSupervisor(Supervisor):
         ctx.event_log = self.event_log
         self.reconnect_timeout = reconnect_timeout
         self.on_shutdown = on_shutdown
+        self.network_check = network_check
         self.peer_generation = 0
         self.peer_role = ""
         self.peer_release = ""
@@ -213,8 +225,10 @@ class NodeSupervisor(Supervisor):
             self.log.info("SwitchoverState::StartReconnectTimer: Scheduling reconnect timeout to execute in "
                           "{:g} second(s)", timeout)
             self.schedule(timeout, Tick("reconnect-timeout", self.reconnect_token))
+            self._probe(True)
         elif action is Action.CANCEL_RECONNECT_TIMER:
             self.reconnect_token += 1
+            self._probe(False)
         elif action is Action.RESYNC:
             self.log.info("resynchronising with the primary")
         elif action is Action.GO_STALE:
@@ -232,6 +246,10 @@ class NodeSupervisor(Supervisor):
         elif action is Action.SHUT_DOWN:
             if self.on_shutdown is not None:
                 self.on_shutdown(step.verdict)
+
+    def _probe(self, active: bool) -> None:
+        for link in (MAIN, AUX):
+            self.tell_actor(link_actor_name(link), Probe(active))
 
     def tell_self(self, msg: Any) -> None:
         self.actor_ref.tell(msg)
@@ -386,7 +404,10 @@ class NodeSupervisor(Supervisor):
         if msg.name == "reconnect-timeout":
             if msg.token == self.reconnect_token:
                 self.log.error("SwitchoverState::Reconnecting: Reconnect period expired")
-                self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
+                if self.network_ok or self.network_check is None:
+                    self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
+                else:
+                    self._check_network(msg.token)
         elif msg.name == "negotiate":
             if msg.token == self.negotiations and self.sm.state is State.INIT:
                 self.tell_actor("VirtualSwitch", Negotiate(self.negotiations))
@@ -394,6 +415,42 @@ class NodeSupervisor(Supervisor):
             self.post(Event.STARTUP_COMPLETE, Facts(peer_reachable=self.peer_role != ""))
         else:
             super().on_tick(msg)
+
+    def _check_network(self, token: int) -> None:
+        """The backup's own network was down: look again (off this thread) before deciding."""
+        check, ref = self.network_check, self.actor_ref
+        assert check is not None
+
+        def work() -> None:
+            try:
+                ok = check()
+            except Exception:  # noqa: BLE001 - a failing check means we cannot tell: not ok
+                ok = False
+            ref.tell(NetworkChecked(ok, token))
+
+        threading.Thread(target=work, name="network-check", daemon=True).start()
+
+    @handles(NetworkChecked)
+    def on_network_checked(self, msg: NetworkChecked) -> None:
+        if msg.token != self.reconnect_token or self.sm.state is not State.RECONNECTING:
+            return
+        self.network_ok = msg.ok
+        self.log.info("backup's own network is {}", "back" if msg.ok else "still down")
+        self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=msg.ok, reconnect_timeout=1.0))
+
+    @handles(LinkAnswering)
+    def on_link_answering(self, msg: LinkAnswering) -> None:
+        if self.sm.state is State.RECONNECTING:
+            self.network_ok = True
+            self.peer_generation = max(self.peer_generation, msg.generation)
+            self.post(Event.RECONNECTED, Facts(),
+                      f"{msg.link} connection answered by {msg.node} (generation {msg.generation})")
+            if self.sm.state is not State.RECONNECTING:
+                self._probe(False)
+
+    @handles(LinkState)
+    def on_link_state(self, msg: LinkState) -> None:
+        self.log.debug("{} notifier connection {}", msg.link, "up" if msg.connected else "down")
 
     @handles(StopNode)
     def on_stop_node(self, msg: StopNode) -> None:

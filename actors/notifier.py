@@ -25,15 +25,19 @@ from transport.codec import REQUEST, Envelope
 from transport.endpoint import Endpoint
 from transport.messages import (
     CommandReply,
+    ModuleGone,
     ModulePing,
     ModulePingReply,
     NotifierPing,
     NotifierPong,
     RegisterModule,
+    Tick,
 )
 from transport.security import Security
 
 MAX_FORWARD_TIMEOUT = 120.0
+WATCH_INTERVAL = 0.1  # how often registered modules' processes are checked
+WATCHER_TTL = 30.0  # a peer that pinged a module this recently hears when it goes
 
 
 @dataclass
@@ -63,11 +67,30 @@ class Notifier(NodeActor):
         self.forward_timeout = forward_timeout
         self.modules: dict[str, Registration] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.watchers: dict[tuple[str, bytes], float] = {}  # (endpoint, peer identity) -> last ping
 
     def started(self) -> None:
         me = self.ctx.config.me
         for name, port in (("notifier.main", me.notifier_port), ("notifier.aux", me.notifier_aux_port)):
             self.endpoints[name] = self.open_endpoint(name, "server", tcp(me.address, port), security=self.security)
+        self.schedule(WATCH_INTERVAL, Tick("watch"))
+
+    @handles(Tick)
+    def on_tick(self, msg: Tick) -> None:
+        for name, reg in list(self.modules.items()):
+            if not psutil.pid_exists(reg.pid) or _zombie(reg.pid):
+                self.log.warning("module {} (pid {}) exited; unregistered", name, reg.pid)
+                del self.modules[name]
+                self._tell_watchers(ModuleGone(name, reg.pid))
+        self.schedule(WATCH_INTERVAL, Tick("watch"))
+
+    def _tell_watchers(self, msg: ModuleGone) -> None:
+        now = self.ctx.clock.now()
+        for (endpoint_name, identity), seen in list(self.watchers.items()):
+            if now - seen > WATCHER_TTL:
+                del self.watchers[(endpoint_name, identity)]
+            elif self.serving():
+                self.endpoints[endpoint_name].send(msg, to=identity)
 
     def serving(self) -> bool:
         return self.ctx.role.role == "Primary"
@@ -101,6 +124,8 @@ class Notifier(NodeActor):
             endpoint.reply(msg.env, ModulePingReply(body.module, "rejected", 0, detail), to=msg.peer)
 
         from_peer = msg.env.sender != self.ctx.node
+        if from_peer and msg.peer is not None:
+            self.watchers[(msg.endpoint, msg.peer)] = self.ctx.clock.now()
         if from_peer and not self.serving():
             reject(f"{self.ctx.node} is {self.ctx.role.role}, not serving")
             return

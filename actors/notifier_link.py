@@ -16,12 +16,20 @@ from typing import Any
 
 import pykka
 
-from actors.base import NodeActor, handles
+from actors.base import Inbound, NodeActor, handles
 from actors.context import NodeContext
 from actors.virtual_switch import tcp
 from transport.codec import Envelope
 from transport.endpoint import Endpoint, EndpointClosed, EndpointOptions, RequestTimeout, SendFailed
-from transport.messages import ConnectionEvent, Message, NotifierPing, NotifierPong, Tick, register
+from transport.messages import (
+    ConnectionEvent,
+    Message,
+    ModuleGone,
+    NotifierPing,
+    NotifierPong,
+    Tick,
+    register,
+)
 from transport.security import Security
 
 MAIN, AUX = "main", "aux"
@@ -134,6 +142,13 @@ class NotifierLink(NodeActor):
         else:
             self.log.warning("Lost notifier connection ({}): {}", self.link, event.address)
         self._tell_listeners(LinkState(self.link, connected))
+
+    @handles(Inbound)
+    def on_inbound(self, msg: Inbound) -> None:
+        if isinstance(msg.env.msg, ModuleGone):
+            gone = msg.env.msg
+            self.log.warning("the primary's notifier reports module {} (pid {}) gone", gone.module, gone.pid)
+            self.tell_actor("ModuleMonitor", gone)
 
     @handles(LinkPing)
     def on_ping(self, ping: LinkPing) -> None:

@@ -394,11 +394,12 @@ Subscriber = Callable[[Change], None]
 class Store:
     """A DS tree in one SQLite file. Open with ``Store(path)`` or ``Store.open_dir(data_dir)``.
 
-    ``path`` may be a file or a directory (then :data:`DB_FILENAME` inside it).
+    ``path`` may be a file or a directory (then :data:`DB_FILENAME` inside it). ``durability`` is
+    explained in the module documentation; ``cache_mib`` sizes SQLite's page cache.
     """
 
     def __init__(self, path: str | os.PathLike[str], *,
-                 durability: Literal["full", "normal"] = "full") -> None:
+                 durability: Literal["full", "normal"] = "full", cache_mib: int = 16) -> None:
         p = Path(path)
         if p.is_dir():
             p = p / DB_FILENAME
@@ -406,6 +407,7 @@ class Store:
             raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = p
         self.durability = durability
+        self._cache_kib = max(1, int(cache_mib)) * 1024
         self._lock = threading.RLock()
         self._deliver_lock = threading.Lock()
         self._tls = threading.local()
@@ -436,7 +438,7 @@ class Store:
         c.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
         c.execute("PRAGMA foreign_keys=OFF")
         c.execute("PRAGMA temp_store=MEMORY")
-        c.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache
+        c.execute(f"PRAGMA cache_size=-{self._cache_kib}")  # page cache; a bigger batch spills into the WAL
         c.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _SCHEMA.strip().split(";"):

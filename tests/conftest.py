@@ -39,7 +39,7 @@ def wait_until(
     while True:
         try:
             result = predicate()
-        except Exception as exc:  # noqa: BLE001 - not ready yet; shown if it never becomes ready
+        except Exception as exc:  # not ready yet; shown if it never becomes ready
             result, last_error = None, exc
         if result:
             return result
@@ -55,7 +55,7 @@ def poll_result(predicate: Callable[[], Any], timeout: float, interval: float = 
     while True:
         try:
             result = predicate()
-        except Exception:  # noqa: BLE001
+        except Exception:
             result = None
         if result or time.monotonic() >= deadline:
             return result
@@ -119,7 +119,8 @@ def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: lis
             f"notifier_port = {ports[1]}",
             f"notifier_aux_port = {ports[2]}",
         ]
-    lines += ["", "[security]", "insecure = true", "", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
+    lines += ["", "[security]", "insecure = true"]
+    lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
     return "\n".join(lines) + "\n"
 
 
@@ -135,7 +136,7 @@ class NodeProc:
     _log_file: Any = field(default=None, repr=False)
 
     def start(self) -> NodeProc:
-        self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(self.log, "ab")  # closed in close()
         self.proc = subprocess.Popen(
             [*switchover_command(), "node", "--config", str(self.config)],
             stdin=subprocess.DEVNULL,

@@ -365,3 +365,12 @@ class ModulePingReply(Message):
     status: str
     pid: int = 0
     detail: str = ""
+
+
+@register("ModuleGone")
+@dataclass(frozen=True)
+class ModuleGone(Message):
+    """Pushed by the primary's Notifier to the backup when a registered module's process exits."""
+
+    module: str
+    pid: int

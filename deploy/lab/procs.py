@@ -30,16 +30,19 @@ _STOPPED = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP}
 
 #: children started by this Python process, kept so they can be reaped (no zombies, no ResourceWarning)
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+#: exit codes of reaped children (negative: killed by that signal)
+_EXIT_CODES: dict[int, int] = {}
 
 
 def reap_child(pid: int) -> int | None:
     """If ``pid`` is a child started here and has exited, collect it; return its exit code."""
     child = _CHILDREN.get(pid)
     if child is None:
-        return None
+        return _EXIT_CODES.get(pid)
     code = child.poll()
     if code is not None:
         _CHILDREN.pop(pid, None)
+        _EXIT_CODES[pid] = code
     return code
 
 
@@ -231,10 +234,11 @@ class Procs:
         return wait_for(lambda: self._process(info) is None, timeout, what=f"{name} to exit")
 
     def exit_code(self, name: str) -> int | None:
-        """Exit code if this Python process started it and it has exited, else None."""
+        """Exit code (negative: the signal that killed it) if this Python process started it and it
+        has exited; None otherwise."""
         info = self.info(name)
-        child = _CHILDREN.get(info.pid)
-        return child.poll() if child is not None else None
+        self._process(info)  # reaps it if it has exited
+        return reap_child(info.pid)
 
     def terminate(self, name: str, timeout: float = 5.0) -> bool:
         """SIGTERM (plus SIGCONT, so a stopped process can act on it), wait until ``timeout``, then

@@ -216,7 +216,7 @@ def test_cleanup_prefix_respects_lab_boundaries(lab: Lab, lab_factory: LabFactor
     assert lab.procs.alive("listen-a")
 
 
-def test_cli_status_and_unknown_lab(lab: Lab) -> None:
+def test_cli_status(lab: Lab) -> None:
     env = {**os.environ}
     out = subprocess.run(
         [sys.executable, "-m", "deploy.lab.topology", "status", "--labdir", str(lab.dir)],

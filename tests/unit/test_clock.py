@@ -116,7 +116,10 @@ def test_run_until_idle_fires_everything_and_respects_the_limit() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20), st.booleans()), max_size=30), st.lists(st.integers(0, 25), max_size=5))
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.booleans()), max_size=30),
+    st.lists(st.integers(0, 25), max_size=5),
+)
 def test_fake_clock_order_property(timers: list[tuple[int, bool]], steps: list[int]) -> None:
     """Whatever the schedule and the advance steps: uncancelled timers fire in (deadline, order)."""
     clock = FakeClock()
@@ -124,13 +127,14 @@ def test_fake_clock_order_property(timers: list[tuple[int, bool]], steps: list[i
     handles = []
     for i, (delay, _) in enumerate(timers):
         handles.append(clock.call_later(delay / 2, lambda i=i: fired.append(i)))
-    for handle, (_, cancel) in zip(handles, timers):
+    for handle, (_, cancel) in zip(handles, timers, strict=True):
         if cancel:
             handle.cancel()
     for step in steps:
         clock.advance(step / 2)
     clock.run_until_idle()
-    expected = sorted((i for i, (_, cancel) in enumerate(timers) if not cancel), key=lambda i: (timers[i][0], i))
+    kept = [i for i, (_, cancel) in enumerate(timers) if not cancel]
+    expected = sorted(kept, key=lambda i: (timers[i][0], i))
     assert fired == expected
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -366,7 +366,7 @@ def test_ping_on_aux_connection_pings_aux_first_and_falls_back_to_main(clock: Fa
 # ------------------------------------------------------------------------------------------------
 
 
-def pids(sequence: list[int | None]) -> Callable[[LinkCall], Answer]:
+def pids(sequence: Sequence[int | None]) -> Callable[[LinkCall], Answer]:
     """Answer the n-th ping with the n-th PID (None = no answer); then repeat the last."""
     state = {"i": 0}
 

@@ -1,0 +1,260 @@
+"""PrimaryMonitor and ModuleMonitor actors: thin shells around the pure monitor logic.
+
+The logic (``actors.primary_monitor_logic``, ``actors.module_monitor_logic``) decides; these
+actors give it a clock whose timers fire on the actor's thread, links that carry its pings
+through the NotifierLink actors, and an ICMP pinger whose answers come back as messages.
+The PrimaryMonitor posts its verdicts to the Supervisor as ``MonitorEvent``s.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from actors.base import ActorClock, NodeActor, handles
+from actors.context import NodeContext
+from actors.module_monitor_logic import (
+    Cancellable,
+    Connection,
+    ModuleEvent,
+    ModuleMonitorLogic,
+    ModuleMonitorParams,
+    PingResult,
+)
+from actors.node_supervisor import MonitorEvent
+from actors.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
+from actors.primary_monitor_logic import (
+    NoError,
+    PrimaryMonitorEvent,
+    PrimaryMonitorLogic,
+    PrimaryMonitorParams,
+)
+from transport.icmp import IcmpPinger, IcmpUnavailableError, gateways
+from transport.messages import (
+    Message,
+    ModuleGone,
+    ModulePing,
+    ModulePingReply,
+    NotifierPing,
+    NotifierPong,
+    Tick,
+    register,
+)
+
+LIVENESS_POLL = 1.0
+
+
+def this_server(ctx: NodeContext) -> Literal["A", "B"]:
+    return "A" if ctx.config.is_server_a else "B"
+
+
+def primary_monitor_params(ctx: NodeContext) -> PrimaryMonitorParams:
+    return PrimaryMonitorParams.from_server_params(dict(ctx.parameters()), this_server=this_server(ctx))
+
+
+class _Token:
+    def __init__(self, links: LinksOverActors, token: int) -> None:
+        self.links, self.token = links, token
+
+    def cancel(self) -> None:
+        self.links.pending.pop(self.token, None)
+
+
+class LinksOverActors:
+    """The monitors' view of the two notifier connections, carried by the NotifierLink actors.
+
+    Implements both ``NotifierLink`` (primary monitor) and ``ModulePingLink`` (module monitor).
+    Results arrive at the owning actor as ``LinkResult`` messages and go to :meth:`resolve`.
+    """
+
+    def __init__(self, actor: NodeActor) -> None:
+        self.actor = actor
+        self.pending: dict[int, tuple[Callable[[PingResult], None], str]] = {}
+        self._tokens = itertools.count(1)
+        self._seq = itertools.count(1)
+
+    def is_connected(self, connection: Connection) -> bool:
+        return bool(self.actor.ctx.links.get(connection.value, False))
+
+    def _send(self, connection: Connection, msg: Message, timeout: float,
+              on_result: Callable[[PingResult], None], kind: str) -> Cancellable:
+        token = next(self._tokens)
+        self.pending[token] = (on_result, kind)
+        ref = self.actor.lookup(link_actor_name(connection.value))
+        if ref is None or not ref.is_alive():
+            self.pending.pop(token, None)
+            on_result(PingResult.connection_lost(f"{connection.value} link is not running"))
+        else:
+            ref.tell(LinkPing(msg, timeout, token, self.actor.actor_ref))
+        return _Token(self, token)
+
+    def ping_notifier(self, connection: Connection, timeout: float,
+                      on_result: Callable[[PingResult], None]) -> Cancellable:
+        return self._send(connection, NotifierPing(next(self._seq)), timeout, on_result, "notifier")
+
+    def ping_module(self, connection: Connection, module_name: str, timeout: float,
+                    on_result: Callable[[PingResult], None]) -> Cancellable:
+        return self._send(connection, ModulePing(module_name, next(self._seq)), timeout, on_result, "module")
+
+    def resolve(self, result: LinkResult) -> None:
+        entry = self.pending.pop(result.token, None)
+        if entry is None:
+            return  # cancelled, or already timed out by the logic
+        on_result, kind = entry
+        on_result(_ping_result(result, kind))
+
+
+def _ping_result(result: LinkResult, kind: str) -> PingResult:
+    if result.kind == "timeout":
+        return PingResult.timeout(result.detail)
+    if result.kind != "ok":
+        return PingResult.connection_lost(result.detail)
+    reply = result.reply
+    if kind == "notifier":
+        if isinstance(reply, NotifierPong):
+            return PingResult.ok() if reply.serving else PingResult.rejected(f"{reply.node} is {reply.role}")
+        return PingResult.rejected(f"unexpected answer {reply.TYPE if reply else None}")
+    if isinstance(reply, ModulePingReply):
+        if reply.status == "ok":
+            return PingResult.ok(reply.pid)
+        return PingResult.rejected(reply.detail or "rejected")
+    return PingResult.rejected(f"unexpected answer {reply.TYPE if reply else None}")
+
+
+@dataclass(frozen=True)
+class ModuleMonitorReport:
+    event: ModuleEvent
+
+
+@register("ModuleMonitorControl")
+@dataclass(frozen=True)
+class ModuleMonitorControl(Message):
+    run: bool
+
+
+class ModuleMonitor(NodeActor):
+    actor_name = "ModuleMonitor"
+
+    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
+        super().__init__(ctx, incarnation, name)
+        self.links = LinksOverActors(self)
+        self.logic: ModuleMonitorLogic | None = None
+
+    def started(self) -> None:
+        params = primary_monitor_params(self.ctx).module
+        self.logic = ModuleMonitorLogic(ActorClock(self), params, self.links, self._report)
+        self.logic.start()
+
+    def stopped(self) -> None:
+        if self.logic is not None:
+            self.logic.stop()
+
+    def _report(self, event: ModuleEvent) -> None:
+        self.tell_actor("PrimaryMonitor", ModuleMonitorReport(event))
+
+    @handles(LinkResult)
+    def on_link_result(self, result: LinkResult) -> None:
+        self.links.resolve(result)
+
+    @handles(ModuleGone)
+    def on_module_gone(self, msg: ModuleGone) -> None:
+        if self.logic is not None:
+            self.logic.ping_now(f"the primary's notifier reports it gone (pid {msg.pid})")
+
+    @handles(LinkState)
+    def on_link_state(self, msg: LinkState) -> None:
+        """Connection changes matter to the primary monitor; pings here just fail or succeed."""
+
+    @handles(ModuleMonitorControl)
+    def on_control(self, msg: ModuleMonitorControl) -> None:
+        if self.logic is None:
+            return
+        if msg.run:
+            self.logic.start()
+        else:
+            self.logic.stop()
+
+    def update_params(self, params: ModuleMonitorParams) -> None:
+        if self.logic is not None:
+            self.logic.update_params(params)
+
+
+class ActorPinger:
+    """ICMP through :class:`IcmpPinger`, answers delivered on the actor's thread."""
+
+    def __init__(self, actor: NodeActor, pinger: IcmpPinger | None) -> None:
+        self.actor, self.pinger = actor, pinger
+
+    def ping(self, address: str, timeout: float, on_result: Callable[[bool], None]) -> None:
+        if self.pinger is None:
+            self.actor.on_own_thread(on_result)(False)
+            return
+        self.pinger.ping(address, timeout, self.actor.on_own_thread(on_result))
+
+
+class PrimaryMonitor(NodeActor):
+    actor_name = "PrimaryMonitor"
+
+    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
+        super().__init__(ctx, incarnation, name)
+        self.links = LinksOverActors(self)
+        self.logic: PrimaryMonitorLogic | None = None
+        self.icmp: IcmpPinger | None = None
+
+    def started(self) -> None:
+        try:
+            self.icmp = IcmpPinger()
+        except IcmpUnavailableError as exc:
+            self.log.error("ICMP is not available, gateway/NetTest/primary pings will fail: {}", exc)
+        params = primary_monitor_params(self.ctx)
+        peer_address = self.ctx.config.peer.address
+        self.logic = PrimaryMonitorLogic(
+            ActorClock(self), params, self.links, self.links, ActorPinger(self, self.icmp), self, self._post,
+            gateways=gateways, primary_address=lambda: peer_address,
+        )
+        self.logic.start()
+        self.schedule(LIVENESS_POLL, Tick("liveness"))
+
+    def stopped(self) -> None:
+        if self.logic is not None:
+            self.logic.stop()
+        if self.icmp is not None:
+            self.icmp.close()
+
+    # ModuleMonitorControl (the logic starts and stops the module monitor)
+    def start_module_monitor(self) -> None:
+        self.tell_actor("ModuleMonitor", ModuleMonitorControl(True))
+
+    def stop_module_monitor(self) -> None:
+        self.tell_actor("ModuleMonitor", ModuleMonitorControl(False))
+
+    def _post(self, event: PrimaryMonitorEvent) -> None:
+        if isinstance(event, NoError) or not event.state_machine_event:
+            return
+        d = event.diagnosis
+        detail = f"{event.log_event}: connections: {d.connection_status.value}; network: {d.network_status.value}"
+        self.log.warning("Primary monitor posting {} ({})", event.state_machine_event, detail)
+        if self.ctx.supervisor is not None:
+            self.ctx.supervisor.tell(MonitorEvent(event.state_machine_event, d.local_network_ok, d.main_up,
+                                                  d.aux_up, detail))
+
+    @handles(LinkResult)
+    def on_link_result(self, result: LinkResult) -> None:
+        self.links.resolve(result)
+
+    @handles(ModuleMonitorReport)
+    def on_module_report(self, msg: ModuleMonitorReport) -> None:
+        if self.logic is not None:
+            self.logic.on_module_event(msg.event)
+
+    @handles(LinkState)
+    def on_link_state(self, msg: LinkState) -> None:
+        self.log.info("{} connection {}", msg.link, "up" if msg.connected else "down")
+
+    @handles(Tick)
+    def on_tick(self, msg: Tick) -> None:
+        if msg.name == "liveness" and self.logic is not None:
+            self.logic.check_module_monitor_liveness()
+            self.schedule(LIVENESS_POLL, Tick("liveness"))
+

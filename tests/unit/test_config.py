@@ -1,0 +1,260 @@
+"""Node configuration: strict TOML checked against the schema; every error names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.config import ConfigError, NodeConfig, load_config, parse_config
+
+GOOD = """
+[node]
+name = "A"
+data_dir = "data"
+release = "2.1.0"
+
+[server_a]
+name = "A"
+address = "10.0.0.1"
+vswitch_port = 3633
+
+[server_b]
+name = "B"
+address = "10.0.0.2"
+
+[security]
+insecure = true
+
+[supervisor]
+max_restarts = 3
+window = 5
+
+[parameters]
+service = "db"
+"""
+
+
+def good_data() -> dict[str, Any]:
+    return {
+        "node": {"name": "A", "data_dir": "/var/lib/switchover"},
+        "server_a": {"name": "A", "address": "10.0.0.1"},
+        "server_b": {"name": "B", "address": "10.0.0.2"},
+        "security": {"insecure": True},
+    }
+
+
+def write(tmp_path: Path, text: str, name: str = "node.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def rejected(data: dict[str, Any], *words: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    text = str(info.value)
+    for word in words:
+        assert word in text, f"{word!r} not in {text!r}"
+    return text
+
+
+# ---------------------------------------------------------------------------------------- valid
+
+
+def test_a_good_file_loads(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert isinstance(cfg, NodeConfig)
+    assert cfg.name == "A" and cfg.is_server_a
+    assert cfg.me.address == "10.0.0.1" and cfg.peer.name == "B"
+    assert cfg.server_a.vswitch_port == 3633 and cfg.server_b.notifier_port == 3634  # default
+    assert cfg.release == "2.1.0"
+    assert cfg.supervisor.max_restarts == 3 and cfg.supervisor.window == 5.0
+    assert isinstance(cfg.supervisor.window, float)  # an integer is accepted for a number
+    assert cfg.parameters == {"service": "db"}
+    assert cfg.data_dir == str((tmp_path / "data").resolve())  # relative to the file
+    assert cfg.source == str(tmp_path / "node.toml")
+
+
+def test_node_b_sees_a_as_its_peer() -> None:
+    data = good_data()
+    data["node"]["name"] = "B"
+    cfg = parse_config(data)
+    assert not cfg.is_server_a and cfg.me.name == "B" and cfg.peer.name == "A"
+
+
+def test_curve_keys_instead_of_insecure() -> None:
+    data = good_data()
+    data["security"] = {"public_key": "P" * 40, "secret_key": "S" * 40}
+    cfg = parse_config(data)
+    assert not cfg.security.insecure and cfg.security.public_key == "P" * 40
+
+
+# --------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [("node", "name"), ("node", "data_dir"), ("server_a", "name"), ("server_b", "name")],
+)
+def test_missing_key(table: str, key: str) -> None:
+    data = good_data()
+    del data[table][key]
+    rejected(data, f"{table}.{key}", "missing key")
+
+
+def test_missing_table() -> None:
+    data = good_data()
+    del data["server_b"]
+    rejected(data, "server_b", "missing table")
+    del data["node"]
+    rejected(data, "node", "missing table")
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "expected"),
+    [
+        ("server_a", "vswitch_port", "3633", "an integer"),
+        ("server_a", "vswitch_port", True, "an integer"),
+        ("server_a", "vswitch_port", 3633.0, "an integer"),
+        ("server_b", "address", 10, "a string"),
+        ("security", "insecure", "yes", "true or false"),
+        ("supervisor", "window", "10s", "a number"),
+        ("timing", "hello_interval", [1], "a number"),
+        ("node", "release", 1.0, "a string"),
+    ],
+)
+def test_bad_type(table: str, key: str, value: Any, expected: str) -> None:
+    data = good_data()
+    data.setdefault(table, {})[key] = value
+    rejected(data, f"{table}.{key}", expected)
+
+
+def test_a_table_where_a_value_is_expected_and_the_reverse() -> None:
+    data = good_data()
+    data["server_a"] = "A"
+    rejected(data, "server_a", "expected a table")
+    data = good_data()
+    data["parameters"] = {"x": 1}
+    rejected(data, "parameters", "table of strings")
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "suggestion"),
+    [
+        ("server_a", "vswitch_prot", "vswitch_port"),
+        ("timing", "hello_intervall", "hello_interval"),
+        ("security", "insecur", "insecure"),
+        ("node", "relase", "release"),
+    ],
+)
+def test_unknown_key_with_did_you_mean(table: str, key: str, suggestion: str) -> None:
+    data = good_data()
+    data.setdefault(table, {})[key] = 1
+    rejected(data, f"{table}.{key}", "unknown key", f"did you mean {suggestion!r}")
+
+
+def test_unknown_key_without_a_close_match_lists_the_known_ones() -> None:
+    data = good_data()
+    data["server_a"]["zzzz"] = 1
+    rejected(data, "server_a.zzzz", "unknown key", "known:", "vswitch_port")
+
+
+def test_unknown_table() -> None:
+    data = good_data()
+    data["timings"] = {}
+    rejected(data, "timings", "unknown table")
+
+
+def test_a_table_inside_node_is_refused() -> None:
+    data = good_data()
+    data["node"]["security"] = {"insecure": True}
+    rejected(data, "node.security", "as a table")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="cannot read config file") as info:
+        load_config(missing)
+    assert "nope.toml" in str(info.value)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path)  # a directory
+
+
+def test_file_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00name = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "binary.toml" in str(info.value) and "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ['[node\nname = "A"', 'name = "A" "B"', "[node]\nname = \n", "= 1"])
+def test_invalid_toml(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_node_section_that_is_not_a_table(tmp_path: Path) -> None:
+    rejected({"node": "A"}, "node", "table")
+    with pytest.raises(ConfigError, match="node"):
+        load_config(write(tmp_path, 'node = "A"\n'))
+
+
+@pytest.mark.parametrize("name", ["C", "a", ""])
+def test_node_name_not_a_or_b(name: str) -> None:
+    data = good_data()
+    data["node"]["name"] = name
+    rejected(data, "node.name", repr(name))
+
+
+def test_both_servers_with_the_same_name() -> None:
+    data = good_data()
+    data["server_b"]["name"] = "A"
+    rejected(data, "server_b.name", "differ")
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536, 100000])
+@pytest.mark.parametrize(("table", "key"), [("server_a", "vswitch_port"), ("server_b", "notifier_aux_port")])
+def test_port_out_of_range(table: str, key: str, port: int) -> None:
+    data = good_data()
+    data[table][key] = port
+    rejected(data, f"{table}.{key}", str(port), "1-65535")
+
+
+@pytest.mark.parametrize(
+    "security",
+    [
+        {},
+        {"insecure": False},
+        {"public_key": "P" * 40},
+        {"secret_key": "S" * 40},
+        {"public_key": "", "secret_key": ""},
+    ],
+)
+def test_no_curve_keys_and_not_insecure(security: dict[str, Any]) -> None:
+    data = good_data()
+    data["security"] = security
+    rejected(data, "security", "public_key", "insecure")
+
+
+def test_no_security_table_at_all_means_curve_and_needs_keys() -> None:
+    data = good_data()
+    del data["security"]
+    rejected(data, "security.public_key")
+
+
+def test_bad_log_level() -> None:
+    data = good_data()
+    data["node"]["log_level"] = "LOUD"
+    rejected(data, "log_level", "LOUD")
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_restarts", -1), ("window", 0), ("window", -2.5)])
+def test_bad_supervisor_intensity(key: str, value: Any) -> None:
+    data = good_data()
+    data["supervisor"] = {key: value}
+    rejected(data, "supervisor", key)
