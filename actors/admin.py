@@ -8,8 +8,9 @@ answered as an internal error: a bad request never takes the admin socket down.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from actors.base import Inbound, NodeActor, handles
 from actors.context import NodeContext
@@ -33,8 +34,13 @@ def admin_address(data_dir: str | Path) -> str:
 class AdminServer(NodeActor):
     actor_name = "Admin"
 
-    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None,
-                 ops: dict[str, AdminOp] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        incarnation: int = 1,
+        name: str | None = None,
+        ops: dict[str, AdminOp] | None = None,
+    ) -> None:
         super().__init__(ctx, incarnation, name)
         self.ops = ops or {}
         self.endpoint: Endpoint | None = None
@@ -68,6 +74,6 @@ class AdminServer(NodeActor):
         except AdminError as exc:
             self.log.warning("admin {} refused: {}", request.op, exc)
             return AdminReply(False, error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - answer, log, keep serving
+        except Exception as exc:
             self.log.exception("admin {} failed", request.op)
             return AdminReply(False, error=f"internal error in {request.op}: {type(exc).__name__}: {exc}")

@@ -10,8 +10,9 @@ for ``on_start``; the base class reports both).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pykka
 from loguru import logger
@@ -131,7 +132,7 @@ class NodeActor(pykka.ThreadingActor):
         self._timers.clear()
         try:
             self.stopped()
-        except Exception:  # noqa: BLE001 - cleaning up must finish
+        except Exception:
             self.log.exception("{} failed to clean up {}", self.name, when)
         for endpoint in self._endpoints:
             self.ctx.endpoints.remove(endpoint)

@@ -12,8 +12,9 @@ import heapq
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 @dataclass(eq=False)
@@ -136,7 +137,7 @@ class RealClock:
             if not timer.cancelled:
                 try:
                     timer.callback()
-                except Exception:  # noqa: BLE001 - a timer must never kill the scheduler
+                except Exception:
                     from loguru import logger
 
                     logger.exception("timer callback failed")

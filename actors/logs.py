@@ -8,22 +8,19 @@ from typing import Any
 
 from loguru import logger
 
-LOG_FORMAT = (
-    "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[node]} | {extra[who]: <16} | {message}\n{exception}"
-)
+LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[node]} | {extra[who]: <16} | {message}"
 
 
-def _who(record: Any) -> bool:
+def _who(record: Any) -> None:
     """Name the source: the actor, else the logic's topic, else the endpoint."""
     extra = record["extra"]
     actor = extra.get("actor", "-")
     extra["who"] = actor if actor != "-" else extra.get("topic") or extra.get("endpoint") or "-"
-    return True
 
 
 def configure_logging(node: str, level: str, data_dir: Path | None = None) -> None:
     logger.remove()
-    logger.configure(extra={"node": node, "actor": "-", "who": "-"}, patcher=lambda r: _who(r) and None)
+    logger.configure(extra={"node": node, "actor": "-", "who": "-"}, patcher=_who)
     logger.add(sys.stderr, level=level.upper(), format=LOG_FORMAT, backtrace=False, diagnose=False)
     if data_dir is not None:
         logger.add(

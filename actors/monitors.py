@@ -9,8 +9,9 @@ The PrimaryMonitor posts its verdicts to the Supervisor as ``MonitorEvent``s.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from actors.base import ActorClock, NodeActor, handles
 from actors.context import NodeContext
@@ -77,8 +78,14 @@ class LinksOverActors:
     def is_connected(self, connection: Connection) -> bool:
         return bool(self.actor.ctx.links.get(connection.value, False))
 
-    def _send(self, connection: Connection, msg: Message, timeout: float,
-              on_result: Callable[[PingResult], None], kind: str) -> Cancellable:
+    def _send(
+        self,
+        connection: Connection,
+        msg: Message,
+        timeout: float,
+        on_result: Callable[[PingResult], None],
+        kind: str,
+    ) -> Cancellable:
         token = next(self._tokens)
         self.pending[token] = (on_result, kind)
         ref = self.actor.lookup(link_actor_name(connection.value))
@@ -89,12 +96,18 @@ class LinksOverActors:
             ref.tell(LinkPing(msg, timeout, token, self.actor.actor_ref))
         return _Token(self, token)
 
-    def ping_notifier(self, connection: Connection, timeout: float,
-                      on_result: Callable[[PingResult], None]) -> Cancellable:
+    def ping_notifier(
+        self, connection: Connection, timeout: float, on_result: Callable[[PingResult], None]
+    ) -> Cancellable:
         return self._send(connection, NotifierPing(next(self._seq)), timeout, on_result, "notifier")
 
-    def ping_module(self, connection: Connection, module_name: str, timeout: float,
-                    on_result: Callable[[PingResult], None]) -> Cancellable:
+    def ping_module(
+        self,
+        connection: Connection,
+        module_name: str,
+        timeout: float,
+        on_result: Callable[[PingResult], None],
+    ) -> Cancellable:
         return self._send(connection, ModulePing(module_name, next(self._seq)), timeout, on_result, "module")
 
     def resolve(self, result: LinkResult) -> None:
@@ -210,8 +223,15 @@ class PrimaryMonitor(NodeActor):
         params = primary_monitor_params(self.ctx)
         peer_address = self.ctx.config.peer.address
         self.logic = PrimaryMonitorLogic(
-            ActorClock(self), params, self.links, self.links, ActorPinger(self, self.icmp), self, self._post,
-            gateways=gateways, primary_address=lambda: peer_address,
+            ActorClock(self),
+            params,
+            self.links,
+            self.links,
+            ActorPinger(self, self.icmp),
+            self,
+            self._post,
+            gateways=gateways,
+            primary_address=lambda: peer_address,
         )
         self.logic.start()
         self.schedule(LIVENESS_POLL, Tick("liveness"))
@@ -233,11 +253,14 @@ class PrimaryMonitor(NodeActor):
         if isinstance(event, NoError) or not event.state_machine_event:
             return
         d = event.diagnosis
-        detail = f"{event.log_event}: connections: {d.connection_status.value}; network: {d.network_status.value}"
+        detail = (
+            f"{event.log_event}: connections: {d.connection_status.value}; network: {d.network_status.value}"
+        )
         self.log.warning("Primary monitor posting {} ({})", event.state_machine_event, detail)
         if self.ctx.supervisor is not None:
-            self.ctx.supervisor.tell(MonitorEvent(event.state_machine_event, d.local_network_ok, d.main_up,
-                                                  d.aux_up, detail))
+            self.ctx.supervisor.tell(
+                MonitorEvent(event.state_machine_event, d.local_network_ok, d.main_up, d.aux_up, detail)
+            )
 
     @handles(LinkResult)
     def on_link_result(self, result: LinkResult) -> None:
@@ -257,4 +280,3 @@ class PrimaryMonitor(NodeActor):
         if msg.name == "liveness" and self.logic is not None:
             self.logic.check_module_monitor_liveness()
             self.schedule(LIVENESS_POLL, Tick("liveness"))
-

@@ -20,13 +20,13 @@ from actors.clock import RealClock
 from actors.config import NodeConfig
 from actors.context import NodeContext
 from actors.logs import configure_logging
-from actors.supervision import Intensity
-from actors.node_supervisor import NodeSupervisor, StopNode
-from actors.supervisor import GetActorStatus, actor_spec
 from actors.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.network_check import backup_network_ok
+from actors.node_supervisor import NodeSupervisor, StopNode
 from actors.notifier import Notifier
 from actors.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
+from actors.supervision import Intensity
+from actors.supervisor import GetActorStatus, actor_spec
 from actors.virtual_switch import GetPeerStatus, VirtualSwitch
 from transport.faults import NO_FAULTS, Faults
 from transport.icmp import IcmpPinger
@@ -53,7 +53,9 @@ def _flag(params: dict[str, str], name: str) -> bool:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, *, force_backup: bool = False, manual_switch_only: bool = False) -> None:
+    def __init__(
+        self, config: NodeConfig, *, force_backup: bool = False, manual_switch_only: bool = False
+    ) -> None:
         self.config = config
         self.force_backup = force_backup
         self.manual_switch_only = manual_switch_only
@@ -80,9 +82,15 @@ class Node:
 
     def op_status(self, args: dict[str, Any]) -> dict[str, Any]:
         r = self.ctx.role
-        return {"node": self.config.name, "role": r.role, "generation": r.generation,
-                "starting_up": r.starting_up, "reason": r.reason, "release": self.config.release,
-                "pid": os.getpid()}
+        return {
+            "node": self.config.name,
+            "role": r.role,
+            "generation": r.generation,
+            "starting_up": r.starting_up,
+            "reason": r.reason,
+            "release": self.config.release,
+            "pid": os.getpid(),
+        }
 
     def op_actors(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.supervisor is not None
@@ -101,12 +109,14 @@ class Node:
                 raise AdminError("the Supervisor cannot be crashed: nothing would restart it")
             ref = self.ctx.directory.lookup(name)
             if ref is None:
-                raise AdminError(f"no running actor named {name!r}; running: {', '.join(self.ctx.directory.names())}")
+                raise AdminError(
+                    f"no running actor named {name!r}; running: {', '.join(self.ctx.directory.names())}"
+                )
             ref.tell(CrashActor(f"crash injected by admin into {name}"))
             return {"crashed": name}
         if args.get("clear_all"):
-            for endpoint in self.ctx.endpoints.all():
-                endpoint.set_faults(NO_FAULTS)
+            for each in self.ctx.endpoints.all():
+                each.set_faults(NO_FAULTS)
             return {"cleared": [e.name for e in self.ctx.endpoints.all()]}
         name = str(args.get("endpoint", ""))
         endpoint = self.ctx.endpoints.get(name)
@@ -132,7 +142,9 @@ class Node:
         self.ctx.parameters = self.parameters
         params = self.parameters()
         reconnect_delay = _seconds(params, "Switchover Notifier Reconnect Delay", 5.0, 5.0, 60.0)
-        qos = _flag(params, "Switchover Use QoS For Ping") and _flag(params, "Switchover Ping on Aux Connection")
+        qos = _flag(params, "Switchover Use QoS For Ping") and _flag(
+            params, "Switchover Ping on Aux Connection"
+        )
         dscp = int(_seconds(params, "Switchover QoS DSCP", 34, 0, 63)) if qos else 0
         specs = {
             "core": [
@@ -141,10 +153,21 @@ class Node:
                 actor_spec("Notifier", Notifier, security=security),
             ],
             "backup": [
-                actor_spec(link_actor_name(MAIN), NotifierLink, link=MAIN, security=security,
-                           reconnect_delay=reconnect_delay),
-                actor_spec(link_actor_name(AUX), NotifierLink, link=AUX, security=security,
-                           reconnect_delay=reconnect_delay, tos=dscp << 2),
+                actor_spec(
+                    link_actor_name(MAIN),
+                    NotifierLink,
+                    link=MAIN,
+                    security=security,
+                    reconnect_delay=reconnect_delay,
+                ),
+                actor_spec(
+                    link_actor_name(AUX),
+                    NotifierLink,
+                    link=AUX,
+                    security=security,
+                    reconnect_delay=reconnect_delay,
+                    tos=dscp << 2,
+                ),
             ],
             "monitors": [
                 actor_spec("ModuleMonitor", ModuleMonitor),
@@ -153,7 +176,9 @@ class Node:
         }
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
-            self.ctx, specs, intensity,
+            self.ctx,
+            specs,
+            intensity,
             manual_switch_only=self.manual_switch_only,
             force_backup=self.force_backup,
             reconnect_timeout=self.reconnect_timeout,

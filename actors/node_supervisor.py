@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from actors.base import handles
 from actors.context import NodeContext, RoleSnapshot
 from actors.event_log import EventLog, EventRecord
 from actors.generation import GenerationStore
 from actors.hooks import HookFacts, HookResult, run_hooks
+from actors.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
 from actors.state_machine import (
     Action,
     Event,
@@ -39,7 +41,6 @@ from actors.state_machine import (
 )
 from actors.supervision import Intensity
 from actors.supervisor import ChildSpec, Supervisor
-from actors.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
 from actors.virtual_switch import (
     DiscontinueResult,
     Forwarded,
@@ -178,8 +179,15 @@ class NodeSupervisor(Supervisor):
         old_gen = self.generation.value
         step = self.sm.handle(event, facts)
         level = "INFO" if step.changed or step.actions else "DEBUG"
-        self.log.log(level, "[{} -> {}] event={}: {}{}", step.old_state, step.new_state, event, step.verdict,
-                     f" ({detail})" if detail else "")
+        self.log.log(
+            level,
+            "[{} -> {}] event={}: {}{}",
+            step.old_state,
+            step.new_state,
+            event,
+            step.verdict,
+            f" ({detail})" if detail else "",
+        )
         if step.reason and step.switched and step.old_state is not State.INIT:
             self.log.warning("{}", step.reason)  # the spec's signpost: the reason line comes first
             self.log.warning("Switchover Service: Switch Initiated")
@@ -222,8 +230,11 @@ class NodeSupervisor(Supervisor):
         elif action is Action.START_RECONNECT_TIMER:
             self.reconnect_token += 1
             timeout = self.reconnect_timeout()
-            self.log.info("SwitchoverState::StartReconnectTimer: Scheduling reconnect timeout to execute in "
-                          "{:g} second(s)", timeout)
+            self.log.info(
+                "SwitchoverState::StartReconnectTimer: Scheduling reconnect timeout to execute in "
+                "{:g} second(s)",
+                timeout,
+            )
             self.schedule(timeout, Tick("reconnect-timeout", self.reconnect_token))
             self._probe(True)
         elif action is Action.CANCEL_RECONNECT_TIMER:
@@ -273,8 +284,13 @@ class NodeSupervisor(Supervisor):
         cfg = self.ctx.config
         hooks_dir = Path(cfg.hooks.dir or Path(cfg.data_dir) / "hooks")
         generation = self.generation.value
-        facts = HookFacts(node=cfg.name, role=step.new_state.value, reason=step.reason or "",
-                          generation=generation, peer=cfg.peer.name)
+        facts = HookFacts(
+            node=cfg.name,
+            role=step.new_state.value,
+            reason=step.reason or "",
+            generation=generation,
+            peer=cfg.peer.name,
+        )
         ref = self.actor_ref
 
         def work() -> None:
@@ -322,12 +338,18 @@ class NodeSupervisor(Supervisor):
             self.peer_generation = max(self.peer_generation, msg.peer_generation)
             self.peer_release = msg.peer_release
         decision = negotiate_startup_role(
-            self.generation.value, peer_state, msg.peer_generation, cfg.is_server_a, self.sm.force_backup,
+            self.generation.value,
+            peer_state,
+            msg.peer_generation,
+            cfg.is_server_a,
+            self.sm.force_backup,
             peer_force_backup=msg.peer_force_backup,
         )
         self.log.info("{}", decision.verdict)
-        facts = Facts(won_startup_tie=decision.won_tie,
-                      release=compare_release(cfg.release, msg.peer_release) if msg.answered else Release.SAME)
+        facts = Facts(
+            won_startup_tie=decision.won_tie,
+            release=compare_release(cfg.release, msg.peer_release) if msg.answered else Release.SAME,
+        )
         self.post(decision.event, facts, decision.verdict)
 
     @handles(PeerSeen)
@@ -341,9 +363,12 @@ class NodeSupervisor(Supervisor):
         if self.sm.state is State.PRIMARY and outranks(
             msg.generation, msg.node == cfg.server_a.name, self.generation.value, cfg.is_server_a
         ):
-            self.post(Event.HIGHER_GENERATION_SEEN, Facts(),
-                      f"{msg.node} is Primary with generation {msg.generation}, this node has "
-                      f"{self.generation.value}")
+            self.post(
+                Event.HIGHER_GENERATION_SEEN,
+                Facts(),
+                f"{msg.node} is Primary with generation {msg.generation}, this node has "
+                f"{self.generation.value}",
+            )
         elif self.sm.state is not State.PRIMARY:
             self.generation.observe(msg.generation)
             self._publish()
@@ -351,8 +376,12 @@ class NodeSupervisor(Supervisor):
     @handles(MonitorEvent)
     def on_monitor_event(self, msg: MonitorEvent) -> None:
         self.network_ok = msg.network_ok
-        facts = Facts(network_ok=msg.network_ok, main_up=msg.main_up, aux_up=msg.aux_up,
-                      reconnect_timeout=self.reconnect_timeout())
+        facts = Facts(
+            network_ok=msg.network_ok,
+            main_up=msg.main_up,
+            aux_up=msg.aux_up,
+            reconnect_timeout=self.reconnect_timeout(),
+        )
         self.post(Event(msg.event), facts, msg.detail)
 
     @handles(Forwarded)
@@ -361,8 +390,11 @@ class NodeSupervisor(Supervisor):
         if isinstance(body, SwitchRequest):
             how = "immediate " if body.immediate else ""
             self.log.warning("Manual Switchover requested by {} ({}switch)", body.requested_by, how)
-            step = self.post(Event.MANUAL_SWITCH_REQUEST, Facts(peer_reachable=msg.peer_reachable),
-                             f"requested by {body.requested_by}")
+            step = self.post(
+                Event.MANUAL_SWITCH_REQUEST,
+                Facts(peer_reachable=msg.peer_reachable),
+                f"requested by {body.requested_by}",
+            )
             ok = step.switched or Action.SCHEDULE_SWITCH_AFTER_STARTUP in step.actions
             msg.reply(CommandReply(ok, step.verdict, self.sm.state.value))
         elif isinstance(body, RejoinRequest):
@@ -371,13 +403,22 @@ class NodeSupervisor(Supervisor):
         elif isinstance(body, Discontinue):
             self.peer_generation = max(self.peer_generation, body.generation)
             if self.sm.state is State.PRIMARY:
-                step = self.post(Event.DISCONTINUE_RECEIVED, Facts(),
-                                 f"{body.from_node} takes over with generation {body.generation}: {body.reason}")
+                step = self.post(
+                    Event.DISCONTINUE_RECEIVED,
+                    Facts(),
+                    f"{body.from_node} takes over with generation {body.generation}: {body.reason}",
+                )
                 stale = step.new_state is State.INACTIVE
                 msg.reply(DiscontinueAck(self.ctx.node, self.generation.value, stale, step.verdict))
             else:
-                msg.reply(DiscontinueAck(self.ctx.node, self.generation.value, True,
-                                         f"{self.ctx.node} is {self.sm.state}, not serving"))
+                msg.reply(
+                    DiscontinueAck(
+                        self.ctx.node,
+                        self.generation.value,
+                        True,
+                        f"{self.ctx.node} is {self.sm.state}, not serving",
+                    )
+                )
 
     @handles(DiscontinueResult)
     def on_discontinue_result(self, msg: DiscontinueResult) -> None:
@@ -387,7 +428,9 @@ class NodeSupervisor(Supervisor):
         if msg.acked:
             self.log.info("the former primary acknowledged Discontinue: {}", msg.detail)
         else:
-            self.log.warning("no Discontinue acknowledgement ({}); switching alone (uncontrolled)", msg.detail)
+            self.log.warning(
+                "no Discontinue acknowledgement ({}); switching alone (uncontrolled)", msg.detail
+            )
         self._carry_out(pending.step, pending.actions)
         self._publish()
 
@@ -405,7 +448,9 @@ class NodeSupervisor(Supervisor):
             if msg.token == self.reconnect_token:
                 self.log.error("SwitchoverState::Reconnecting: Reconnect period expired")
                 if self.network_ok or self.network_check is None:
-                    self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
+                    self.post(
+                        Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0)
+                    )
                 else:
                     self._check_network(msg.token)
         elif msg.name == "negotiate":
@@ -424,7 +469,7 @@ class NodeSupervisor(Supervisor):
         def work() -> None:
             try:
                 ok = check()
-            except Exception:  # noqa: BLE001 - a failing check means we cannot tell: not ok
+            except Exception:
                 ok = False
             ref.tell(NetworkChecked(ok, token))
 
@@ -443,8 +488,11 @@ class NodeSupervisor(Supervisor):
         if self.sm.state is State.RECONNECTING:
             self.network_ok = True
             self.peer_generation = max(self.peer_generation, msg.generation)
-            self.post(Event.RECONNECTED, Facts(),
-                      f"{msg.link} connection answered by {msg.node} (generation {msg.generation})")
+            self.post(
+                Event.RECONNECTED,
+                Facts(),
+                f"{msg.link} connection answered by {msg.node} (generation {msg.generation})",
+            )
             if self.sm.state is not State.RECONNECTING:
                 self._probe(False)
 
@@ -462,4 +510,3 @@ def _state_of(role: str) -> State:
         return State(role)
     except ValueError:
         return State.INIT
-

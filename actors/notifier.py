@@ -60,8 +60,14 @@ class _Forwarded:
 class Notifier(NodeActor):
     actor_name = "Notifier"
 
-    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None,
-                 security: Security | None = None, forward_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        incarnation: int = 1,
+        name: str | None = None,
+        security: Security | None = None,
+        forward_timeout: float = 60.0,
+    ) -> None:
         super().__init__(ctx, incarnation, name)
         self.security = security or Security.plain()
         self.forward_timeout = forward_timeout
@@ -72,7 +78,9 @@ class Notifier(NodeActor):
     def started(self) -> None:
         me = self.ctx.config.me
         for name, port in (("notifier.main", me.notifier_port), ("notifier.aux", me.notifier_aux_port)):
-            self.endpoints[name] = self.open_endpoint(name, "server", tcp(me.address, port), security=self.security)
+            self.endpoints[name] = self.open_endpoint(
+                name, "server", tcp(me.address, port), security=self.security
+            )
         self.schedule(WATCH_INTERVAL, Tick("watch"))
 
     @handles(Tick)
@@ -103,8 +111,9 @@ class Notifier(NodeActor):
             return
         if isinstance(body, NotifierPing):
             role = self.ctx.role
-            endpoint.reply(env, NotifierPong(self.ctx.node, role.role, role.generation, self.serving()),
-                           to=msg.peer)
+            endpoint.reply(
+                env, NotifierPong(self.ctx.node, role.role, role.generation, self.serving()), to=msg.peer
+            )
         elif isinstance(body, RegisterModule):
             self._register(body, msg, endpoint)
         elif isinstance(body, ModulePing):
@@ -117,7 +126,9 @@ class Notifier(NodeActor):
         if old is None or (old.pid, old.identity) != (body.pid, msg.peer):
             self.log.info("module {} registered (pid {})", body.name, body.pid)
         self.modules[body.name] = Registration(body.name, body.pid, msg.endpoint, msg.peer or b"")
-        endpoint.reply(msg.env, CommandReply(True, f"{body.name} registered", self.ctx.role.role), to=msg.peer)
+        endpoint.reply(
+            msg.env, CommandReply(True, f"{body.name} registered", self.ctx.role.role), to=msg.peer
+        )
 
     def _route(self, body: ModulePing, msg: Inbound, endpoint: Endpoint) -> None:
         def reject(detail: str) -> None:
@@ -141,7 +152,9 @@ class Notifier(NodeActor):
         module_endpoint = self.endpoints[reg.endpoint]
         future = module_endpoint.request(body, timeout=self.forward_timeout, to=reg.identity)
         ref = self.actor_ref
-        future.add_done_callback(lambda f: ref.tell(_Forwarded(f, msg.endpoint, msg.env, msg.peer, body.module)))
+        future.add_done_callback(
+            lambda f: ref.tell(_Forwarded(f, msg.endpoint, msg.env, msg.peer, body.module))
+        )
 
     @handles(_Forwarded)
     def on_forwarded(self, msg: _Forwarded) -> None:
@@ -150,7 +163,7 @@ class Notifier(NodeActor):
             return
         try:
             reply = msg.future.result()
-        except Exception:  # noqa: BLE001 - the module did not answer: let the asker's timeout decide
+        except Exception:
             return
         if isinstance(reply.msg, ModulePingReply):
             endpoint.reply(msg.request, reply.msg, to=msg.peer)

@@ -90,10 +90,19 @@ class _Done:
 
 
 class NotifierLink(NodeActor):
-    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None, *, link: str = MAIN,
-                 security: Security | None = None, reconnect_delay: float = 5.0, tos: int = 0,
-                 listeners: tuple[str, ...] = ("Supervisor", "PrimaryMonitor", "ModuleMonitor"),
-                 heartbeat: float = 1.0) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        incarnation: int = 1,
+        name: str | None = None,
+        *,
+        link: str = MAIN,
+        security: Security | None = None,
+        reconnect_delay: float = 5.0,
+        tos: int = 0,
+        listeners: tuple[str, ...] = ("Supervisor", "PrimaryMonitor", "ModuleMonitor"),
+        heartbeat: float = 1.0,
+    ) -> None:
         super().__init__(ctx, incarnation, name or link_actor_name(link))
         self.link = link
         self.security = security or Security.plain()
@@ -115,8 +124,13 @@ class NotifierLink(NodeActor):
             heartbeat_timeout_ms=int(self.heartbeat * 3000),
         )
         self.ctx.links[self.link] = False
-        self.endpoint = self.open_endpoint(f"notifier.link.{self.link}", "client", tcp(peer.address, port),
-                                           security=self.security, options=options)
+        self.endpoint = self.open_endpoint(
+            f"notifier.link.{self.link}",
+            "client",
+            tcp(peer.address, port),
+            security=self.security,
+            options=options,
+        )
 
     def stopped(self) -> None:
         self.ctx.links.pop(self.link, None)
@@ -185,13 +199,14 @@ class NotifierLink(NodeActor):
             return
         self.probe_seq += 1
         self.endpoint.request(NotifierPing(self.probe_seq), 1.0).add_done_callback(
-            self.on_own_thread(self._probe_answer))
+            self.on_own_thread(self._probe_answer)
+        )
         self.schedule(1.0, Tick("probe"))
 
     def _probe_answer(self, future: Future[Envelope]) -> None:
         try:
             pong = future.result().msg
-        except Exception:  # noqa: BLE001 - not answering yet
+        except Exception:
             return
         if self.probing and isinstance(pong, NotifierPong) and pong.serving:
             self._tell_listeners(LinkAnswering(self.link, pong.node, pong.generation))

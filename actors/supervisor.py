@@ -10,8 +10,9 @@ so other actors always reach the current incarnation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pykka
 
@@ -37,7 +38,9 @@ class ChildSpec:
     restart: RestartPolicy = "permanent"
 
 
-def actor_spec(name: str, cls: type[NodeActor], restart: RestartPolicy = "permanent", **kwargs: Any) -> ChildSpec:
+def actor_spec(
+    name: str, cls: type[NodeActor], restart: RestartPolicy = "permanent", **kwargs: Any
+) -> ChildSpec:
     """A spec for a :class:`NodeActor` subclass started with ``kwargs``."""
 
     def factory(ctx: NodeContext, incarnation: int) -> pykka.ActorRef[Any]:
@@ -197,7 +200,7 @@ class Supervisor(NodeActor):
                 "incarnation": self.incarnation,
                 "restarts": 0,
                 "last_failure": self.error,
-                "mailbox": self.actor_inbox.qsize(),
+                "mailbox": _depth(self.actor_inbox),
                 "uptime": round(now - self.started_at, 3),
             }
         ]
@@ -211,8 +214,14 @@ class Supervisor(NodeActor):
                     "incarnation": child.incarnation,
                     "restarts": child.restarts,
                     "last_failure": child.last_failure,
-                    "mailbox": ref.actor_inbox.qsize() if ref is not None else 0,
+                    "mailbox": _depth(ref.actor_inbox) if ref is not None else 0,
                     "uptime": round(now - child.started_at, 3) if alive else 0.0,
                 }
             )
         return rows
+
+
+def _depth(inbox: Any) -> int:
+    """Messages waiting in a pykka inbox (a queue.Queue for threading actors)."""
+    qsize = getattr(inbox, "qsize", None)
+    return int(qsize()) if callable(qsize) else 0

@@ -16,10 +16,11 @@ It decides nothing: every decision is the Supervisor's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from actors.base import Inbound, NodeActor, handles
 from actors.context import NodeContext
@@ -139,8 +140,13 @@ def tcp(address: str, port: int) -> str:
 class VirtualSwitch(NodeActor):
     actor_name = "VirtualSwitch"
 
-    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None,
-                 security: Security | None = None) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        incarnation: int = 1,
+        name: str | None = None,
+        security: Security | None = None,
+    ) -> None:
         super().__init__(ctx, incarnation, name)
         self.security = security or Security.plain()
         self.peer_hello: Hello | None = None
@@ -159,7 +165,10 @@ class VirtualSwitch(NodeActor):
             "vswitch.server", "server", tcp(cfg.me.address, cfg.me.vswitch_port), security=self.security
         )
         self.client = self.open_endpoint(
-            "vswitch.peer", "client", tcp(cfg.peer.address, cfg.peer.vswitch_port), security=self.security,
+            "vswitch.peer",
+            "client",
+            tcp(cfg.peer.address, cfg.peer.vswitch_port),
+            security=self.security,
             options=EndpointOptions(reconnect_ivl_ms=200, reconnect_ivl_max_ms=1000),
         )
         self.on_tick(Tick("hello"))
@@ -247,14 +256,15 @@ class VirtualSwitch(NodeActor):
             return  # an answer to an older negotiation
         try:
             env = msg.future.result()
-        except Exception:  # noqa: BLE001 - timeout, no connection: ask again until the deadline
+        except Exception:
             env = None
         if env is not None and isinstance(env.msg, StatusReport):
             report = env.msg
             self.peer_seen_at = self.ctx.clock.now()
             self.negotiation_deadline = None
-            self._supervisor(NegotiationResult(True, report.role, report.generation, report.force_backup,
-                                               report.release))
+            self._supervisor(
+                NegotiationResult(True, report.role, report.generation, report.force_backup, report.release)
+            )
             return
         if self.ctx.clock.now() >= self.negotiation_deadline:
             self.negotiation_deadline = None
@@ -270,15 +280,17 @@ class VirtualSwitch(NodeActor):
             self._supervisor(DiscontinueResult(False, "no link to the peer"))
             return
         ref = self.actor_ref
-        fut = self.client.request(Discontinue(msg.generation, msg.reason, self.ctx.node),
-                                  timeout=self.ctx.config.timing.discontinue_timeout)
+        fut = self.client.request(
+            Discontinue(msg.generation, msg.reason, self.ctx.node),
+            timeout=self.ctx.config.timing.discontinue_timeout,
+        )
         fut.add_done_callback(lambda f: ref.tell(_DiscontinueOutcome(f)))
 
     @handles(_DiscontinueOutcome)
     def on_discontinue_outcome(self, msg: _DiscontinueOutcome) -> None:
         try:
             env = msg.future.result()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._supervisor(DiscontinueResult(False, f"no acknowledgement from the peer: {exc}"))
             return
         ack = env.msg
@@ -295,8 +307,13 @@ class VirtualSwitch(NodeActor):
             self.client.send(RecordEvent(msg.record))
         if msg.app_event and self.server is not None:
             now = self.ctx.clock.now()
-            event = RoleEvent(msg.app_event, self.ctx.node, str(msg.record.get("new_state", "")),
-                              int(msg.record.get("generation", 0)), str(msg.record.get("reason") or ""))
+            event = RoleEvent(
+                msg.app_event,
+                self.ctx.node,
+                str(msg.record.get("new_state", "")),
+                int(msg.record.get("generation", 0)),
+                str(msg.record.get("reason") or ""),
+            )
             for identity, expires in list(self.subscribers.items()):
                 if expires < now:
                     del self.subscribers[identity]
@@ -341,10 +358,16 @@ class VirtualSwitch(NodeActor):
     def _peer_hello(self, hello: Hello) -> None:
         old = self.peer_hello
         if old is None or not self.peer_reachable():
-            self.log.info("peer {} is reachable ({}, generation {})", hello.node, hello.role, hello.generation)
+            self.log.info(
+                "peer {} is reachable ({}, generation {})", hello.node, hello.role, hello.generation
+            )
         self.peer_hello = hello
         self.peer_seen_at = self.ctx.clock.now()
-        if old is None or (old.role, old.generation) != (hello.role, hello.generation) or hello.role == "Primary":
+        if (
+            old is None
+            or (old.role, old.generation) != (hello.role, hello.generation)
+            or hello.role == "Primary"
+        ):
             self._supervisor(PeerSeen(hello.node, hello.role, hello.generation, hello.release))
 
     def _history(self, limit: int) -> HistoryReply:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from replication.store import SetOp, Store  # noqa: E402
+from replication.store import SetOp, Store
 
 
 def key(i: int) -> str:

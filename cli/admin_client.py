@@ -17,11 +17,13 @@ class AdminCallError(Exception):
     """The node could not be reached, or it refused the request; the text says which and why."""
 
 
-def admin_call(node_dir: str, op: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+def admin_call(
+    node_dir: str, op: str, args: dict[str, Any] | None = None, timeout: float = 5.0
+) -> dict[str, Any]:
     sock_path = Path(node_dir) / ADMIN_SOCKET
     if not sock_path.exists():
         raise AdminCallError(f"no node is running in {node_dir} (no {sock_path})")
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
     try:

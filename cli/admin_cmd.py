@@ -10,7 +10,7 @@ from cli.admin_client import AdminCallError, admin_call
 from cli.output import error, print_json, print_table
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("admin", help="inspect a running node and inject faults through its admin socket")
     p.add_argument("--node", default=os.environ.get("SWITCHOVER_NODE", "."), help="the node's data directory")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -41,8 +41,12 @@ def _inject_args(args: argparse.Namespace) -> dict[str, Any]:
         raise AdminCallError("inject needs --endpoint NAME, --clear-all or --crash ACTOR")
     faults: dict[str, Any] = {}
     if not args.clear:
-        faults = {"drop_all": args.drop_all, "drop_fraction": args.drop_fraction,
-                  "delay_ms": args.delay_ms, "cut": args.cut}
+        faults = {
+            "drop_all": args.drop_all,
+            "drop_fraction": args.drop_fraction,
+            "delay_ms": args.delay_ms,
+            "cut": args.cut,
+        }
     return {"endpoint": args.endpoint, "faults": faults}
 
 
@@ -56,22 +60,49 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     if args.admin_op == "actors":
-        rows = [[a["name"], "alive" if a["alive"] else "DOWN", a["incarnation"], a["restarts"], a["mailbox"],
-                 f'{a["uptime"]:.1f}s', a["last_failure"]] for a in result["actors"]]
-        print_table(f'node {result["node"]} ({result["role"]})',
-                    ["actor", "state", "incarnation", "restarts", "mailbox", "uptime", "last failure"], rows)
+        rows = [
+            [
+                a["name"],
+                "alive" if a["alive"] else "DOWN",
+                a["incarnation"],
+                a["restarts"],
+                a["mailbox"],
+                f"{a['uptime']:.1f}s",
+                a["last_failure"],
+            ]
+            for a in result["actors"]
+        ]
+        print_table(
+            f"node {result['node']} ({result['role']})",
+            ["actor", "state", "incarnation", "restarts", "mailbox", "uptime", "last failure"],
+            rows,
+        )
         peer = result.get("peer")
         if peer:
-            seen = "never" if peer["last_seen_ago"] is None else f'{peer["last_seen_ago"]:.1f}s ago'
-            print(f'peer {peer["name"]}: {"reachable" if peer["reachable"] else "UNREACHABLE"}, '
-                  f'role {peer["role"]}, generation {peer["generation"]}, last seen {seen}')
+            seen = "never" if peer["last_seen_ago"] is None else f"{peer['last_seen_ago']:.1f}s ago"
+            print(
+                f"peer {peer['name']}: {'reachable' if peer['reachable'] else 'UNREACHABLE'}, "
+                f"role {peer['role']}, generation {peer['generation']}, last seen {seen}"
+            )
     elif args.admin_op == "endpoints":
-        rows = [[e["name"], e["role"], e["address"], e["connected"],
-                 ", ".join(f"{k}={v}" for k, v in e["faults"].items() if v),
-                 e["stats"]["sent"], e["stats"]["received"], e["stats"]["decode_errors"]]
-                for e in result["endpoints"]]
-        print_table("endpoints", ["name", "role", "address", "connected", "faults", "sent", "received",
-                                  "decode errors"], rows)
+        rows = [
+            [
+                e["name"],
+                e["role"],
+                e["address"],
+                e["connected"],
+                ", ".join(f"{k}={v}" for k, v in e["faults"].items() if v),
+                e["stats"]["sent"],
+                e["stats"]["received"],
+                e["stats"]["decode_errors"],
+            ]
+            for e in result["endpoints"]
+        ]
+        print_table(
+            "endpoints",
+            ["name", "role", "address", "connected", "faults", "sent", "received", "decode errors"],
+            rows,
+        )
     else:
         for key, value in result.items():
             print(f"{key}: {value}")

@@ -15,7 +15,14 @@ from actors.config import ConfigError, load_config
 from actors.event_log import EventRecord, merge_histories
 from cli.output import error, print_json, print_table
 from transport.client import Unreachable, query_state, request_once
-from transport.messages import CommandReply, HistoryReply, HistoryRequest, RejoinRequest, StatusReport, SwitchRequest
+from transport.messages import (
+    CommandReply,
+    HistoryReply,
+    HistoryRequest,
+    RejoinRequest,
+    StatusReport,
+    SwitchRequest,
+)
 from transport.security import Security
 
 BACKUP_ROLES = ("Backup", "Reconnecting", "Upgrade Higher", "Upgrade Lower")
@@ -27,10 +34,13 @@ class Server:
     address: str  # tcp://host:port of its VirtualSwitch
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="control panel: status, switch, rejoin, history, query-backup")
-    p.add_argument("--config", default=os.environ.get("SWITCHOVER_CONFIG"),
-                   help="a node config naming both servers (or set SWITCHOVER_CONFIG)")
+    p.add_argument(
+        "--config",
+        default=os.environ.get("SWITCHOVER_CONFIG"),
+        help="a node config naming both servers (or set SWITCHOVER_CONFIG)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each server")
     ops = p.add_subparsers(dest="ctl_op", required=True)
@@ -38,8 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sw = ops.add_parser("switch", help="switch over to the backup")
     sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sw.add_argument("--immediate", action="store_true", help="switch without asking and exit (/Immediate)")
-    sw.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the backup to become active")
-    rj = ops.add_parser("rejoin", help="make a stale (or halted) server renegotiate its role and become backup")
+    sw.add_argument(
+        "--wait", type=float, default=15.0, help="seconds to wait for the backup to become active"
+    )
+    rj = ops.add_parser(
+        "rejoin", help="make a stale (or halted) server renegotiate its role and become backup"
+    )
     rj.add_argument("--server", help="server name (default: the stale one)")
     rj.add_argument("--wait", type=float, default=15.0)
     hist = ops.add_parser("history", help="both servers' state changes in time order, with reasons")
@@ -53,8 +67,11 @@ def servers_of(config_path: str | None) -> tuple[list[Server], str, Security]:
     if not config_path:
         raise ConfigError("no configuration: pass --config FILE or set SWITCHOVER_CONFIG")
     cfg = load_config(config_path)
-    security = Security.plain() if cfg.security.insecure else Security.curve_group(
-        cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+    security = (
+        Security.plain()
+        if cfg.security.insecure
+        else Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+    )
     servers = [Server(s.name, f"tcp://{s.address}:{s.vswitch_port}") for s in (cfg.server_a, cfg.server_b)]
     return servers, cfg.name, security
 
@@ -67,7 +84,7 @@ def poll_both(servers: list[Server], timeout: float, security: Security) -> dict
             return str(exc)
 
     with ThreadPoolExecutor(len(servers)) as pool:
-        return dict(zip((s.name for s in servers), pool.map(ask, servers)))
+        return dict(zip((s.name for s in servers), pool.map(ask, servers), strict=True))
 
 
 def pair_state(active: StatusReport | None, backup: StatusReport | None) -> str:
@@ -81,7 +98,11 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     active = next((r for r in reports.values() if r.role == "Primary"), None)
     backup = next((r for r in reports.values() if r.role in BACKUP_ROLES), None)
     servers = {
-        name: ({"connected": True, **asdict(s)} if isinstance(s, StatusReport) else {"connected": False, "error": s})
+        name: (
+            {"connected": True, **asdict(s)}
+            if isinstance(s, StatusReport)
+            else {"connected": False, "error": s}
+        )
         for name, s in states.items()
     }
     primaries = [r.node for r in reports.values() if r.role == "Primary"]
@@ -89,8 +110,13 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         "active": active.node if active else None,
         "backup": backup.node if backup else None,
         "pair_state": pair_state(active, backup),
-        "mode": None if backup is None else ("manual switch only" if backup.manual_switch_only
-                                             or backup.role.startswith("Upgrade") else "auto-switch"),
+        "mode": None
+        if backup is None
+        else (
+            "manual switch only"
+            if backup.manual_switch_only or backup.role.startswith("Upgrade")
+            else "auto-switch"
+        ),
         "primary_version": active.release if active else None,
         "backup_version": backup.release if backup else None,
         "generation": max((r.generation for r in reports.values()), default=0),
@@ -101,7 +127,9 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     if len(primaries) > 1:
         view["warnings"].append(f"more than one primary: {', '.join(primaries)}")
     if backup is not None and backup.replication == "stopped":
-        view["warnings"].append("The backup server has detected that file replication from the primary has stopped.")
+        view["warnings"].append(
+            "The backup server has detected that file replication from the primary has stopped."
+        )
     if active is None:
         view["warnings"].append("no active server")
     return view
@@ -139,8 +167,9 @@ def print_status(view: dict[str, Any]) -> None:
             print(f"  {line}")
 
 
-def wait_for(servers: list[Server], name: str, roles: tuple[str, ...], timeout: float,
-             security: Security) -> StatusReport | None:
+def wait_for(
+    servers: list[Server], name: str, roles: tuple[str, ...], timeout: float, security: Security
+) -> StatusReport | None:
     server = next(s for s in servers if s.name == name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,8 +188,10 @@ def do_switch(args: argparse.Namespace, servers: list[Server], security: Securit
     view = status_view(states)
     backup = view["backup"]
     if backup is None:
-        return error("no backup server to switch to; " + "; ".join(
-            f"{n}: {s if isinstance(s, str) else s.role}" for n, s in states.items()))
+        return error(
+            "no backup server to switch to; "
+            + "; ".join(f"{n}: {s if isinstance(s, str) else s.role}" for n, s in states.items())
+        )
     if not (args.yes or args.immediate):
         prompt = "Are you sure you wish to initiate Switchover to backup?"
         if view["replication"] == "stopped":
@@ -173,8 +204,12 @@ def do_switch(args: argparse.Namespace, servers: list[Server], security: Securit
             return 1
     server = next(s for s in servers if s.name == backup)
     try:
-        reply = request_once(server.address, SwitchRequest(f"ctl on {os.uname().nodename}", args.immediate),
-                             args.timeout, security)
+        reply = request_once(
+            server.address,
+            SwitchRequest(f"ctl on {os.uname().nodename}", args.immediate),
+            args.timeout,
+            security,
+        )
     except Unreachable as exc:
         return error(str(exc))
     if not isinstance(reply, CommandReply) or not reply.ok:
@@ -194,8 +229,11 @@ def do_rejoin(args: argparse.Namespace, servers: list[Server], security: Securit
     name = args.server
     if name is None:
         states = poll_both(servers, args.timeout, security)
-        stale = [n for n, s in states.items() if isinstance(s, StatusReport) and s.role in ("Inactive", "Stopping",
-                                                                                           "Error")]
+        stale = [
+            n
+            for n, s in states.items()
+            if isinstance(s, StatusReport) and s.role in ("Inactive", "Stopping", "Error")
+        ]
         if not stale:
             return error("no stale server to rejoin; name one with --server")
         name = stale[0]
@@ -207,9 +245,11 @@ def do_rejoin(args: argparse.Namespace, servers: list[Server], security: Securit
     except Unreachable as exc:
         return error(str(exc))
     if not isinstance(reply, CommandReply) or not reply.ok:
-        return error(f"rejoin refused by {name}: {reply.detail if isinstance(reply, CommandReply) else reply.TYPE}")
+        return error(
+            f"rejoin refused by {name}: {reply.detail if isinstance(reply, CommandReply) else reply.TYPE}"
+        )
     print(f"{name}: {reply.detail}")
-    report = wait_for(servers, name, BACKUP_ROLES + ("Primary",), args.wait, security)
+    report = wait_for(servers, name, (*BACKUP_ROLES, "Primary"), args.wait, security)
     if report is None:
         return error(f"{name} did not take a role within {args.wait:g} s")
     print(f"{name} is now {report.role}")
@@ -235,9 +275,17 @@ def do_history(args: argparse.Namespace, servers: list[Server], security: Securi
     if args.json:
         print_json([r.to_dict() for r in merged])
         return 0
-    rows = [[datetime.fromtimestamp(r.epoch).strftime("%m-%d %H:%M:%S.%f")[:-3], r.node,
-             f"{r.old_state} -> {r.new_state}", r.reason or r.event, r.generation, r.verdict.split(" (")[0]]
-            for r in merged]
+    rows = [
+        [
+            datetime.fromtimestamp(r.epoch).strftime("%m-%d %H:%M:%S.%f")[:-3],
+            r.node,
+            f"{r.old_state} -> {r.new_state}",
+            r.reason or r.event,
+            r.generation,
+            r.verdict.split(" (")[0],
+        ]
+        for r in merged
+    ]
     print_table("switchover history", ["time", "server", "change", "reason / event", "gen", "verdict"], rows)
     return 0
 

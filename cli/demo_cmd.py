@@ -16,12 +16,15 @@ from pathlib import Path
 from deploy.pair import FAST_PARAMETERS, LocalPair, wait_until
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a two-node pair with its reference module on this machine")
     p.add_argument("--dir", help="where to put configs and data (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the pair running until Ctrl-C")
-    p.add_argument("--crash-module", action="store_true",
-                   help="after the manual switch, kill -9 the active's module and show the automatic switch")
+    p.add_argument(
+        "--crash-module",
+        action="store_true",
+        help="after the manual switch, kill -9 the active's module and show the automatic switch",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
         for kind in ("commence", "discontinue"):
             (hooks / f"{kind}.d").mkdir(parents=True, exist_ok=True)
             script = hooks / f"{kind}.d" / "10-announce"
-            script.write_text('#!/bin/sh\necho "[hook] $SWITCHOVER_NODE: $SWITCHOVER_EVENT as $SWITCHOVER_ROLE '
-                              '(generation $SWITCHOVER_GENERATION, reason: $SWITCHOVER_REASON)" '
-                              f'>> {base}/hooks.log\n')
+            script.write_text(
+                '#!/bin/sh\necho "[hook] $SWITCHOVER_NODE: $SWITCHOVER_EVENT as $SWITCHOVER_ROLE '
+                '(generation $SWITCHOVER_GENERATION, reason: $SWITCHOVER_REASON)" '
+                f">> {base}/hooks.log\n"
+            )
             script.chmod(0o755)
     try:
         a, b = pair.names

@@ -12,7 +12,8 @@ COMMANDS = ["cli.node_cmd", "cli.admin_cmd", "cli.ctl_cmd", "cli.module_cmd", "c
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="switchover", description="High-availability pair: an active and a backup server that switch over."
+        prog="switchover",
+        description="High-availability pair: an active and a backup server that switch over.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:

@@ -14,15 +14,20 @@ from actors.logs import configure_logging
 from transport.module import ProcessHealth, own_process, run_module
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("module", help="run a monitored module, or a sidecar that answers for a service")
     ops = p.add_subparsers(dest="module_op", required=True)
-    for op, text in (("run", "the reference module: answers Diagnostic Pings with its own PID"),
-                     ("watch", "answer for an existing service while its process lives and its check passes")):
+    for op, text in (
+        ("run", "the reference module: answers Diagnostic Pings with its own PID"),
+        ("watch", "answer for an existing service while its process lives and its check passes"),
+    ):
         q = ops.add_parser(op, help=text)
         q.add_argument("--name", default="TsServer", help="module name (Switchover Monitoring)")
-        q.add_argument("--config", default=os.environ.get("SWITCHOVER_CONFIG"),
-                       help="this node's config (the local Notifier's address and port)")
+        q.add_argument(
+            "--config",
+            default=os.environ.get("SWITCHOVER_CONFIG"),
+            help="this node's config (the local Notifier's address and port)",
+        )
         q.add_argument("--notifier", help="tcp://host:port of the local Notifier (instead of --config)")
         q.add_argument("--pidfile-out", help="write this module's own PID here")
         if op == "watch":
@@ -54,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         Path(args.pidfile_out).write_text(f"{os.getpid()}\n")
     health = own_process
     if args.module_op == "watch":
-        health = ProcessHealth(pid=args.pid, pidfile=args.pidfile, health_cmd=args.health_cmd,
-                               interval=args.check_interval)
+        health = ProcessHealth(
+            pid=args.pid, pidfile=args.pidfile, health_cmd=args.health_cmd, interval=args.check_interval
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

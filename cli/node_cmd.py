@@ -8,13 +8,19 @@ import sys
 from actors.config import ConfigError, load_config
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run a node process")
     p.add_argument("--config", required=True, help="the node's TOML configuration file")
-    p.add_argument("--force-backup", action="store_true",
-                   help="start as backup and wait for a primary; never become active at start-up (/ForceBackup)")
-    p.add_argument("--manual-switch-only", action="store_true",
-                   help="a backup that never switches by itself, only on a control panel switch (/ManualSwitchOnly)")
+    p.add_argument(
+        "--force-backup",
+        action="store_true",
+        help="start as backup and wait for a primary; never become active at start-up (/ForceBackup)",
+    )
+    p.add_argument(
+        "--manual-switch-only",
+        action="store_true",
+        help="a backup that never switches by itself, only on a control panel switch (/ManualSwitchOnly)",
+    )
     p.set_defaults(func=run)
 
 

@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # A tight but legal profile for fast tests on loopback: the spec's floors still hold
 # (TS Timeout >= 5 s); everything without a floor is short.
@@ -53,11 +54,23 @@ def _toml_value(v: Any) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_config(node: str, data_dir: Path, servers: dict[str, dict[str, Any]],
-                  parameters: dict[str, str], extra: dict[str, dict[str, Any]] | None = None,
-                  release: str = "1.0.0", log_level: str = "INFO") -> str:
-    lines = ["[node]", f"name = {_toml_value(node)}", f"data_dir = {_toml_value(str(data_dir))}",
-             f"release = {_toml_value(release)}", f"log_level = {_toml_value(log_level)}", ""]
+def render_config(
+    node: str,
+    data_dir: Path,
+    servers: dict[str, dict[str, Any]],
+    parameters: dict[str, str],
+    extra: dict[str, dict[str, Any]] | None = None,
+    release: str = "1.0.0",
+    log_level: str = "INFO",
+) -> str:
+    lines = [
+        "[node]",
+        f"name = {_toml_value(node)}",
+        f"data_dir = {_toml_value(str(data_dir))}",
+        f"release = {_toml_value(release)}",
+        f"log_level = {_toml_value(log_level)}",
+        "",
+    ]
     for key in ("server_a", "server_b"):
         lines.append(f"[{key}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in servers[key].items()]
@@ -99,18 +112,31 @@ class LocalPair:
         self.base.mkdir(parents=True, exist_ok=True)
         ports = free_ports(6)
         servers = {
-            "server_a": {"name": self.names[0], "address": self.address, "vswitch_port": ports[0],
-                         "notifier_port": ports[1], "notifier_aux_port": ports[2]},
-            "server_b": {"name": self.names[1], "address": self.address, "vswitch_port": ports[3],
-                         "notifier_port": ports[4], "notifier_aux_port": ports[5]},
+            "server_a": {
+                "name": self.names[0],
+                "address": self.address,
+                "vswitch_port": ports[0],
+                "notifier_port": ports[1],
+                "notifier_aux_port": ports[2],
+            },
+            "server_b": {
+                "name": self.names[1],
+                "address": self.address,
+                "vswitch_port": ports[3],
+                "notifier_port": ports[4],
+                "notifier_aux_port": ports[5],
+            },
         }
         self.nodes: dict[str, PairNode] = {}
         for name in self.names:
             data = self.base / name
             data.mkdir(parents=True, exist_ok=True)
             cfg = self.base / f"{name}.toml"
-            cfg.write_text(render_config(name, data, servers, self.parameters, self.extra,
-                                         self.release.get(name, "1.0.0")))
+            cfg.write_text(
+                render_config(
+                    name, data, servers, self.parameters, self.extra, self.release.get(name, "1.0.0")
+                )
+            )
             self.nodes[name] = PairNode(name, cfg, data)
 
     @property
@@ -124,19 +150,38 @@ class LocalPair:
     def start_node(self, name: str, *args: str) -> PairNode:
         node = self.nodes[name]
         log = open(node.data_dir / "node.stderr", "ab")
-        node.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "node", "--config", str(node.config), *args],
-                                     stdout=log, stderr=log, start_new_session=True)
+        node.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "node", "--config", str(node.config), *args],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         return node
 
     def start_module(self, name: str, module: str = "TsServer") -> PairNode:
         node = self.nodes[name]
         log = open(node.data_dir / "module.stderr", "ab")
         node.module = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "module", "run", "--name", module, "--config", str(node.config)],
-            stdout=log, stderr=log, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "module",
+                "run",
+                "--name",
+                module,
+                "--config",
+                str(node.config),
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         return node
 
-    def admin(self, name: str, op: str, args: dict[str, Any] | None = None, timeout: float = 3.0) -> dict[str, Any]:
+    def admin(
+        self, name: str, op: str, args: dict[str, Any] | None = None, timeout: float = 3.0
+    ) -> dict[str, Any]:
         from cli.admin_client import admin_call
 
         return admin_call(str(self.nodes[name].data_dir), op, args or {}, timeout)
@@ -152,9 +197,16 @@ class LocalPair:
     def roles(self) -> dict[str, str | None]:
         return {n: self.role(n) for n in self.names}
 
-    def ctl(self, *args: str, input_text: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *args],
-                              capture_output=True, text=True, input=input_text, timeout=timeout)
+    def ctl(
+        self, *args: str, input_text: str | None = None, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *args],
+            capture_output=True,
+            text=True,
+            input=input_text,
+            timeout=timeout,
+        )
 
     def signal(self, name: str, sig: int, module: bool = False) -> None:
         node = self.nodes[name]

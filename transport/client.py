@@ -7,7 +7,8 @@ import itertools
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -22,10 +23,11 @@ class Unreachable(ConnectionError):
     """The node did not answer in time (or answered garbage); the text says which."""
 
 
-def request_once(address: str, msg: Message, timeout: float = 2.0, security: Security | None = None,
-                 sender: str = "ctl") -> Message:
+def request_once(
+    address: str, msg: Message, timeout: float = 2.0, security: Security | None = None, sender: str = "ctl"
+) -> Message:
     """One request on a fresh DEALER socket; the reply message, or :class:`Unreachable`."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
     (security or Security.plain()).apply(sock, server=False)
@@ -65,8 +67,14 @@ class RoleEventSubscription:
     The subscription is renewed every ``renew`` seconds, so it survives node restarts.
     """
 
-    def __init__(self, address: str, on_event: Callable[[RoleEvent], None], renew: float = 3.0,
-                 security: Security | None = None, name: str = "app") -> None:
+    def __init__(
+        self,
+        address: str,
+        on_event: Callable[[RoleEvent], None],
+        renew: float = 3.0,
+        security: Security | None = None,
+        name: str = "app",
+    ) -> None:
         self.address = address
         self.on_event = on_event
         self.renew = renew
@@ -84,7 +92,7 @@ class RoleEventSubscription:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[Any] = zmq.Context.instance()
         sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
         sock.linger = 0
         self.security.apply(sock, server=False)

@@ -104,4 +104,4 @@ def decode(frames: list[bytes], max_frame: int = DEFAULT_MAX_FRAME) -> Envelope:
 
 def _is_tuple_field(field: dataclasses.Field[Any]) -> bool:
     tp = field.type
-    return isinstance(tp, str) and tp.startswith("tuple") or getattr(tp, "__origin__", None) is tuple
+    return (isinstance(tp, str) and tp.startswith("tuple")) or getattr(tp, "__origin__", None) is tuple

@@ -22,9 +22,10 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import zmq
 from loguru import logger
@@ -71,7 +72,7 @@ class EndpointOptions:
     immediate: bool = True  # a client queues only to completed connections, so nothing goes stale
 
 
-_MONITOR_KINDS = {
+_MONITOR_KINDS: dict[int, str] = {
     zmq.EVENT_CONNECTED: "connected",
     zmq.EVENT_DISCONNECTED: "disconnected",
     zmq.EVENT_CONNECT_RETRIED: "retried",
@@ -280,7 +281,7 @@ class Endpoint:
                 if self._monitor in ready:
                     self._read_monitor()
                 self._fire_due()
-        except Exception:  # noqa: BLE001 - a dying I/O thread must say why
+        except Exception:
             self.log.exception("I/O thread of endpoint {} failed", self.name)
         finally:
             self._shutdown()
@@ -388,7 +389,7 @@ class Endpoint:
                 return
         try:
             self._on_message(env, peer)
-        except Exception:  # noqa: BLE001 - a handler bug must not kill the I/O thread
+        except Exception:
             self.log.exception("{}: handler failed on {}", self.name, env.msg.TYPE)
 
     def _read_monitor(self) -> None:
@@ -397,7 +398,7 @@ class Endpoint:
                 event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            kind = _MONITOR_KINDS.get(event["event"])
+            kind = _MONITOR_KINDS.get(int(event["event"]))
             if kind is None:
                 continue
             endpoint = event.get("endpoint", b"")
@@ -414,7 +415,7 @@ class Endpoint:
             return
         try:
             self._on_event(ConnectionEvent(self.name, kind, address))
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.log.exception("{}: connection event handler failed", self.name)
 
     def _later(self, delay_ms: float, action: Callable[[], None]) -> None:

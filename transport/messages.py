@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 PROTOCOL_VERSION = 1
 
@@ -102,7 +103,7 @@ def _validator(tp: Any) -> Callable[[Any], bool]:
             return lambda v: isinstance(v, (list, tuple)) and all(item(x) for x in v)
         items = [_validator(a) for a in args]
         return lambda v: (
-            isinstance(v, (list, tuple)) and len(v) == len(items) and all(ok(x) for ok, x in zip(items, v))
+            isinstance(v, (list, tuple)) and len(v) == len(items) and all(ok(x) for ok, x in zip(items, v, strict=True))
         )
     if origin is dict:
         key_t, val_t = typing.get_args(tp)

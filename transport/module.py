@@ -12,8 +12,9 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import zmq
@@ -104,7 +105,7 @@ def run_module(
 ) -> None:
     """Register ``name`` at ``notifier`` (tcp://host:port) and answer pings until ``stop`` is set."""
     stop = stop or threading.Event()
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     sock.linger = 0
     sock.connect(notifier)
