@@ -20,6 +20,7 @@ from actors.clock import Clock
 
 if TYPE_CHECKING:
     from actors.event_log import EventLog
+    from replication.params import ServerParams
     from transport.endpoint import Endpoint
 
 
@@ -99,3 +100,4 @@ class NodeContext:
     links: dict[str, bool] = field(default_factory=dict)  # NotifierLink name -> connected
     # the server parameters' current values by specification name (the DS tree's, once it is open)
     parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})
+    server_params: ServerParams | None = None  # change subscriptions for dynamic parameters

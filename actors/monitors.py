@@ -20,7 +20,6 @@ from actors.module_monitor_logic import (
     Connection,
     ModuleEvent,
     ModuleMonitorLogic,
-    ModuleMonitorParams,
     PingResult,
 )
 from actors.node_supervisor import MonitorEvent
@@ -31,6 +30,7 @@ from actors.primary_monitor_logic import (
     PrimaryMonitorLogic,
     PrimaryMonitorParams,
 )
+from replication.params import ParamChange
 from transport.icmp import IcmpPinger, IcmpUnavailableError, gateways
 from transport.messages import (
     Message,
@@ -44,6 +44,13 @@ from transport.messages import (
 )
 
 LIVENESS_POLL = 1.0
+DYNAMIC_MODULE_PARAMS = (
+    "Switchover TS Timeout",
+    "Switchover TS Failure Retry Delay",
+    "Switchover Max TS Failures",
+    "Switchover IP Timeout",
+    "Switchover IP Retry Delay",
+)
 
 
 def this_server(ctx: NodeContext) -> Literal["A", "B"]:
@@ -153,15 +160,28 @@ class ModuleMonitor(NodeActor):
         super().__init__(ctx, incarnation, name)
         self.links = LinksOverActors(self)
         self.logic: ModuleMonitorLogic | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     def started(self) -> None:
         params = primary_monitor_params(self.ctx).module
         self.logic = ModuleMonitorLogic(ActorClock(self), params, self.links, self._report)
         self.logic.start()
+        if self.ctx.server_params is not None:
+            self._unsubscribe = self.ctx.server_params.subscribe(
+                DYNAMIC_MODULE_PARAMS, self.on_own_thread(self._parameter_changed)
+            )
 
     def stopped(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self.logic is not None:
             self.logic.stop()
+
+    def _parameter_changed(self, change: ParamChange) -> None:
+        """TS Timeout, TS Failure Retry Delay, Max TS Failures: dynamic, effective from the next ping."""
+        self.log.info("server parameter {} changed: {!r} -> {!r}", change.name, change.old, change.new)
+        if self.logic is not None:
+            self.logic.update_params(primary_monitor_params(self.ctx).module)
 
     def _report(self, event: ModuleEvent) -> None:
         self.tell_actor("PrimaryMonitor", ModuleMonitorReport(event))
@@ -187,10 +207,6 @@ class ModuleMonitor(NodeActor):
             self.logic.start()
         else:
             self.logic.stop()
-
-    def update_params(self, params: ModuleMonitorParams) -> None:
-        if self.logic is not None:
-            self.logic.update_params(params)
 
 
 class ActorPinger:

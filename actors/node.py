@@ -28,6 +28,9 @@ from actors.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
 from actors.supervision import Intensity
 from actors.supervisor import GetActorStatus, actor_spec
 from actors.virtual_switch import GetPeerStatus, VirtualSwitch
+from replication import ds_admin
+from replication.params import CATALOG, ServerParams, format_value, seed_from_config
+from replication.store import Store
 from transport.faults import NO_FAULTS, Faults
 from transport.icmp import IcmpPinger
 from transport.security import Security
@@ -64,6 +67,8 @@ class Node:
         self.ctx = NodeContext(node=config.name, clock=self.clock, config=config, zmq=zmq.Context())
         self.stop_requested = threading.Event()
         self.supervisor: pykka.ActorRef[Any] | None = None
+        self.store: Store | None = None
+        self.params: ServerParams | None = None
         self.log = logger.bind(actor="Node", node=config.name)
 
     # ------------------------------------------------------------------------------ ops
@@ -75,7 +80,32 @@ class Node:
             "endpoints": self.op_endpoints,
             "inject": self.op_inject,
             "status": self.op_status,
+            **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
+            **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
         }
+
+    def _is_active(self) -> bool:
+        return self.ctx.role.role == "Primary"
+
+    def _ds_op(self, op: str) -> AdminOp:
+        def run(args: dict[str, Any]) -> dict[str, Any]:
+            assert self.store is not None
+            try:
+                return ds_admin.handle_ds(self.store, op, args, self._is_active())
+            except ds_admin.AdminError as exc:
+                raise AdminError(str(exc)) from None
+
+        return run
+
+    def _param_op(self, op: str) -> AdminOp:
+        def run(args: dict[str, Any]) -> dict[str, Any]:
+            assert self.store is not None and self.params is not None
+            try:
+                return ds_admin.handle_param(self.store, self.params, op, args, self._is_active())
+            except ds_admin.AdminError as exc:
+                raise AdminError(str(exc)) from None
+
+        return run
 
     def op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "node": self.config.name, "pid": os.getpid(), "time": time.time()}
@@ -139,6 +169,12 @@ class Node:
         configure_logging(cfg.name, cfg.log_level, data)
         self.log.info("starting node {} (release {}), data in {}", cfg.name, cfg.release, data)
         security = security_of(cfg)
+        self.store = Store.open_dir(data)
+        seeded = seed_from_config(self.store, cfg.server_a.name, cfg.server_b.name, cfg.paths, cfg.parameters)
+        if seeded:
+            self.log.info("seeded server parameters from the configuration: {}", ", ".join(seeded))
+        self.params = ServerParams(self.store)
+        self.ctx.server_params = self.params
         self.ctx.parameters = self.parameters
         params = self.parameters()
         reconnect_delay = _seconds(params, "Switchover Notifier Reconnect Delay", 5.0, 5.0, 60.0)
@@ -187,8 +223,16 @@ class Node:
         )
 
     def parameters(self) -> dict[str, str]:
-        """Server parameter values by specification name."""
-        return dict(self.config.parameters)
+        """The server parameters set in the DS tree, by specification name, as validated text
+        (an invalid stored value comes back as its documented fallback, with a warning)."""
+        if self.params is None:
+            return dict(self.config.parameters)
+        values: dict[str, str] = {}
+        for name in CATALOG:
+            effective = self.params.effective(name)
+            if effective.stored is not None:
+                values[name] = format_value(name, effective.value)
+        return values
 
     def reconnect_timeout(self) -> float:
         return _seconds(self.parameters(), "Switchover Reconnect Timeout", 30.0, 0.0, None)
@@ -210,6 +254,10 @@ class Node:
                 pass
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
         self.clock.stop()
+        if self.params is not None:
+            self.params.close()
+        if self.store is not None:
+            self.store.close()
         (Path(self.config.data_dir) / ADMIN_SOCKET).unlink(missing_ok=True)
         self.ctx.zmq.term()
         self.log.info("node {} stopped", self.config.name)

@@ -7,7 +7,15 @@ import importlib
 import sys
 
 # Subcommand modules, each with register(subparsers); a module missing here is a packaging bug.
-COMMANDS = ["cli.node_cmd", "cli.admin_cmd", "cli.ctl_cmd", "cli.module_cmd", "cli.demo_cmd"]
+COMMANDS = [
+    "cli.node_cmd",
+    "cli.admin_cmd",
+    "cli.ctl_cmd",
+    "cli.module_cmd",
+    "cli.demo_cmd",
+    "cli.ds_cmd",
+    "cli.param_cmd",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,15 +160,15 @@ _RECOVERY = ("Set to 1 (or Yes, or any non-zero integer) to shadow {what} on the
 _PARAMS: list[Param] = [
     # --- required ------------------------------------------------------------------------------------
     Param("SwitchoverServer A", STR, "", "Host name of the server designated as the initial active server.",
-          "1531-1536", required=True, nonempty=True),
+          "1531-1539, 1729-1746", required=True, nonempty=True),
     Param("SwitchoverServer B", STR, "", "Host name of the server designated as the initial backup server.",
           "1531-1536", required=True, nonempty=True),
     # --- path parameters (mirrored directories) -----------------------------------------------------
     Param("Handler Path", P, "", "Published handler directory; mirrored once, when the backup starts.",
-          "229-239"),
+          "224-226"),
     Param("Resource Path", P, "", "Resources directory (prompts, white pages); mirrored continuously.",
-          "241-245"),
-    Param("I3Tables Path", P, "", "Data tables directory; mirrored continuously.", "241-245"),
+          "234-236"),
+    Param("I3Tables Path", P, "", "Data tables directory; mirrored continuously.", "234, 237"),
     # --- optional table, in the specification's order -----------------------------------------------
     Param("Callback Interaction Recovery Enabled", B, "0", _RECOVERY.format(what="callback interactions"),
           "1548-1549"),
@@ -177,39 +177,40 @@ _PARAMS: list[Param] = [
     Param("CustomMirrorDir", PL, "",
           "Directories mirrored continuously in addition to the defaults; ';'-separated, '+' prefix = "
           "recursive. (The vendor's default list names its own install directories; here it is empty.)",
-          "249-266, 1556-1561", dynamic=True),
+          "243-263, 277-285, 1554-1559, 1641-1646", dynamic=True),
     Param("Custom Upgrade Attribute Exceptions", AE, "",
           "Upgrade Lower: attributes excluded from replication, e.g. 'User(Workgroups, Extension);"
-          "Workgroup(Members)'.", "2925-2927"),
+          "Workgroup(Members)'.", "1560, 2939-2941"),
     Param("Custom Upgrade File Synchronization Directories", PL, "",
           "Upgrade Lower: directories whose files are replicated (opt-in); same form as CustomMirrorDir. "
-          "(The vendor default is its Flows directory; here it is empty.)", "2928-2930"),
+          "(The vendor default is its Flows directory; here it is empty.)", "1561, 2942-2943"),
     Param("Custom Upgrade File Synchronization Exceptions", EL, "",
           "Upgrade state: file extensions not replicated from the Custom Upgrade File Synchronization "
-          "Directories; while unset, MirrorExceptions applies.", "2931-2933", inherits="MirrorExceptions"),
+          "Directories; while unset, MirrorExceptions applies.", "1562, 2944-2946",
+          inherits="MirrorExceptions"),
     Param("Custom Upgrade Synchronization Directories", DL, "",
           "Upgrade Lower: DS paths replicated recursively (opt-in), in addition to the built-in ones "
           "(/Config/Users, /Config/Passwords, /Config/Workgroups, /Config/Roles, /Config/Default User, "
           "/Server/Workstations, /Config/ProcessAutomation). '${CONFIG}\\Users' is accepted for "
           "/Config/Users.",
-          "2912-2924"),
+          "1563, 2929-2938"),
     Param("Directmessage Interaction Recovery Enabled", B, "0",
           _RECOVERY.format(what="social media direct messages"), "1565"),
     Param("ForceSwitchoverFQDNs", B, "No",
           "Yes/1: use SwitchoverServerFQDN A/B instead of resolving the pair's names.", "1566"),
     Param("InitialMirrorDir", PL, "",
           "Directories mirrored once, when the backup starts; same form as CustomMirrorDir.",
-          "268-276, 1567-1568"),
+          "265-285, 1567-1568"),
     Param("Mail Interaction Recovery Enabled", B, "0", _RECOVERY.format(what="email interactions"),
           "1569-1574"),
     Param("Mail Interaction Recovery Filter Enabled", B, "0",
           "1: shadow only emails already assigned to an agent's queue (needs Mail Interaction Recovery "
-          "Enabled).", "1575-1578"),
+          "Enabled).", "1573-1576"),
     Param("MirrorExceptions", EL, "", "File extensions not mirrored, ';'-separated (e.g. 'txt; gif; myext').",
-          "310-312, 1579"),
+          "314-316, 1577"),
     Param("Server A Address", STR, "",
           "IP address of the dedicated switchover NIC of server A; with Server B Address, all switchover "
-          "traffic uses these addresses.", "1580"),
+          "traffic uses these addresses.", "1579"),
     Param("Server B Address", STR, "", "IP address of the dedicated switchover NIC of server B.", "1580"),
     Param("SMS Interaction Recovery Enabled", B, "0", _RECOVERY.format(what="SMS interactions"), "1581"),
     Param("Socialconversation Interaction Recovery Enabled", B, "0",
@@ -218,7 +219,7 @@ _PARAMS: list[Param] = [
           "Yes: the backup does not write its statistics log data.", "1583, 1065"),
     Param("Switchover Disable Gateway Ping", B, "Yes",
           "Yes/1 disables the backup's gateway ping during network diagnosis (default); No/0 enables it.",
-          "590, 1584"),
+          "594, 1584"),
     Param("Switchover DS Request Timeout", S, "120",
           "Timeout of DS requests from the backup to the active (initial sync and resync).", "1585",
           minimum=0, min_exclusive=True),
@@ -244,9 +245,9 @@ _PARAMS: list[Param] = [
           "Sequential new module PIDs tolerated before a switch.", "1600", minimum=0),
     Param("Switchover Max TS Failures", INT, "2",
           "Module ping failures tolerated before a switch (reset on every success); greater than 0.",
-          "339-343, 1601-1603", minimum=1, dynamic=True),
+          "338-342, 1601-1603", minimum=1, dynamic=True),
     Param("Switchover Monitoring", STR, "TsServer",
-          "Name of the monitored module ('IP' selects the IP ping parameters).", "404-408, 1605",
+          "Name of the monitored module ('IP' selects the IP ping parameters).", "408, 1605",
           nonempty=True),
     Param("Switchover NetTest A", STR, "",
           "Host pinged (ICMP) by server A, when backup, to tell a WAN failure from a dead active.",
@@ -278,25 +279,25 @@ _PARAMS: list[Param] = [
           "DSCP value (6 bits) marking the ping traffic when Switchover Use QoS For Ping is on; "
           "default AF41 (34).", "1616, 1629", minimum=0, maximum=63),
     Param("Switchover Reconnect Timeout", S, "30",
-          "How long the backup tries to reconnect before switching; 0 = switch at once.", "1618-1621",
+          "How long the backup tries to reconnect before switching; 0 = switch at once.", "1618-1620",
           minimum=0, special="0 = switch immediately when the connection is lost"),
     Param("Switchover TS Failure Retry Delay", S, "1",
-          "Delay after a module ping failure before the next ping; greater than 0.", "333-337, 1622-1624",
+          "Delay after a module ping failure before the next ping; greater than 0.", "332-336, 1621-1622",
           minimum=0, min_exclusive=True, dynamic=True),
     Param("Switchover TS Timeout", S, "10",
-          "Module ping timeout, and the wait after a success before the next ping.", "331, 1625-1627",
+          "Module ping timeout, and the wait after a success before the next ping.", "331, 1623-1626",
           minimum=5, maximum=60, dynamic=True),
     Param("Switchover Unreachable Primary Ping Count", INT, "0",
           "Ping sets sent to an unreachable primary before switching; 0-3 = 3, -1 = unlimited (never "
-          "switch while the primary is unreachable).", "1628", minimum=-1,
+          "switch while the primary is unreachable).", "1627", minimum=-1,
           special="-1 = unlimited; 0-3 = 3"),
     Param("Switchover Unreachable Primary Ping Delay", S, "10",
           "Seconds between ping sets to an unreachable primary.", "1628", minimum=1, maximum=300),
     Param("Switchover Upgrade Higher DS Exclusions", DL, "",
-          "Upgrade Higher: additional DS paths not replicated (opt-out).", "2948-2951"),
+          "Upgrade Higher: additional DS paths not replicated (opt-out).", "2950-2958"),
     Param("Switchover Upgrade Higher File Exclusions", PL, "",
           "Upgrade Higher: additional directories not mirrored (opt-out); same form as CustomMirrorDir.",
-          "2948-2951"),
+          "2950-2959"),
     Param("Switchover Use QoS For Ping", B, "0",
           "Yes/1: mark the ping traffic with Switchover QoS DSCP (only with Switchover Ping on Aux "
           "Connection).", "1629, 1826"),
@@ -639,8 +640,9 @@ class _Snapshot:
 class ServerParams:
     """Typed, validated, cached access to the server parameters of a :class:`Store`.
 
-    Thread-safe. The cache is refreshed when the store reports a change under ``/Server/Parameters``.
-    Call :meth:`close` to stop listening to the store.
+    Thread-safe. Reads are cached and revalidated with the subtree hash of ``/Server/Parameters``;
+    subscribers are told about changes the store reports under it. Call :meth:`close` to stop
+    listening to the store.
     """
 
     def __init__(self, store: Store, root: str = PARAMS_ROOT) -> None:
@@ -648,6 +650,7 @@ class ServerParams:
         self.root = validate_key(root)
         self._lock = threading.RLock()
         self._snap: _Snapshot | None = None
+        self._snap_hash: str | None = None
         self._warned: set[tuple[str, str]] = set()
         self._subs: list[_Sub] = []
         self._last: dict[str, Any] = {}
@@ -658,9 +661,13 @@ class ServerParams:
 
     # ------------------------------------------------------------------------------------ reading
     def _snapshot(self) -> _Snapshot:
+        """The stored parameters, re-read only when the subtree hash of the parameters key changed
+        (one indexed read per access, so a value written a moment ago is always seen)."""
         with self._lock:
-            if self._snap is None:
+            digest = self.store.subtree_hash(self.root)
+            if self._snap is None or self._snap_hash != digest:
                 self._snap = self._load()
+                self._snap_hash = digest
             return self._snap
 
     def _load(self) -> _Snapshot:

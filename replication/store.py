@@ -17,12 +17,18 @@ Model
 * The store has a random **epoch** id, persisted, that changes when its history is replaced
   (:meth:`Store.reset`, ``import_json(..., reset_history=True)``). A reader holding ``(epoch, revision)``
   can tell a resumable stream from a new one.
-* Every key keeps a **subtree hash**: ``H(canonical own attributes || children accumulator)``, where the
-  accumulator is the sum modulo 2**256 of ``H(child name || child subtree hash)`` over the children
-  (an order-independent multiset hash). Changing a child updates its parent's accumulator in O(1), so a
-  write costs O(depth) hash updates whatever the fan-out, and two trees compare top-down in
-  O(differences x depth) with :meth:`Store.subtree_hash` and :meth:`Store.child_hashes`.
+* Every key keeps a **subtree hash** ``BLAKE2b(name || accumulator || canonical own attributes)``; the
+  canonical attributes are msgpack ``[[name, [values...]], ...]`` with names sorted and value order kept,
+  and the accumulator is the sum modulo 2**256 of the children's subtree hashes (each of which covers
+  the child's name): an order-independent hash of the set of (child name, child subtree). Changing a
+  child updates its parent's accumulator in O(1), so a write costs O(depth) hash updates whatever the
+  fan-out, and two trees compare top-down in O(differences x depth) with :meth:`Store.subtree_hash` and
+  :meth:`Store.child_hashes` (:func:`iter_diff` does it for two local stores).
 * Subscribers (:meth:`Store.subscribe`) receive every committed change, in revision order, after commit.
+
+Storage: table ``nodes`` (path, parent, name, attrs, acc, hash; indexed by parent for children),
+table ``changes`` (one row per revision: the batch's operations as msgpack), table ``meta`` (epoch,
+revision, log floor, schema, clean-shutdown flag, user metadata such as replication cursors).
 
 Durability
 ----------
@@ -37,15 +43,16 @@ readers then resynchronise by hash comparison instead of trusting a stream that 
 Threading
 ---------
 One connection (``check_same_thread=False``) guarded by one re-entrant lock; every public method is
-thread-safe. Subscribers run outside the lock, serialised, in commit order; a subscriber may read or write
-the store (a write from inside a callback is delivered after the current change has reached every
+thread-safe. Subscribers run outside the lock, one delivering thread at a time, in commit order: a
+commit whose thread finds another thread delivering returns at once and that thread delivers it (so a
+subscriber that waits on an actor which writes to the store cannot deadlock). A subscriber may read or
+write the store (a write from inside a callback is delivered after the current change has reached every
 subscriber). A subscriber that raises is logged and skipped.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import os
 import sqlite3
 import threading
@@ -77,6 +84,7 @@ __all__ = [
     "Store",
     "StoreError",
     "child_key",
+    "iter_diff",
     "join_key",
     "parent_key",
     "split_key",
@@ -85,7 +93,7 @@ __all__ = [
 
 DB_FILENAME = "ds.sqlite3"
 EXPORT_FORMAT = "switchover-ds/1"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: change log rows hold msgpack
 
 _MOD = 1 << 256
 _ZERO_ACC = bytes(32)
@@ -384,7 +392,7 @@ CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent, name);
 CREATE TABLE IF NOT EXISTS changes (
     rev INTEGER PRIMARY KEY,  -- one row per committed batch
     cnt INTEGER NOT NULL,     -- number of operations in the batch
-    ops TEXT NOT NULL         -- JSON list of [op, key, attrs]
+    ops BLOB NOT NULL         -- msgpack list of [op, key, attrs]
 );
 """
 
@@ -415,9 +423,16 @@ class Store:
         self._subs: dict[int, Subscriber] = {}
         self._sub_seq = 0
         self._closed = False
-        self._conn = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None)
+        try:
+            self._conn = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open DS store {p}: {exc} (does the directory exist and is it "
+                             f"writable?)") from None
         try:
             self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"cannot use DS store {p}: {exc}") from None
         except BaseException:
             self._conn.close()
             raise
@@ -652,7 +667,7 @@ class Store:
             n = len(applied)
             if log:
                 c.execute("INSERT INTO changes(rev, cnt, ops) VALUES (?, ?, ?)",
-                          (rev, n, _log_dumps([[op[0], op[1], _log_attrs(op)] for op in applied])))
+                          (rev, n, _packb([(op[0], op[1], _log_attrs(op)) for op in applied])))
             c.execute("UPDATE meta SET v=? WHERE k='revision'", (str(rev),))
             c.execute("COMMIT")
         except BaseException:
@@ -686,7 +701,7 @@ class Store:
                 raise Compacted(revision, self._floor)
             if limit is not None and limit < 1:
                 raise ValueError(f"limit must be >= 1, got {limit}")
-            rows: list[tuple[int, int, str]] = []
+            rows: list[tuple[int, int, bytes]] = []
             total = 0
             for row in self._conn.execute("SELECT rev, cnt, ops FROM changes WHERE rev>? ORDER BY rev",
                                           (revision,)):
@@ -695,8 +710,8 @@ class Store:
                 if limit is not None and total >= limit:
                     break
         out: list[Change] = []
-        for rev, cnt, ops_json in rows:
-            for i, (op, key, attrs) in enumerate(json.loads(ops_json)):
+        for rev, cnt, ops_raw in rows:
+            for i, (op, key, attrs) in enumerate(_unpackb(ops_raw)):
                 out.append(Change(rev, op, key, attrs, i, cnt))
         return out
 
@@ -857,15 +872,24 @@ class Store:
         return unsubscribe
 
     def _deliver(self) -> None:
+        """Deliver pending changes to subscribers, one deliverer at a time, in commit order.
+
+        Never blocks on another thread's delivery: if one is running it delivers our changes too (a
+        subscriber waiting on an actor that writes to the store cannot deadlock). The re-check after
+        releasing the delivery lock closes the window in which a change queued by a thread that found
+        the lock taken could be left undelivered.
+        """
         if getattr(self._tls, "delivering", False):
             return  # a subscriber wrote to the store: the outer delivery loop delivers it next
-        with self._deliver_lock:
+        while True:
+            if not self._deliver_lock.acquire(blocking=False):
+                return  # the running deliverer will deliver it
             self._tls.delivering = True
             try:
                 while True:
                     with self._lock:
                         if not self._pending:
-                            return
+                            break
                         change = self._pending.popleft()
                         subs = list(self._subs.values())
                     for cb in subs:
@@ -877,6 +901,10 @@ class Store:
                                 cb, change.revision, change.op, change.key)
             finally:
                 self._tls.delivering = False
+                self._deliver_lock.release()
+            with self._lock:
+                if not self._pending:
+                    return
 
 
 def _sort_children(node: dict[str, Any]) -> None:
@@ -909,9 +937,6 @@ def _tree_ops(node: Mapping[str, Any], key: str, out: list[Op]) -> None:
         if "/" in name:
             raise InvalidImport(f"child name {name!r} under {key} contains '/'")
         _tree_ops(child, ck, out)
-
-
-_log_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _log_attrs(op: _IOp) -> dict[str, list[str]]:

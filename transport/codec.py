@@ -10,6 +10,7 @@ reply answers. Decoding is strict: anything but exactly what ``encode`` produces
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,18 @@ class Envelope:
     corr: int | None = None
 
 
+_FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {}
+
+
 def encode(env: Envelope) -> list[bytes]:
     msg = env.msg
-    if not msg.TYPE or lookup(msg.TYPE) is not type(msg):
-        raise TypeError(f"{type(msg).__name__} is not a registered message")
-    payload = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    cls = type(msg)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        if not msg.TYPE or lookup(msg.TYPE) is not cls:
+            raise TypeError(f"{cls.__name__} is not a registered message")
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(msg))
+    payload = {name: getattr(msg, name) for name in names}
     frame = msgpack.packb(
         [PROTOCOL_VERSION, msg.TYPE, env.sender, env.generation, env.seq, env.kind, env.corr, payload],
         use_bin_type=True,
@@ -51,52 +59,86 @@ def encode(env: Envelope) -> list[bytes]:
     return [frame]
 
 
-def _check(cond: bool, what: str) -> None:
-    if not cond:
-        raise DecodeError(what)
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+@dataclass(frozen=True)
+class _Schema:
+    """What decoding one message type needs, computed once per type."""
+
+    cls: type[Message]
+    names: frozenset[str]
+    fields: tuple[tuple[str, Callable[[Any], bool], bool], ...]  # name, validator, is a tuple field
+
+
+_SCHEMAS: dict[str, _Schema] = {}
+
+
+def _schema(type_name: str) -> _Schema | None:
+    cls = lookup(type_name)
+    if cls is None:
+        return None
+    schema = _SCHEMAS.get(type_name)
+    if schema is None or schema.cls is not cls:
+        checks = validators(type_name)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        plan = tuple((name, ok, _is_tuple_field(fields[name])) for name, ok in checks.items())
+        schema = _SCHEMAS[type_name] = _Schema(cls, frozenset(checks), plan)
+    return schema
+
+
 def decode(frames: list[bytes], max_frame: int = DEFAULT_MAX_FRAME) -> Envelope:
-    _check(len(frames) == 1, f"expected exactly 1 message frame, got {len(frames)}")
+    # Hot path: plain ``if`` tests, and an error text is only formatted when a check fails.
+    if len(frames) != 1:
+        raise DecodeError(f"expected exactly 1 message frame, got {len(frames)}")
     raw = frames[0]
-    _check(isinstance(raw, (bytes, bytearray, memoryview)), "frame is not bytes")
-    _check(len(raw) <= max_frame, f"frame of {len(raw)} bytes is over the limit of {max_frame} bytes")
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise DecodeError("frame is not bytes")
+    if len(raw) > max_frame:
+        raise DecodeError(f"frame of {len(raw)} bytes is over the limit of {max_frame} bytes")
     try:
         data = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises many types for garbage; all mean the same here
         raise DecodeError(f"not a msgpack frame: {type(exc).__name__}: {exc}") from None
-    _check(isinstance(data, list) and len(data) == 8, "expected an 8-item envelope array")
+    if not isinstance(data, list) or len(data) != 8:
+        raise DecodeError("expected an 8-item envelope array")
     version, type_name, sender, generation, seq, kind, corr, payload = data
-    _check(_is_int(version), "protocol version is not an integer")
-    _check(version == PROTOCOL_VERSION, f"protocol version {version}, expected {PROTOCOL_VERSION}")
-    _check(isinstance(type_name, str), "message type name is not a string")
-    cls = lookup(type_name)
-    _check(cls is not None, f"unknown message type {type_name!r}")
-    assert cls is not None
-    _check(isinstance(sender, str), "sender is not a string")
-    _check(_is_int(generation) and generation >= 0, "generation is not a non-negative integer")
-    _check(seq is None or _is_int(seq), "sequence number is neither null nor an integer")
-    _check(kind in _KINDS and _is_int(kind), f"envelope kind {kind!r} is not one of {_KINDS}")
-    _check(corr is None or _is_int(corr), "request id is neither null nor an integer")
-    _check(isinstance(payload, dict), "payload is not a map")
-    checks = validators(type_name)
-    missing = sorted(set(checks) - set(payload))
-    extra = sorted(map(repr, set(payload) - set(checks)))  # repr: keys may be str and bytes, unorderable
-    _check(not missing, f"{type_name}: missing field(s) {', '.join(missing)}")
-    _check(not extra, f"{type_name}: unexpected field(s) {', '.join(extra)}")
-    for name, ok in checks.items():
-        _check(ok(payload[name]), f"{type_name}.{name}: wrong type {type(payload[name]).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {
-        name: tuple(value) if isinstance(value, list) and _is_tuple_field(fields[name]) else value
-        for name, value in payload.items()
-    }
+    if not _is_int(version):
+        raise DecodeError("protocol version is not an integer")
+    if version != PROTOCOL_VERSION:
+        raise DecodeError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+    if not isinstance(type_name, str):
+        raise DecodeError("message type name is not a string")
+    schema = _schema(type_name)
+    if schema is None:
+        raise DecodeError(f"unknown message type {type_name!r}")
+    if not isinstance(sender, str):
+        raise DecodeError("sender is not a string")
+    if not (_is_int(generation) and generation >= 0):
+        raise DecodeError("generation is not a non-negative integer")
+    if not (seq is None or _is_int(seq)):
+        raise DecodeError("sequence number is neither null nor an integer")
+    if not (_is_int(kind) and kind in _KINDS):
+        raise DecodeError(f"envelope kind {kind!r} is not one of {_KINDS}")
+    if not (corr is None or _is_int(corr)):
+        raise DecodeError("request id is neither null nor an integer")
+    if not isinstance(payload, dict):
+        raise DecodeError("payload is not a map")
+    if payload.keys() != schema.names:
+        missing = sorted(schema.names - set(payload))
+        if missing:
+            raise DecodeError(f"{type_name}: missing field(s) {', '.join(missing)}")
+        extra = sorted(map(repr, set(payload) - schema.names))  # repr: keys may be str and bytes
+        raise DecodeError(f"{type_name}: unexpected field(s) {', '.join(extra)}")
+    values = {}
+    for name, ok, is_tuple in schema.fields:
+        value = payload[name]
+        if not ok(value):
+            raise DecodeError(f"{type_name}.{name}: wrong type {type(value).__name__}")
+        values[name] = tuple(value) if is_tuple and isinstance(value, list) else value
     try:
-        msg = cls(**values)
+        msg = schema.cls(**values)
     except Exception as exc:  # a __post_init__ that rejects the values
         raise DecodeError(f"{type_name}: invalid values: {exc}") from None
     return Envelope(msg, sender, generation, seq, kind, corr)

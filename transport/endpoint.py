@@ -137,6 +137,11 @@ class Endpoint:
         self._ids = itertools.count(1)
         self._commands: deque[tuple[str, Any]] = deque()
         self._pending: dict[int, tuple[Future[Envelope], float]] = {}
+        self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, corr); stale entries skipped
+        self._wake_pending = False  # a wake-up byte is in the pipe and the I/O thread has not seen it
+        # client only: encoded messages held back while the socket is at its high-water mark
+        self._backlog: deque[tuple[list[bytes], Envelope, Future[Envelope] | None]] = deque()
+        self._poller: zmq.Poller | None = None
         self._delayed: list[_Delayed] = []
         self._delay_seq = itertools.count()
         self._wake_r, self._wake_w = os.pipe()
@@ -251,6 +256,9 @@ class Endpoint:
         if self._closed.is_set():
             return
         self._commands.append((kind, arg))
+        if self._wake_pending:
+            return  # the I/O thread is woken already and drains the queue after clearing the flag
+        self._wake_pending = True
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -261,7 +269,7 @@ class Endpoint:
     # ------------------------------------------------------------------------------ I/O thread
 
     def _run(self) -> None:
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
@@ -269,6 +277,7 @@ class Endpoint:
             while True:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
                 if self._wake_r in ready:
+                    self._wake_pending = False  # before draining: a command queued after this wakes us again
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
@@ -276,7 +285,10 @@ class Endpoint:
                         pass
                 if not self._drain_commands():
                     return
-                if self._sock in ready:
+                events = ready.get(self._sock, 0)
+                if events & zmq.POLLOUT:
+                    self._flush_backlog()
+                if events & zmq.POLLIN:
                     self._receive_all()
                 if self._monitor in ready:
                     self._read_monitor()
@@ -287,7 +299,10 @@ class Endpoint:
             self._shutdown()
 
     def _poll_timeout_ms(self) -> int:
-        deadlines = [d for _, d in self._pending.values()]
+        heap = self._deadlines
+        while heap and heap[0][1] not in self._pending:
+            heapq.heappop(heap)  # answered already
+        deadlines = [heap[0][0]] if heap else []
         if self._delayed:
             deadlines.append(self._delayed[0].due)
         if not deadlines:
@@ -304,7 +319,9 @@ class Endpoint:
                 self._outgoing(Envelope(msg, self.node, self._generation(), seq, env_kind, corr), to, None)
             elif kind == "request":
                 msg, to, fut, corr, timeout = arg
-                self._pending[corr] = (fut, time.monotonic() + timeout)
+                deadline = time.monotonic() + timeout
+                self._pending[corr] = (fut, deadline)
+                heapq.heappush(self._deadlines, (deadline, corr))
                 self._outgoing(Envelope(msg, self.node, self._generation(), None, REQUEST, corr), to, fut)
             elif kind == "faults":
                 self._apply_faults(arg)
@@ -318,6 +335,7 @@ class Endpoint:
             return
         if faults.cut:
             self._sock.disconnect(self.address)
+            self._fail_backlog("the link is cut")
             if self.connected:
                 self.connected = False
                 self._emit("disconnected", self.address)
@@ -341,14 +359,63 @@ class Endpoint:
                 self.log.error("{}: a server endpoint needs a peer identity to send {}", self.name, env.msg.TYPE)
                 return
             frames = [to, *frames]
+        if self._backlog:  # keep the order: behind what already waits for the socket
+            self._hold(frames, env, fut)
+            return
         try:
-            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            if len(frames) == 1:
+                self._sock.send(frames[0], flags=zmq.NOBLOCK)
+            else:
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
             self.stats.sent += 1
+        except zmq.Again:
+            # A connected client at its high-water mark: wait for room (POLLOUT) instead of dropping.
+            # Without a connection (IMMEDIATE) or on a server (one slow peer must not hold up the
+            # others), fail at once.
+            if self.role == "client" and self.connected:
+                self._hold(frames, env, fut)
+            else:
+                self._send_failed(env, fut, "no peer ready to take it")
         except zmq.ZMQError as exc:
-            self.stats.send_failures += 1
-            if fut is not None and env.corr in self._pending:
-                del self._pending[env.corr]
-                fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {exc.strerror}"))
+            self._send_failed(env, fut, exc.strerror)
+
+    def _send_failed(self, env: Envelope, fut: Future[Envelope] | None, why: str) -> None:
+        self.stats.send_failures += 1
+        if fut is not None and env.corr in self._pending:
+            del self._pending[env.corr]
+            fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {why}"))
+
+    def _hold(self, frames: list[bytes], env: Envelope, fut: Future[Envelope] | None) -> None:
+        """Queue a message behind the high-water mark (at most ``sndhwm`` of them; beyond, fail)."""
+        if len(self._backlog) >= max(1, self.options.sndhwm):
+            self._send_failed(env, fut, "send queue full")
+            return
+        if not self._backlog and self._poller is not None:
+            self._poller.modify(self._sock, zmq.POLLIN | zmq.POLLOUT)
+        self._backlog.append((frames, env, fut))
+
+    def _flush_backlog(self) -> None:
+        backlog = self._backlog
+        while backlog:
+            frames, env, fut = backlog[0]
+            try:
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return  # still full: wait for the next POLLOUT
+            except zmq.ZMQError as exc:
+                self._send_failed(env, fut, exc.strerror)
+            else:
+                self.stats.sent += 1
+            backlog.popleft()
+        if self._poller is not None:
+            self._poller.modify(self._sock, zmq.POLLIN)
+
+    def _fail_backlog(self, why: str) -> None:
+        while self._backlog:
+            _, env, fut = self._backlog.popleft()
+            self._send_failed(env, fut, why)
+        if self._poller is not None:
+            self._poller.modify(self._sock, zmq.POLLIN)
 
     def _receive_all(self) -> None:
         for _ in range(1000):
@@ -404,10 +471,12 @@ class Endpoint:
             endpoint = event.get("endpoint", b"")
             address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
             if self.role == "client":
-                if kind == "connected":
+                if kind == "handshake":  # usable only now: with IMMEDIATE, sends fail before the handshake
                     self.connected = True
                 elif kind in ("disconnected", "closed"):
                     self.connected = False
+                    if self._backlog and self.options.immediate:
+                        self._fail_backlog("disconnected")
             self._emit(kind, address)
 
     def _emit(self, kind: str, address: str) -> None:
@@ -425,12 +494,15 @@ class Endpoint:
         now = time.monotonic()
         while self._delayed and self._delayed[0].due <= now:
             heapq.heappop(self._delayed).action()
-        for corr, (fut, deadline) in list(self._pending.items()):
-            if deadline <= now:
-                del self._pending[corr]
-                self.stats.timeouts += 1
-                if not fut.done():
-                    fut.set_exception(RequestTimeout(f"{self.name}: no reply to request {corr} in time"))
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, corr = heapq.heappop(heap)
+            pending = self._pending.pop(corr, None)
+            if pending is None:
+                continue  # answered (or failed) before its deadline
+            self.stats.timeouts += 1
+            if not pending[0].done():
+                pending[0].set_exception(RequestTimeout(f"{self.name}: no reply to request {corr} in time"))
 
     def _shutdown(self) -> None:
         self._closed.set()
@@ -438,6 +510,8 @@ class Endpoint:
             if not fut.done():
                 fut.set_exception(EndpointClosed(f"endpoint {self.name} stopped"))
         self._pending.clear()
+        self._deadlines.clear()
+        self._backlog.clear()
         self._close_sockets()
 
     def _close_sockets(self) -> None:

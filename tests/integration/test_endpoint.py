@@ -15,7 +15,7 @@ import zmq
 
 from tests.conftest import wait_until
 from transport.codec import NOTIFY, REPLY, REQUEST, Envelope, decode, encode
-from transport.endpoint import Endpoint, EndpointClosed, EndpointOptions, RequestTimeout
+from transport.endpoint import Endpoint, EndpointClosed, EndpointOptions, RequestTimeout, SendFailed
 from transport.faults import NO_FAULTS, Faults
 from transport.messages import ConnectionEvent, ErrorReply, Hello, Ping, Pong
 from transport.security import Security
@@ -276,8 +276,6 @@ def test_monitor_events_connected_disconnected_retried(eps: Endpoints, free_port
 
 def test_request_while_disconnected_fails_fast(eps: Endpoints, free_port: int) -> None:
     client = eps.client(f"tcp://127.0.0.1:{free_port}")  # nothing listens there
-    from transport.endpoint import SendFailed
-
     with pytest.raises(SendFailed):
         client.request(Ping(), timeout=TIMEOUT).result(TIMEOUT)
     assert client.stats.send_failures == 1
@@ -469,7 +467,9 @@ def test_curve_client_with_a_wrong_server_key_gets_no_reply(eps: Endpoints) -> N
 def test_plain_client_gets_no_reply_from_a_curve_server(eps: Endpoints) -> None:
     server = eps.server(handler=echo, security=Security.curve_group(*zmq.curve_keypair()))
     client = eps.client(server.bound_address, options=EndpointOptions(immediate=False))
-    with pytest.raises(RequestTimeout):
+    # ZeroMQ sees a mechanism mismatch as a protocol error and drops the session: the request
+    # either waits in vain or finds no connection to go to; either way nothing is answered
+    with pytest.raises((RequestTimeout, SendFailed)):
         client.request(Ping(), timeout=0.5).result(TIMEOUT)
     assert server.stats.received == 0
 

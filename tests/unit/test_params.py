@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -455,3 +456,20 @@ def test_types_are_reported_for_each_parameter():
     assert CATALOG["Switchover Use QoS For Ping"].type is ParamType.BOOL
     assert CATALOG["Custom Upgrade Attribute Exceptions"].type is ParamType.ATTR_EXCEPTIONS
     assert CATALOG["Switchover Upgrade Higher DS Exclusions"].type is ParamType.DS_PATH_LIST
+
+
+def test_a_value_just_written_is_read_back_even_while_notifications_are_still_queued(store, params):
+    results: list[float] = []
+
+    def on_change(ch) -> None:
+        if ch.key == "/other":
+            def writer() -> None:
+                params.set("Switchover TS Timeout", "33")
+                results.append(params.seconds("Switchover TS Timeout"))
+            t = threading.Thread(target=writer)
+            t.start()
+            t.join(30)
+
+    store.subscribe(on_change)
+    store.set("/other", {})
+    assert results == [33.0]

@@ -29,6 +29,7 @@ from replication.store import (
     RevisionAhead,
     SetOp,
     Store,
+    StoreError,
     iter_diff,
     validate_key,
 )
@@ -485,6 +486,26 @@ def test_a_subscriber_may_write_to_the_store_and_its_change_follows_in_order(sto
     assert seen == [(1, "/ping"), (2, "/pong")]
 
 
+def test_a_subscriber_waiting_for_another_thread_that_writes_does_not_deadlock(store):
+    other_done = threading.Event()
+    seen: list[str] = []
+
+    def write_second() -> None:
+        store.set("/second", {})  # returns at once: the running delivery will deliver it
+        other_done.set()
+
+    def subscriber(ch: Change) -> None:
+        seen.append(ch.key)
+        if ch.key == "/first":
+            threading.Thread(target=write_second).start()
+            assert other_done.wait(30), "the other thread's write is stuck behind this delivery"
+
+    store.subscribe(subscriber)
+    store.set("/first", {})
+    assert other_done.is_set()
+    assert seen == ["/first", "/second"]
+
+
 def test_concurrent_writers_get_unique_revisions_and_subscribers_see_them_in_order(store):
     seen: list[int] = []
     store.subscribe(lambda ch: seen.append(ch.revision))
@@ -561,6 +582,15 @@ def test_a_malformed_import_is_refused_and_writes_nothing(store, doc):
         store.import_json(doc, "/Config")
     assert store.get("/Config/Keep") == {}
     assert store.revision == 1
+
+
+def test_opening_something_that_is_not_a_store_fails_clearly(tmp_path):
+    with pytest.raises(StoreError, match="cannot open DS store"):
+        Store(tmp_path / "missing-dir" / "ds.sqlite3")
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot use DS store"):
+        Store(junk)
 
 
 # ----------------------------------------------------------------------------------------- durability
