@@ -323,11 +323,35 @@ def test_node_restarted_within_the_reconnect_timeout_does_not_switch(make_pair: 
 @pytest.mark.parametrize("fault", [{"drop_all": True}, {"cut": True}], ids=["drop_all", "cut"])
 def test_main_link_lost_does_not_switch(make_pair: PairFactory, fault: dict[str, Any]) -> None:
     pair = make_pair()
+    since = len(node_log(pair, BACKUP))
     done = pair.admin(BACKUP, "inject", {"endpoint": "notifier.link.main", "faults": fault})
     assert done["endpoint"] == "notifier.link.main"
-    hold_roles(pair, {ACTIVE: "Primary", BACKUP: "Backup"}, 4.0)
+    # long enough for the ModuleMonitor's next ping, its failures on main and its fallback to aux
+    hold_roles(pair, {ACTIVE: "Primary", BACKUP: "Backup"}, 2 * TS_TIMEOUT + 2.0)
     assert became_primary(pair, BACKUP) == []
     assert all(r.new_state != "Reconnecting" for r in events(pair, BACKUP)), diagnostics(pair)
+    # and the module is still watched: the ModuleMonitor's ping got its answer on the aux connection
+    # (spec: "If the issue is only with the main connection, the use of the auxiliary is successful")
+    assert "Received ping from the TsServer module on the aux connection" in node_log(pair, BACKUP)[since:], (
+        f"the ModuleMonitor never got a module reply on aux while main was lost\n{diagnostics(pair)}"
+    )
+
+
+def test_module_crash_is_detected_while_the_main_link_drops_everything(make_pair: PairFactory) -> None:
+    """A silently dropping main link (TCP up, nothing answered) must not blind the backup: the
+    ModuleMonitor falls back to aux (2 TS timeouts on main), where the dead module is rejected."""
+    pair = make_pair()
+    pair.admin(BACKUP, "inject", {"endpoint": "notifier.link.main", "faults": {"drop_all": True}})
+    fault_at = kill_and_reap(pair, ACTIVE, module=True)
+    # at most: one regular interval, 2 timeouts on main, the aux rejections, the confirmation
+    wait_until(
+        lambda: pair.role(BACKUP) == "Primary",
+        4 * TS_TIMEOUT + 5,
+        0.05,
+        f"beta to switch on the dead module while main drops\n{diagnostics(pair)}",
+    )
+    took = became_primary(pair, BACKUP)
+    assert len(took) == 1 and took[0].reason == "TS Ping Failure" and took[0].epoch >= fault_at
 
 
 def test_both_links_lost_reconnects_then_switches_on_expiry(make_pair: PairFactory) -> None:
