@@ -85,6 +85,11 @@ class NodeConfig:
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def hooks_path(self) -> Path:
+        """Holds commence.d/ and discontinue.d/ (default: <data_dir>/hooks)."""
+        return Path(self.hooks.dir) if self.hooks.dir else Path(self.data_dir) / "hooks"
+
 
 _TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing")
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}

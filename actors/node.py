@@ -19,6 +19,7 @@ from actors.base import CrashActor
 from actors.clock import RealClock
 from actors.config import NodeConfig
 from actors.context import NodeContext
+from actors.hooks import HookEvent, hook_directory, list_hooks
 from actors.logs import configure_logging
 from actors.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.network_check import backup_network_ok
@@ -274,6 +275,8 @@ class Node:
             pass
         if self.supervisor is not None and self.supervisor.is_alive():
             self.supervisor.tell(StopNode("signal received"))
-            self.shutdown_done.wait(5.0)
+            # a primary runs its Discontinue hooks before it goes: wait for them, bounded by their timeouts
+            hooks = list_hooks(hook_directory(self.config.hooks_path, HookEvent.DISCONTINUE))
+            self.shutdown_done.wait(5.0 + self.config.hooks.timeout * len(hooks))
         self.stop()
         return 0

@@ -118,6 +118,7 @@ class _Pending:
 
     step: Step
     actions: list[Action]
+    detail: str = ""
 
 
 class NodeSupervisor(Supervisor):
@@ -160,6 +161,8 @@ class NodeSupervisor(Supervisor):
         self.pending: _Pending | None = None
         self.bumped_for_switch = False
         self.network_ok = True
+        self.hooks_running: dict[str, int] = {}
+        self.shutdown_after_hooks = ""
         self._publish()
 
     # ------------------------------------------------------------------------ life cycle
@@ -192,18 +195,20 @@ class NodeSupervisor(Supervisor):
             self.log.warning("{}", step.reason)  # the spec's signpost: the reason line comes first
             self.log.warning("Switchover Service: Switch Initiated")
         self._status(step.verdict)
-        self._carry_out(step, list(step.actions))
+        self._carry_out(step, list(step.actions), detail)
+        if self.pending is not None and self.pending.step is step:
+            return step  # recorded and published once the active answered the Discontinue
         if step.changed or step.switched or self.generation.value != old_gen:
             self._record(step, detail)
         self._publish()
         return step
 
-    def _carry_out(self, step: Step, actions: list[Action]) -> None:
+    def _carry_out(self, step: Step, actions: list[Action], detail: str = "") -> None:
         while actions:
             action = actions.pop(0)
             if action is Action.REQUEST_DISCONTINUE:
                 self._bump_generation()
-                self.pending = _Pending(step, actions)
+                self.pending = _Pending(step, actions, detail)
                 self.tell_actor("VirtualSwitch", SendDiscontinue(self.generation.value, step.reason or ""))
                 return  # the rest runs when the peer answered (or the wait ran out)
             self._do(action, step)
@@ -255,7 +260,10 @@ class NodeSupervisor(Supervisor):
             self.stop_children(self.groups["active"] + self.groups["monitors"] + self.groups["backup"])
             self.reconnect_token += 1
         elif action is Action.SHUT_DOWN:
-            if self.on_shutdown is not None:
+            if self.hooks_running.get("discontinue"):
+                self.log.info("waiting for the Discontinue hooks to finish before stopping")
+                self.shutdown_after_hooks = step.verdict
+            elif self.on_shutdown is not None:
                 self.on_shutdown(step.verdict)
 
     def _probe(self, active: bool) -> None:
@@ -282,7 +290,7 @@ class NodeSupervisor(Supervisor):
 
     def _run_hooks(self, kind: str, step: Step) -> None:
         cfg = self.ctx.config
-        hooks_dir = Path(cfg.hooks.dir or Path(cfg.data_dir) / "hooks")
+        hooks_dir = cfg.hooks_path
         generation = self.generation.value
         facts = HookFacts(
             node=cfg.name,
@@ -292,6 +300,8 @@ class NodeSupervisor(Supervisor):
             peer=cfg.peer.name,
         )
         ref = self.actor_ref
+
+        self.hooks_running[kind] = self.hooks_running.get(kind, 0) + 1
 
         def work() -> None:
             results: list[HookResult] = run_hooks(hooks_dir, kind, facts, cfg.hooks.timeout)
@@ -316,8 +326,10 @@ class NodeSupervisor(Supervisor):
         self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {line}")
 
     def _publish(self) -> None:
+        # while a controlled switch waits for the active's Discontinue answer, this node is not yet primary
+        state = self.pending.step.old_state if self.pending is not None else self.sm.state
         self.ctx.role = RoleSnapshot(
-            role=self.sm.state.value,
+            role=state.value,
             generation=self.generation.value,
             starting_up=self.sm.starting_up,
             reason=self.error,
@@ -432,10 +444,16 @@ class NodeSupervisor(Supervisor):
                 "no Discontinue acknowledgement ({}); switching alone (uncontrolled)", msg.detail
             )
         self._carry_out(pending.step, pending.actions)
+        self._record(pending.step, pending.detail)
         self._publish()
 
     @handles(HooksFinished)
     def on_hooks_finished(self, msg: HooksFinished) -> None:
+        self.hooks_running[msg.kind] = max(0, self.hooks_running.get(msg.kind, 0) - 1)
+        if msg.kind == "discontinue" and not self.hooks_running[msg.kind] and self.shutdown_after_hooks:
+            why, self.shutdown_after_hooks = self.shutdown_after_hooks, ""
+            if self.on_shutdown is not None:
+                self.on_shutdown(why)
         if msg.failed:
             self.log.error("{} hooks FAILED: {} (of {})", msg.kind, ", ".join(msg.failed), ", ".join(msg.ran))
             self._status(f"{msg.kind} hooks failed: {', '.join(msg.failed)}")

@@ -303,7 +303,7 @@ class VirtualSwitch(NodeActor):
 
     @handles(PublishRoleChange)
     def on_publish(self, msg: PublishRoleChange) -> None:
-        if self.client is not None and self.peer_reachable():
+        if not msg.app_event and self.client is not None and self.peer_reachable():
             self.client.send(RecordEvent(msg.record))
         if msg.app_event and self.server is not None:
             now = self.ctx.clock.now()

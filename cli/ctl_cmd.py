@@ -196,9 +196,11 @@ def do_switch(args: argparse.Namespace, servers: list[Server], security: Securit
         prompt = "Are you sure you wish to initiate Switchover to backup?"
         if view["replication"] == "stopped":
             prompt += "\nFile replication from the primary may not be running."
-        if not sys.stdin.isatty() and sys.stdin.closed:
-            return error("confirmation needed: pass --yes")
-        answer = input(f"{prompt} [yes/no] ").strip().lower()
+        try:
+            answer = input(f"{prompt} [yes/no] ").strip().lower()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return error("no answer to the confirmation: switchover cancelled (pass --yes to skip it)")
         if answer not in ("y", "yes"):
             print("Switchover cancelled.")
             return 1

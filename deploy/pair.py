@@ -149,34 +149,34 @@ class LocalPair:
 
     def start_node(self, name: str, *args: str) -> PairNode:
         node = self.nodes[name]
-        log = open(node.data_dir / "node.stderr", "ab")
-        node.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "node", "--config", str(node.config), *args],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+        with open(node.data_dir / "node.stderr", "ab") as log:
+            node.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "node", "--config", str(node.config), *args],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         return node
 
     def start_module(self, name: str, module: str = "TsServer") -> PairNode:
         node = self.nodes[name]
-        log = open(node.data_dir / "module.stderr", "ab")
-        node.module = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
-                "module",
-                "run",
-                "--name",
-                module,
-                "--config",
-                str(node.config),
-            ],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+        with open(node.data_dir / "module.stderr", "ab") as log:
+            node.module = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cli.main",
+                    "module",
+                    "run",
+                    "--name",
+                    module,
+                    "--config",
+                    str(node.config),
+                ],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         return node
 
     def admin(

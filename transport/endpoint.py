@@ -139,9 +139,6 @@ class Endpoint:
         self._pending: dict[int, tuple[Future[Envelope], float]] = {}
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, corr); stale entries skipped
         self._wake_pending = False  # a wake-up byte is in the pipe and the I/O thread has not seen it
-        # client only: encoded messages held back while the socket is at its high-water mark
-        self._backlog: deque[tuple[list[bytes], Envelope, Future[Envelope] | None]] = deque()
-        self._poller: zmq.Poller | None = None
         self._delayed: list[_Delayed] = []
         self._delay_seq = itertools.count()
         self._wake_r, self._wake_w = os.pipe()
@@ -269,7 +266,7 @@ class Endpoint:
     # ------------------------------------------------------------------------------ I/O thread
 
     def _run(self) -> None:
-        poller = self._poller = zmq.Poller()
+        poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
@@ -285,10 +282,7 @@ class Endpoint:
                         pass
                 if not self._drain_commands():
                     return
-                events = ready.get(self._sock, 0)
-                if events & zmq.POLLOUT:
-                    self._flush_backlog()
-                if events & zmq.POLLIN:
+                if self._sock in ready:
                     self._receive_all()
                 if self._monitor in ready:
                     self._read_monitor()
@@ -335,7 +329,6 @@ class Endpoint:
             return
         if faults.cut:
             self._sock.disconnect(self.address)
-            self._fail_backlog("the link is cut")
             if self.connected:
                 self.connected = False
                 self._emit("disconnected", self.address)
@@ -359,63 +352,17 @@ class Endpoint:
                 self.log.error("{}: a server endpoint needs a peer identity to send {}", self.name, env.msg.TYPE)
                 return
             frames = [to, *frames]
-        if self._backlog:  # keep the order: behind what already waits for the socket
-            self._hold(frames, env, fut)
-            return
         try:
             if len(frames) == 1:
                 self._sock.send(frames[0], flags=zmq.NOBLOCK)
             else:
                 self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
             self.stats.sent += 1
-        except zmq.Again:
-            # A connected client at its high-water mark: wait for room (POLLOUT) instead of dropping.
-            # Without a connection (IMMEDIATE) or on a server (one slow peer must not hold up the
-            # others), fail at once.
-            if self.role == "client" and self.connected:
-                self._hold(frames, env, fut)
-            else:
-                self._send_failed(env, fut, "no peer ready to take it")
         except zmq.ZMQError as exc:
-            self._send_failed(env, fut, exc.strerror)
-
-    def _send_failed(self, env: Envelope, fut: Future[Envelope] | None, why: str) -> None:
-        self.stats.send_failures += 1
-        if fut is not None and env.corr in self._pending:
-            del self._pending[env.corr]
-            fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {why}"))
-
-    def _hold(self, frames: list[bytes], env: Envelope, fut: Future[Envelope] | None) -> None:
-        """Queue a message behind the high-water mark (at most ``sndhwm`` of them; beyond, fail)."""
-        if len(self._backlog) >= max(1, self.options.sndhwm):
-            self._send_failed(env, fut, "send queue full")
-            return
-        if not self._backlog and self._poller is not None:
-            self._poller.modify(self._sock, zmq.POLLIN | zmq.POLLOUT)
-        self._backlog.append((frames, env, fut))
-
-    def _flush_backlog(self) -> None:
-        backlog = self._backlog
-        while backlog:
-            frames, env, fut = backlog[0]
-            try:
-                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return  # still full: wait for the next POLLOUT
-            except zmq.ZMQError as exc:
-                self._send_failed(env, fut, exc.strerror)
-            else:
-                self.stats.sent += 1
-            backlog.popleft()
-        if self._poller is not None:
-            self._poller.modify(self._sock, zmq.POLLIN)
-
-    def _fail_backlog(self, why: str) -> None:
-        while self._backlog:
-            _, env, fut = self._backlog.popleft()
-            self._send_failed(env, fut, why)
-        if self._poller is not None:
-            self._poller.modify(self._sock, zmq.POLLIN)
+            self.stats.send_failures += 1
+            if fut is not None and env.corr in self._pending:
+                del self._pending[env.corr]
+                fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {exc.strerror}"))
 
     def _receive_all(self) -> None:
         for _ in range(1000):
@@ -475,8 +422,6 @@ class Endpoint:
                     self.connected = True
                 elif kind in ("disconnected", "closed"):
                     self.connected = False
-                    if self._backlog and self.options.immediate:
-                        self._fail_backlog("disconnected")
             self._emit(kind, address)
 
     def _emit(self, kind: str, address: str) -> None:
@@ -511,7 +456,6 @@ class Endpoint:
                 fut.set_exception(EndpointClosed(f"endpoint {self.name} stopped"))
         self._pending.clear()
         self._deadlines.clear()
-        self._backlog.clear()
         self._close_sockets()
 
     def _close_sockets(self) -> None:

@@ -456,6 +456,25 @@ def check_final_roles(history: History, expected: Mapping[str, Sequence[str]]) -
     return CheckResult("final roles", True, text)
 
 
+def check_visits(history: History, expected: Mapping[str, Sequence[str]]) -> CheckResult | None:
+    if not expected:
+        return None
+    ft = history.fault_time
+    if ft is None:
+        return CheckResult("visits", False, "no fault was applied")
+    entered = {n: [t.new for t in history.transitions if t.node == n and t.t >= ft] for n in expected}
+    bad = [
+        f"{n.upper()} never entered {state} after the fault"
+        for n, states in sorted(expected.items())
+        for state in states
+        if state not in entered[n]
+    ]
+    seen = "; ".join(f"{n.upper()}: {' -> '.join(s) or 'no change'}" for n, s in sorted(entered.items()))
+    if bad:
+        return CheckResult("visits", False, "; ".join(bad) + f" (after the fault: {seen})")
+    return CheckResult("visits", True, seen)
+
+
 def expected_hooks(transitions: Iterable[Transition]) -> Counter[tuple[str, str, int]]:
     """(node, kind, generation) of every hook run the transitions call for."""
     due: Counter[tuple[str, str, int]] = Counter()
@@ -554,6 +573,7 @@ def evaluate(history: History, expect: Expect, *, min_sample_rate: float = 20.0)
         check_reason(history, expect.reason),
         check_demote_reason(history, expect.demote_reason),
         check_detection(history, expect.detect_within),
+        check_visits(history, expect.visits),
         check_final_roles(history, expect.final_roles),
         check_hooks(history) if expect.hooks_once else None,
         check_resources(history, expect),

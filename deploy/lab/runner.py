@@ -83,9 +83,22 @@ _LOG_LINE = re.compile(
 _LOUD = ("WARNING", "ERROR", "CRITICAL")
 
 
+#: the checkout this module belongs to: child processes run its code, whatever ``pip install -e``
+#: points at (another clone may have been installed in editable mode since)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def switchover_argv(*args: str) -> list[str]:
     """``python -m cli.main ARGS`` with this interpreter (works in any namespace, any cwd)."""
     return [sys.executable, "-m", "cli.main", *args]
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment with :data:`REPO_ROOT` first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,7 +127,9 @@ class LabPair:
         self.log_level = log_level
         self.hook_timeout = hook_timeout
         #: logical process name (node-a, module-a) -> lab process name currently standing for it
-        self.alias: dict[str, str] = {f"{kind}-{n}": f"{kind}-{n}" for kind in ("node", "module") for n in NODES}
+        self.alias: dict[str, str] = {
+            f"{kind}-{n}": f"{kind}-{n}" for kind in ("node", "module") for n in NODES
+        }
         self._generation = itertools.count(2)
 
     # -- files -----------------------------------------------------------------------------------
@@ -150,7 +165,9 @@ class LabPair:
             data.mkdir(parents=True, exist_ok=True)
             sock = str(Path(admin_address(data)).name)
             if len(admin_address(data)) - len("ipc://") > MAX_IPC_PATH:
-                raise LabError(f"data directory {data} is too deep for a unix socket ({sock}); use a shorter labdir")
+                raise LabError(
+                    f"data directory {data} is too deep for a unix socket ({sock}); use a shorter labdir"
+                )
             for kind in ("commence", "discontinue"):
                 hook_dir = self.hooks_dir(node) / f"{kind}.d"
                 hook_dir.mkdir(parents=True, exist_ok=True)
@@ -171,12 +188,12 @@ class LabPair:
         if args is not None:
             self.node_args[node] = list(args)
         argv = switchover_argv("node", "--config", str(self.config_path(node)), *self.node_args[node])
-        self.lab.procs.start(self.proc(f"node-{node}"), node, argv)
+        self.lab.procs.start(self.proc(f"node-{node}"), node, argv, env=child_env())
 
     def start_module(self, node: str, name: str | None = None) -> str:
         name = name or self.proc(f"module-{node}")
         argv = switchover_argv("module", "run", "--name", "TsServer", "--config", str(self.config_path(node)))
-        self.lab.procs.start(name, node, argv)
+        self.lab.procs.start(name, node, argv, env=child_env())
         return name
 
     def restart_module_overlapping(self, node: str, timeout: float) -> str:
@@ -184,9 +201,12 @@ class LabPair:
         logical = f"module-{node}"
         old = self.proc(logical)
         new = f"{logical}.{next(self._generation)}"
-        info = self.lab.procs.start(new, node, switchover_argv(
-            "module", "run", "--name", "TsServer", "--config", str(self.config_path(node))
-        ))
+        info = self.lab.procs.start(
+            new,
+            node,
+            switchover_argv("module", "run", "--name", "TsServer", "--config", str(self.config_path(node))),
+            env=child_env(),
+        )
         log = Path(info.log)
 
         def registered() -> bool:
@@ -233,20 +253,17 @@ class LabPair:
     def ctl(self, node: str, args: Sequence[str], timeout: float = 30.0) -> tuple[int, str]:
         """``switchover ctl --config <node's config> ARGS`` inside ``node``'s namespace: (rc, output)."""
         argv = switchover_argv("ctl", "--config", str(self.config_path(node)), *args)
-        done = self.lab.exec(node, argv, check=False, timeout=timeout)
+        done = self.lab.exec(node, argv, check=False, timeout=timeout, env=child_env())
         return done.returncode, (done.stdout + done.stderr).strip()
 
     def up(self, timeout: float = 30.0) -> dict[str, str | None]:
-        """Configs, then node + module on A, A Primary, then node + module on B; wait for the pair."""
+        """Configs, then node + module on A and on B together (A wins the start-up tie as server A);
+        wait until one is Primary and the other Backup."""
         self.write_configs()
-        self.start_node("a")
-        if self.modules["a"]:
-            self.start_module("a")
-        if not poll(lambda: (self.status("a", 0.5) or {}).get("role") == "Primary", timeout, interval=0.05):
-            raise LabError(f"server A did not become Primary within {timeout:g} s (log: {self.node_log('a')})")
-        self.start_node("b")
-        if self.modules["b"]:
-            self.start_module("b")
+        for node in NODES:
+            self.start_node(node)
+            if self.modules[node]:
+                self.start_module(node)
         return self.wait_pair(timeout)
 
     def node_log(self, node: str) -> Path:
@@ -341,7 +358,9 @@ class RoleSampler:
                         next_tick = now_m + self.interval
                     for node, sock in socks.items():
                         cid = next(corr)
-                        frames = encode(Envelope(AdminRequest("status", {}), "lab-sampler", 0, None, REQUEST, cid))
+                        frames = encode(
+                            Envelope(AdminRequest("status", {}), "lab-sampler", 0, None, REQUEST, cid)
+                        )
                         try:
                             sock.send_multipart(frames, flags=zmq.NOBLOCK)
                             pending[cid] = (node, time.time())
@@ -394,7 +413,9 @@ class RoleSampler:
 def read_transitions(node: str, data_dir: Path) -> list[checks.Transition]:
     out = []
     for r in event_log.read(data_dir / "events.jsonl"):
-        out.append(checks.Transition(r.epoch, node, r.old_state, r.new_state, r.reason or "", r.generation, r.event))
+        out.append(
+            checks.Transition(r.epoch, node, r.old_state, r.new_state, r.reason or "", r.generation, r.event)
+        )
     return out
 
 
@@ -405,8 +426,16 @@ def read_hooks(node: str, path: Path) -> list[HookRun]:
             try:
                 d = json.loads(line)
                 gen = int(d.get("generation") or 0)
-                out.append(HookRun(float(d["t"]), node, str(d["event"]), str(d.get("role", "")), gen,
-                                   str(d.get("reason", ""))))
+                out.append(
+                    HookRun(
+                        float(d["t"]),
+                        node,
+                        str(d["event"]),
+                        str(d.get("role", "")),
+                        gen,
+                        str(d.get("reason", "")),
+                    )
+                )
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line: the hook is still writing
     return out
@@ -491,7 +520,9 @@ class ScenarioResult:
 class ScenarioRun:
     """One run of one scenario against a lab that is up (see :func:`run_scenario`)."""
 
-    def __init__(self, scenario: Scenario, lab: Lab, run_dir: Path, echo: Callable[[str], None] | None = None):
+    def __init__(
+        self, scenario: Scenario, lab: Lab, run_dir: Path, echo: Callable[[str], None] | None = None
+    ):
         self.scenario = scenario
         self.lab = lab
         self.run_dir = run_dir
@@ -518,7 +549,7 @@ class ScenarioRun:
         self.excused: list[tuple[float, float]] = []
         self.resources: dict[str, dict[str, Resources]] = {}
         self.notes: list[str] = []
-        self.actors_seen: dict[str, list[str]] = {}
+        self.actors_seen: dict[str, tuple[str, list[str]]] = {}
         self._auto_id = itertools.count(1)
 
     # -- the run ---------------------------------------------------------------------------------
@@ -565,7 +596,9 @@ class ScenarioRun:
 
     def _run_step(self, step: Step) -> None:
         start = time.time()
-        is_fault = self.fault_time is None and (step.fault or (not self.flagged_fault and step.is_fault_action))
+        is_fault = self.fault_time is None and (
+            step.fault or (not self.flagged_fault and step.is_fault_action)
+        )
         if is_fault:
             self.fault_time = start
         is_heal = (
@@ -621,21 +654,21 @@ class ScenarioRun:
             with contextlib.suppress(AdminCallError):
                 result = admin_call(str(self.pair.data_dir(node)), "actors", {}, timeout=2.0)
                 names = [str(r.get("name")) for r in result.get("actors", []) if r.get("alive", True)]
-                self.actors_seen[node] = names
-                self.notes.append(f"{node.upper()} ({result.get('role')}) runs actors: {', '.join(names)}")
+                role = str(result.get("role"))
+                self.actors_seen[node] = (role, names)
+                self.notes.append(f"{node.upper()} ({role}) runs actors: {', '.join(names)}")
 
     # -- actions ---------------------------------------------------------------------------------
 
     def _do_start_pair(self, step: Step) -> str:
         timeout = float(step.params["timeout"])
-        self.pair.start_node("a")
-        if self.pair.modules["a"]:
-            self.pair.start_module("a")
-        self._wait(lambda: self._latest_roles()["a"] == "Primary", timeout, "A Primary")
-        self.pair.start_node("b")
-        if self.pair.modules["b"]:
-            self.pair.start_module("b")
-        return ""
+        for node in NODES:
+            self.pair.start_node(node)
+            if self.pair.modules[node]:
+                self.pair.start_module(node)
+            if node == "a" and step.params["sequential"]:
+                self._wait(lambda: self._latest_roles()["a"] == "Primary", timeout, "A Primary")
+        return self._wait(lambda: self._latest_roles()["a"] == "Primary", timeout, "A Primary")
 
     def _do_start(self, step: Step) -> str:
         node = str(step.params["node"])
@@ -705,8 +738,13 @@ class ScenarioRun:
         if isinstance(flow_spec, str):
             flow = self.lab.faults.flow(flow_spec, src=p.get("src") or "a", dst=p.get("dst") or "b")
         else:
-            flow = Flow(flow_spec["proto"], flow_spec.get("ports"), flow_spec["src"], flow_spec["dst"],
-                        flow_spec.get("name", ""))
+            flow = Flow(
+                flow_spec["proto"],
+                flow_spec.get("ports"),
+                flow_spec["src"],
+                flow_spec["dst"],
+                flow_spec.get("name", ""),
+            )
         handle = self.lab.faults.drop(flow, str(p["direction"]), at=p["at"])
         fid = self._fault_id(step)
         self.handles[fid] = [handle]
@@ -730,8 +768,12 @@ class ScenarioRun:
         for host in p["host"]:
             self.lab.faults.link_up(host, end=p["end"], link=p["link"])
         for fid, handles in list(self.handles.items()):
-            if isinstance(handles, list) and handles and all(
-                isinstance(h, LinkHandle) and h.host in p["host"] and h.end == p["end"] for h in handles
+            if (
+                isinstance(handles, list)
+                and handles
+                and all(
+                    isinstance(h, LinkHandle) and h.host in p["host"] and h.end == p["end"] for h in handles
+                )
             ):
                 self._end_partition(fid)
                 del self.handles[fid]
@@ -772,7 +814,9 @@ class ScenarioRun:
 
     def _do_ctl(self, step: Step) -> str:
         p = step.params
-        rc, out = self.pair.ctl(str(p["node"]), list(p["args"]), timeout=self._left(float(p["timeout"])) or 1.0)
+        rc, out = self.pair.ctl(
+            str(p["node"]), list(p["args"]), timeout=self._left(float(p["timeout"])) or 1.0
+        )
         last = out.splitlines()[-1] if out else ""
         if rc != int(p["expect_rc"]):
             raise StepFailed(f"ctl exited {rc}, expected {p['expect_rc']}: {out[-600:]}")
@@ -797,7 +841,9 @@ class ScenarioRun:
         if not p.get("rejoin"):
             return f" -> {new.upper()} Primary"
         self._wait(
-            lambda: self._latest_roles()[old] in ("Inactive", "Stopping", "Error"), timeout, f"{old.upper()} stale"
+            lambda: self._latest_roles()[old] in ("Inactive", "Stopping", "Error"),
+            timeout,
+            f"{old.upper()} stale",
         )
         args = ["--timeout", "2", "rejoin", "--server", SERVER_NAMES[old], "--wait", f"{timeout:g}"]
         rc, out = self.pair.ctl(new, args, timeout=self._left(timeout + 10) or 1.0)
@@ -819,20 +865,21 @@ class ScenarioRun:
         p = step.params
         wanted: Mapping[str, tuple[str, ...]] = p["roles"]
         stable = float(p["stable"])
-        since: list[float | None] = [None]
+        since: float | None = None
 
         def matches() -> bool:
+            nonlocal since
             latest = self.sampler.latest()
             for node, allowed in wanted.items():
                 s = latest.get(node)
                 role = UNREACHABLE if s is None or s.role is None else s.role
                 if role not in allowed:
-                    since[0] = None
+                    since = None
                     return False
             now = time.monotonic()
-            if since[0] is None:
-                since[0] = now
-            return now - since[0] >= stable
+            if since is None:
+                since = now
+            return now - since >= stable
 
         what = ", ".join(f"{n.upper()} {'|'.join(r)}" for n, r in wanted.items())
         result = self._wait(matches, float(p["timeout"]), what, bool(p["required"]))
@@ -926,17 +973,21 @@ class ScenarioRun:
             self.pair.stop_all(timeout=3.0)
 
 
-def _hints(result_checks: Sequence[CheckResult], actors: Mapping[str, list[str]]) -> list[str]:
+def _hints(result_checks: Sequence[CheckResult], actors: Mapping[str, tuple[str, list[str]]]) -> list[str]:
     """Explain failures that come from a missing feature rather than a wrong behaviour."""
     hints = []
     failed = {c.name for c in result_checks if not c.ok}
-    if failed & {"switch", "reason", "switch count"} and actors:
+    if failed & {"switch", "reason", "switch count", "visits"}:
         monitors = {"PrimaryMonitor", "ModuleMonitor"}
-        lacking = [n.upper() for n, names in actors.items() if not monitors & set(names)]
+        lacking = [
+            f"{n.upper()} ({role})"
+            for n, (role, names) in actors.items()
+            if role in BACKUP_ROLES and not monitors <= set(names)
+        ]
         if lacking:
             hints.append(
-                f"automatic failover is not available: {', '.join(lacking)} ran no PrimaryMonitor/ModuleMonitor "
-                "actor, so no switch can follow a failure of the primary"
+                f"automatic failover is not available: the backup {', '.join(lacking)} ran no PrimaryMonitor "
+                "and ModuleMonitor actors, so no switch can follow a failure of the primary"
             )
     return hints
 
@@ -961,8 +1012,11 @@ def run_scenario(
     require_root()
     require_nft()
     cleanup_prefix(prefix)  # leftovers of a crashed earlier run with this prefix
-    lab = Lab(LabConfig(prefix=prefix, labdir=str(labdir) if labdir else None,
-                        dedicated_link=scenario.dedicated_link))
+    lab = Lab(
+        LabConfig(
+            prefix=prefix, labdir=str(labdir) if labdir else None, dedicated_link=scenario.dedicated_link
+        )
+    )
     started = time.monotonic()
     run_dir = run_dir or next_run_dir(lab.dir, scenario.name)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -990,8 +1044,12 @@ def run_scenario(
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
         result.png = png_dir / f"{run_dir.name}.png"
-        timeline.render_png(result.history, result.png, title=f"{scenario.name}: "
-                            f"{'PASS' if result.passed else 'FAIL'}", checks=result.checks)
+        timeline.render_png(
+            result.history,
+            result.png,
+            title=f"{scenario.name}: {'PASS' if result.passed else 'FAIL'}",
+            checks=result.checks,
+        )
     return result
 
 

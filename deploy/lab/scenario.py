@@ -294,8 +294,9 @@ _REQUIRED = Key(_bool, default=True, help="false: a timeout is left to the check
 
 ACTIONS: dict[str, ActionSpec] = {
     "start_pair": ActionSpec(
-        "start node (and module) on A, wait until A is Primary, then start node (and module) on B",
-        {"timeout": _TIMEOUT},
+        "start nodes (and modules) on A and B together and wait until A is Primary (it wins the start-up "
+        "tie as server A); with sequential = true, start A, wait until it is Primary, then start B",
+        {"timeout": _TIMEOUT, "sequential": Key(_bool, default=False)},
     ),
     "start": ActionSpec(
         "start one node (and its module unless module = false)",
@@ -509,6 +510,7 @@ class Expect:
     switch_within: float | None = None  # ... within this many seconds of the fault
     switches: int | None = None  # exactly this many switches after the fault
     final_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    visits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # states entered after the fault
     reason: tuple[str, ...] = ()  # each switch's reason contains one of these
     demote_reason: tuple[str, ...] = ()  # the first Primary -> not Primary after the fault, likewise
     max_dual_primary: float = 1.0  # fencing window: longest time both nodes report Primary
@@ -523,6 +525,7 @@ EXPECT_KEYS: dict[str, Key] = {
     "switch_within": Key(_num(0.0, exclusive=True), help="seconds from the fault to the switch"),
     "switches": Key(_int(0), help="exact number of switches after the fault"),
     "final_roles": Key(_roles_table, default={}, help='roles at the end, e.g. { a = "Inactive" }'),
+    "visits": Key(_roles_table, default={}, help="states each node must enter after the fault"),
     "reason": Key(_str_or_list, default=(), help="substring(s) of the switch reason"),
     "demote_reason": Key(_str_or_list, default=(), help="substring(s) of the former primary's reason"),
     "max_dual_primary": Key(_num(), default=1.0, help="longest two-Primary window outside partitions"),
@@ -701,6 +704,7 @@ def _parse_expect(raw: Any, source: str, steps: Sequence[Step]) -> Expect:
         switch_within=v["switch_within"],
         switches=v["switches"],
         final_roles=v["final_roles"],
+        visits=v["visits"],
         reason=v["reason"],
         demote_reason=v["demote_reason"],
         max_dual_primary=v["max_dual_primary"],
@@ -718,6 +722,7 @@ def _parse_expect(raw: Any, source: str, steps: Sequence[Step]) -> Expect:
         or expect.switches is not None
         or expect.reason
         or expect.demote_reason
+        or expect.visits
         or expect.detect_within is not None
     )
     if needs_fault and not any(s.fault or s.is_fault_action for s in _walk(steps)):

@@ -146,9 +146,9 @@ def settled(pair: LocalPair) -> dict[str, str] | None:
     return {"primary": primary, "backup": other(pair, primary)}
 
 
-def start_both(pair: LocalPair, *args: str) -> tuple[str, str]:
+def start_both(pair: LocalPair, *args: str, reverse: bool = False) -> tuple[str, str]:
     """Start both nodes at once; wait until one is Primary and the other Backup; (primary, backup)."""
-    for name in pair.names:
+    for name in reversed(pair.names) if reverse else pair.names:
         pair.start_node(name, *args)
     roles = wait_until(lambda: settled(pair), SETTLE, what="one Primary and one Backup")
     return roles["primary"], roles["backup"]
@@ -247,7 +247,7 @@ def test_first_started_becomes_primary_and_second_backup(pair: LocalPair, first:
 
 @pytest.mark.parametrize("run", range(20))
 def test_simultaneous_start_ends_with_exactly_one_primary(pair: LocalPair, run: int) -> None:
-    primary, backup = start_both(pair)
+    primary, backup = start_both(pair, reverse=run % 2 == 1)  # server B launched first on odd runs
     assert pair.roles() == {primary: "Primary", backup: "Backup"}
     # never two primaries on the way: one node ever became Primary, nobody was fenced
     changes = [e for name in pair.names for e in events(pair, name)]
@@ -388,8 +388,9 @@ def test_split_brain_heals_to_the_higher_generation(pair: LocalPair) -> None:
     generation = status(pair, old)["generation"]
 
     cut_vswitch(pair, True)
-    for name in pair.names:
-        wait_until(lambda n=name: not peer_reachable(pair, n), 5, what=f"{name} to lose its peer")
+    wait_until(
+        lambda: not any(peer_reachable(pair, n) for n in pair.names), 5, what="both nodes to lose their peer"
+    )
     done = pair.ctl("switch", "--immediate")
     assert done.returncode == 0, done.stdout + done.stderr
     wait_until(lambda: pair.role(new) == "Primary", 5, what=f"{new} to become Primary")
@@ -426,7 +427,10 @@ def test_ctl_history_shows_every_change_of_both_nodes_in_time_order(pair: LocalP
 
     history = ctl_json(pair, "history")
     logged = [e for name in pair.names for e in events(pair, name)]
-    key = lambda e: (e["epoch"], e["node"])  # noqa: E731
+
+    def key(e: dict[str, Any]) -> tuple[float, str]:
+        return (e["epoch"], e["node"])
+
     assert sorted(history, key=key) == sorted(logged, key=key)  # every change, nothing else
     assert [key(e) for e in history] == sorted(key(e) for e in history)  # in time order
     assert {e["node"] for e in history} == {old, new}
@@ -519,11 +523,11 @@ def test_force_backup_alone_waits_in_init_until_a_primary_appears(pair: LocalPai
     log = pair.a.data_dir / "switchover.log"
     waiting = "waiting in StateInit for a primary"
 
-    # several start-up negotiations (startup_wait 1 s each) ran out and it is still waiting
+    # start-up negotiations (startup_wait 1 s each) ran out twice and it is still waiting
     wait_until(
-        lambda: log.exists() and log.read_text(errors="replace").count(waiting) >= 3,
+        lambda: log.exists() and log.read_text(errors="replace").count(waiting) >= 2,
         SETTLE,
-        what="alpha to give up three negotiations",
+        what="alpha to give up two negotiations",
     )
     assert pair.role("alpha") == "Init"
     assert events(pair, "alpha") == []  # never became anything, in particular never Primary
