@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from cli.admin_client import AdminCallError, admin_call
-from cli.output import error, print_json, print_table
+from cli.output import SubcommandsWithCommonOptions, error, print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", default=os.environ.get("SWITCHOVER_NODE", "."), help="the node's data directory")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--timeout", type=float, default=5.0)
-    ops = p.add_subparsers(dest="admin_op", required=True)
+    ops = SubcommandsWithCommonOptions(p.add_subparsers(dest="admin_op", required=True), p)
     ops.add_parser("actors", help="each actor with its state")
     ops.add_parser("ping", help="round-trip to the node")
     ops.add_parser("endpoints", help="each ZeroMQ endpoint with its faults and counters")

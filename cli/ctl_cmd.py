@@ -13,7 +13,7 @@ from typing import Any
 
 from actors.config import ConfigError, load_config
 from actors.event_log import EventRecord, merge_histories
-from cli.output import error, print_json, print_table
+from cli.output import SubcommandsWithCommonOptions, error, print_json, print_table
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (
     CommandReply,
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each server")
-    ops = p.add_subparsers(dest="ctl_op", required=True)
+    ops = SubcommandsWithCommonOptions(p.add_subparsers(dest="ctl_op", required=True), p)
     ops.add_parser("status", help="both servers, their roles, the pair's state and recent messages")
     sw = ops.add_parser("switch", help="switch over to the backup")
     sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -62,7 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument("--png", metavar="DIR", help="also draw each run's timeline as DIR/<run>.png")
     run.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times")
-    run.add_argument("--keep", action="store_true", help="leave the last lab up for inspection")
+    run.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the last scenario's lab and pair running for inspection (lab status/down)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summaries")
     p.set_defaults(func=main)
 
@@ -102,7 +106,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _pair_dir(lab: Any) -> Path:
-    return Path(lab.dir) / "pair"
+    """Where the nodes' data is: recorded in the lab state by the runner, ``<labdir>/pair`` by default."""
+    recorded = lab.read_state().get("pair_dir")
+    return Path(recorded) if recorded else Path(lab.dir) / "pair"
 
 
 def do_up(args: argparse.Namespace) -> int:
@@ -127,7 +133,7 @@ def do_up(args: argparse.Namespace) -> int:
     lab = Lab(LabConfig(prefix=args.prefix, labdir=args.labdir)).up()
     pair = LabPair(
         lab,
-        _pair_dir(lab),
+        Path(lab.dir) / "pair",
         parameters=params,
         node_args={"b": ["--manual-switch-only"]} if args.manual_switch_only else None,
         modules={"a": not args.no_module, "b": not args.no_module},

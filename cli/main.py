@@ -15,6 +15,7 @@ COMMANDS = [
     "cli.demo_cmd",
     "cli.ds_cmd",
     "cli.param_cmd",
+    "cli.keys_cmd",
 ]
 
 

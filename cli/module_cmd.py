@@ -9,8 +9,12 @@ import sys
 import threading
 from pathlib import Path
 
+from loguru import logger
+
 from actors.config import ConfigError, load_config
 from actors.logs import configure_logging
+from transport.client import RoleEventSubscription, Unreachable, is_backup
+from transport.messages import RoleEvent
 from transport.module import ProcessHealth, own_process, run_module
 
 
@@ -39,18 +43,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(func=run)
 
 
-def notifier_address(args: argparse.Namespace) -> str:
+def addresses(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The local Notifier's address, and the local VirtualSwitch's when a config is given."""
     if args.notifier:
-        return str(args.notifier)
+        return str(args.notifier), None
     if not args.config:
         raise ConfigError("pass --config FILE (or SWITCHOVER_CONFIG) or --notifier tcp://HOST:PORT")
     cfg = load_config(args.config)
-    return f"tcp://{cfg.me.address}:{cfg.me.notifier_port}"
+    return f"tcp://{cfg.me.address}:{cfg.me.notifier_port}", f"tcp://{cfg.me.address}:{cfg.me.vswitch_port}"
+
+
+def follow_role(vswitch: str, name: str) -> RoleEventSubscription:
+    """Like an application would: ask whether this server is the backup, then hear of each switch."""
+    try:
+        logger.info("{}: this server is {}", name, "the backup" if is_backup(vswitch) else "not the backup")
+    except Unreachable as exc:
+        logger.info("{}: cannot ask the local node yet ({})", name, exc)
+
+    def on_event(event: RoleEvent) -> None:
+        logger.warning(
+            "{}: {} event: the node is now {} (generation {}, reason: {})",
+            name,
+            event.event.capitalize(),
+            event.role,
+            event.generation,
+            event.reason or "-",
+        )
+
+    return RoleEventSubscription(vswitch, on_event, name=name).start()
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        address = notifier_address(args)
+        address, vswitch = addresses(args)
     except ConfigError as exc:
         print(f"switchover module: config error: {exc}", file=sys.stderr)
         return 2
@@ -65,5 +90,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_module(address, args.name, health, stop)
+    subscription = follow_role(vswitch, args.name) if vswitch else None
+    try:
+        run_module(address, args.name, health, stop)
+    finally:
+        if subscription is not None:
+            subscription.stop()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -9,6 +10,29 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+
+class SubcommandsWithCommonOptions:
+    """Wraps ``add_subparsers()`` so that the parent's options (``--json``, ``--timeout``, ...) are
+    also accepted after the operation: ``ctl status --json`` as well as ``ctl --json status``."""
+
+    def __init__(self, subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+        self.subparsers = subparsers
+        self.parent = parent
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser = self.subparsers.add_parser(name, **kwargs)
+        for action in self.parent._actions:
+            if action.option_strings and action.dest != "help":
+                kw: dict[str, Any] = {"dest": action.dest, "default": argparse.SUPPRESS, "help": action.help}
+                if action.nargs == 0:
+                    kw["action"] = "store_true" if action.const is True else "store_const"
+                    if kw["action"] == "store_const":
+                        kw["const"] = action.const
+                else:
+                    kw["type"] = action.type
+                parser.add_argument(*action.option_strings, **kw)
+        return parser
 
 
 def print_json(data: Any) -> None:

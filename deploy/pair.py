@@ -62,6 +62,7 @@ def render_config(
     extra: dict[str, dict[str, Any]] | None = None,
     release: str = "1.0.0",
     log_level: str = "INFO",
+    security: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "[node]",
@@ -75,7 +76,11 @@ def render_config(
         lines.append(f"[{key}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in servers[key].items()]
         lines.append("")
-    lines += ["[security]", "insecure = true", ""]
+    lines += [
+        "[security]",
+        *(f"{k} = {_toml_value(v)}" for k, v in (security or {"insecure": True}).items()),
+        "",
+    ]
     if parameters:
         lines.append("[parameters]")
         lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in parameters.items()]
@@ -106,6 +111,7 @@ class LocalPair:
     release: dict[str, str] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     names: tuple[str, str] = ("alpha", "beta")
+    security: dict[str, Any] | None = None  # the [security] table; default plain text
     address: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
@@ -134,7 +140,13 @@ class LocalPair:
             cfg = self.base / f"{name}.toml"
             cfg.write_text(
                 render_config(
-                    name, data, servers, self.parameters, self.extra, self.release.get(name, "1.0.0")
+                    name,
+                    data,
+                    servers,
+                    self.parameters,
+                    self.extra,
+                    self.release.get(name, "1.0.0"),
+                    security=self.security,
                 )
             )
             self.nodes[name] = PairNode(name, cfg, data)

@@ -13,7 +13,7 @@ from typing import Any
 import zmq
 
 from transport.codec import REQUEST, DecodeError, Envelope, decode, encode
-from transport.messages import Message, QueryState, RoleEvent, StatusReport, Subscribe
+from transport.messages import CommandReply, Message, QueryState, RoleEvent, StatusReport, Subscribe
 from transport.security import Security
 
 _ids = itertools.count(1)
@@ -81,6 +81,7 @@ class RoleEventSubscription:
         self.security = security or Security.plain()
         self.name = name
         self._stop = threading.Event()
+        self.subscribed = threading.Event()  # set when the node first confirmed the subscription
         self._thread = threading.Thread(target=self._run, name=f"role-events-{name}", daemon=True)
 
     def start(self) -> RoleEventSubscription:
@@ -114,5 +115,7 @@ class RoleEventSubscription:
                         continue
                     if isinstance(env.msg, RoleEvent):
                         self.on_event(env.msg)
+                    elif isinstance(env.msg, CommandReply) and env.msg.ok:
+                        self.subscribed.set()
         finally:
             sock.close()

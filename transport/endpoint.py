@@ -146,6 +146,7 @@ class Endpoint:
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._lock = threading.Lock()  # orders queueing a command against closing (see _shutdown)
         self.connected = False
         self.stats = EndpointStats()
         self.bound_address = ""
@@ -209,10 +210,8 @@ class Endpoint:
         """Send a request; the future gets the reply envelope, or RequestTimeout/EndpointClosed."""
         fut: Future[Envelope] = Future()
         corr = next(self._ids)
-        if self._closed.is_set():
+        if not self._command("request", (msg, to, fut, corr, timeout)):
             fut.set_exception(EndpointClosed(f"endpoint {self.name} is closed"))
-            return fut
-        self._command("request", (msg, to, fut, corr, timeout))
         return fut
 
     def reply(self, request: Envelope, msg: Message, to: bytes | None = None) -> None:
@@ -249,19 +248,23 @@ class Endpoint:
             "stats": dict(self.stats.__dict__),
         }
 
-    def _command(self, kind: str, arg: Any) -> None:
-        if self._closed.is_set():
-            return
-        self._commands.append((kind, arg))
-        if self._wake_pending:
-            return  # the I/O thread is woken already and drains the queue after clearing the flag
-        self._wake_pending = True
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # the pipe is full: the I/O thread is already awake and will drain the queue
-        except OSError:
-            pass  # closed: the endpoint stopped
+    def _command(self, kind: str, arg: Any) -> bool:
+        """Queue a command for the I/O thread; False when the endpoint is closed (nothing queued).
+
+        Under the lock, so that a command is either queued before the I/O thread collects the
+        leftovers at shutdown, or refused; and the wake-up pipe is never written after it closed.
+        """
+        with self._lock:
+            if self._closed.is_set():
+                return False
+            self._commands.append((kind, arg))
+            if not self._wake_pending:  # else the I/O thread is woken already and will drain the queue
+                self._wake_pending = True
+                try:
+                    os.write(self._wake_w, b"x")
+                except BlockingIOError:
+                    pass  # the pipe is full: the I/O thread is already awake and will drain the queue
+        return True
 
     # ------------------------------------------------------------------------------ I/O thread
 
@@ -450,7 +453,13 @@ class Endpoint:
                 pending[0].set_exception(RequestTimeout(f"{self.name}: no reply to request {corr} in time"))
 
     def _shutdown(self) -> None:
-        self._closed.set()
+        with self._lock:
+            self._closed.set()
+            leftovers = list(self._commands)  # queued behind "stop", or while the thread was dying
+            self._commands.clear()
+        for kind, arg in leftovers:
+            if kind == "request" and not arg[2].done():
+                arg[2].set_exception(EndpointClosed(f"endpoint {self.name} stopped"))
         for fut, _ in self._pending.values():
             if not fut.done():
                 fut.set_exception(EndpointClosed(f"endpoint {self.name} stopped"))
@@ -469,8 +478,9 @@ class Endpoint:
         self._sock.close(self.options.linger_ms)
 
     def _close_pipe(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:  # _command writes under the lock and only while not closed
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass

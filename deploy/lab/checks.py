@@ -511,6 +511,21 @@ def check_hooks(history: History) -> CheckResult:
         problems.append(f"{n.upper()} {k} hook did not run for the change at generation {g} (missing {c})")
     for (n, k, g), c in sorted(extra.items()):
         problems.append(f"{n.upper()} {k} hook ran {c} time(s) too many at generation {g}")
+    # what the hook was told must be what the event log says
+    told: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
+    for t in history.transitions:
+        if t.into_primary:
+            told.setdefault((t.node, "commence", t.generation), set()).add((t.new, t.reason))
+        elif t.old == PRIMARY and t.new in DISCONTINUE_STATES:
+            told.setdefault((t.node, "discontinue", t.generation), set()).add((t.new, t.reason))
+    for h in history.hooks:
+        facts = told.get((h.node, h.kind, h.generation))
+        if facts and (h.role, h.reason) not in facts:
+            role, reason = sorted(facts)[0]
+            problems.append(
+                f"{h.node.upper()} {h.kind} hook got role {h.role!r} reason {h.reason!r}, the event log says "
+                f"{role!r} {reason!r}"
+            )
     if problems:
         return CheckResult("hooks once", False, "; ".join(problems) + f" (ran: {summary})")
     return CheckResult("hooks once", True, f"once per role change: {summary}")

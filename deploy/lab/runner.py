@@ -177,6 +177,8 @@ class LabPair:
             extra = {"hooks": {"dir": str(self.hooks_dir(node)), "timeout": self.hook_timeout}}
             text = render_config(SERVER_NAMES[node], data, servers, params, extra, log_level=self.log_level)
             self.config_path(node).write_text(text)
+        with self.lab.state() as st:  # so that `switchover lab status` finds the nodes
+            st["pair_dir"] = str(self.root)
 
     # -- processes -------------------------------------------------------------------------------
 
@@ -521,8 +523,14 @@ class ScenarioRun:
     """One run of one scenario against a lab that is up (see :func:`run_scenario`)."""
 
     def __init__(
-        self, scenario: Scenario, lab: Lab, run_dir: Path, echo: Callable[[str], None] | None = None
+        self,
+        scenario: Scenario,
+        lab: Lab,
+        run_dir: Path,
+        echo: Callable[[str], None] | None = None,
+        keep: bool = False,
     ):
+        self.keep = keep
         self.scenario = scenario
         self.lab = lab
         self.run_dir = run_dir
@@ -967,6 +975,8 @@ class ScenarioRun:
         )
 
     def _teardown(self) -> None:
+        if self.keep:
+            return
         with contextlib.suppress(LabError):
             self.lab.faults.heal_all()
         with contextlib.suppress(LabError):
@@ -1023,7 +1033,7 @@ def run_scenario(
     (echo or (lambda _l: None))(f"--- {scenario.name}: lab {prefix}, run dir {run_dir}")
     try:
         lab.up()
-        run = ScenarioRun(scenario, lab, run_dir, echo)
+        run = ScenarioRun(scenario, lab, run_dir, echo, keep=keep)
         history = run.run()
     finally:
         if not keep:

@@ -131,7 +131,8 @@ def test_request_reply_round_trip(eps: Endpoints) -> None:
     for i in range(20):
         assert client.request(Ping(bytes([i])), timeout=TIMEOUT).result(TIMEOUT).msg == Pong(bytes([i]))
     assert client.stats.sent == 21 and client.stats.received == 21
-    assert server.stats.received == 21 and server.stats.sent == 21
+    assert server.stats.received == 21
+    wait_until(lambda: server.stats.sent == 21, TIMEOUT)  # counted just after the reply left
 
 
 def test_generation_travels_with_every_message(eps: Endpoints) -> None:
@@ -240,6 +241,35 @@ def test_stop_fails_pending_requests_and_later_ones(eps: Endpoints) -> None:
         client.request(Ping(), timeout=1).result(TIMEOUT)
     client.send(Ping())  # ignored, no error
     client.stop()  # idempotent
+
+
+def test_a_request_queued_behind_stop_fails_instead_of_hanging(eps: Endpoints) -> None:
+    """A request that reaches the queue after "stop" (another thread is stopping) still completes."""
+    release = threading.Event()
+    busy = threading.Event()
+
+    def block(env: Envelope, peer: bytes | None) -> None:
+        busy.set()
+        release.wait(TIMEOUT)  # holds the client's I/O thread here
+
+    s_in = Inbox()
+    server = eps.server(s_in)
+    client = Endpoint("cli", "client", server.bound_address, node="C", on_message=block, options=FAST).start()
+    eps.made.append(client)
+    wait_until(lambda: client.connected, TIMEOUT)
+    client.send(hello(0))
+    _, identity = s_in.get()
+    assert identity is not None
+    server.send(hello(1), to=identity)  # lands in ``block``
+    assert busy.wait(TIMEOUT)
+    stopper = threading.Thread(target=client.stop, kwargs={"timeout": TIMEOUT})
+    stopper.start()
+    wait_until(lambda: ("stop", None) in list(client._commands), TIMEOUT, message="stop queued")
+    late = client.request(Ping(b"late"), timeout=30)  # queued behind "stop"
+    release.set()
+    stopper.join(TIMEOUT)
+    with pytest.raises(EndpointClosed):
+        late.result(TIMEOUT)
 
 
 def test_bind_error_is_raised_in_the_caller(eps: Endpoints) -> None:

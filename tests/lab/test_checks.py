@@ -40,8 +40,8 @@ def tr(t: float, node: str, old: str, new: str, reason: str = "", gen: int = 1) 
     return Transition(T0 + t, node, old, new, reason, gen)
 
 
-def hook(t: float, node: str, kind: str, gen: int, role: str = "") -> HookRun:
-    return HookRun(T0 + t, node, kind, role or ("Primary" if kind == "commence" else "Inactive"), gen)
+def hook(t: float, node: str, kind: str, gen: int, role: str = "", reason: str = "") -> HookRun:
+    return HookRun(T0 + t, node, kind, role or ("Primary" if kind == "commence" else "Inactive"), gen, reason)
 
 
 def history(
@@ -87,9 +87,9 @@ def failover(a_stale: float = 8.2) -> History:
         tr(a_stale, "a", "Primary", "Inactive", "Higher Generation Seen", 1),
     ]
     hooks = [
-        hook(1.05, "a", "commence", 1),
-        hook(8.05, "b", "commence", 2),
-        hook(a_stale + 0.05, "a", "discontinue", 1),
+        hook(1.05, "a", "commence", 1, reason="Won Start-up Negotiation"),
+        hook(8.05, "b", "commence", 2, reason="Reconnect Timeout"),
+        hook(a_stale + 0.05, "a", "discontinue", 1, reason="Higher Generation Seen"),
     ]
     return history(samples, transitions, hooks)
 
@@ -248,10 +248,22 @@ def test_a_missing_discontinue_hook_fails() -> None:
 
 def test_a_hook_that_ran_twice_fails() -> None:
     h = failover()
-    h.hooks.append(hook(8.3, "b", "commence", 2))
+    h.hooks.append(hook(8.3, "b", "commence", 2, reason="Reconnect Timeout"))
     result = checks.check_hooks(h)
     assert not result.ok
     assert "B commence hook ran 1 time(s) too many at generation 2" in result.detail
+
+
+def test_a_hook_told_another_reason_than_the_event_log_fails() -> None:
+    h = failover()
+    h.hooks = [
+        HookRun(x.t, x.node, x.kind, x.role, x.generation, "Manual Switchover" if x.node == "b" else x.reason)
+        for x in h.hooks
+    ]
+    result = checks.check_hooks(h)
+    assert not result.ok
+    assert "B commence hook got role 'Primary' reason 'Manual Switchover'" in result.detail
+    assert "'Reconnect Timeout'" in result.detail
 
 
 def test_hooks_count_every_kind_of_leaving_primary() -> None:
@@ -322,7 +334,8 @@ def test_resources_growth_is_bounded() -> None:
     h.resources = {"before": before, "after": {"a": Resources(13, 48, 10, 42 << 20), "b": before["b"]}}
     bounds = ResourceBounds(max_thread_growth=2, max_fd_growth=8, max_socket_growth=6, max_rss_growth_mb=20)
     ok = checks.check_resources(h, Expect(resources=bounds))
-    assert ok is not None and ok.ok, ok.detail
+    assert ok is not None
+    assert ok.ok, ok.detail
     h.resources["after"]["b"] = Resources(40, 90, 30, 80 << 20)
     bad = checks.check_resources(h, Expect(resources=bounds))
     assert bad is not None and not bad.ok

@@ -105,7 +105,7 @@ def test_find_scenario_by_name_or_path_with_a_clear_error() -> None:
 # ----------------------------------------------------------------------------------- the loader
 
 
-BASE = {
+BASE: dict[str, Any] = {
     "steps": [
         {"action": "start_pair"},
         {"action": "wait_roles", "roles": {"a": "Primary", "b": "Backup"}, "stable": 1.0},
