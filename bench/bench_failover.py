@@ -159,10 +159,16 @@ def backup_log(pair: LocalPair) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def start_pair(base: Path, params: dict[str, str]) -> LocalPair:
+def make_pair(base: Path, params: dict[str, str]) -> LocalPair:
     pair = LocalPair(base, parameters=params, extra=dict(TIMING))
     for node in pair.nodes.values():  # DEBUG: the ModuleMonitor logs each reply with its PID
         node.config.write_text(node.config.read_text().replace('log_level = "INFO"', 'log_level = "DEBUG"'))
+    return pair
+
+
+def start_pair(pair: LocalPair) -> None:
+    """Start alpha (active) and beta (backup) with their modules; until beta's ModuleMonitor has seen
+    alpha's module answer. The caller stops the pair, whatever happens."""
     pair.start_module(ACTIVE)
     pair.start_node(ACTIVE)
     wait_until(lambda: pair.role(ACTIVE) == "Primary", 30, what="alpha to become Primary")
@@ -173,14 +179,28 @@ def start_pair(base: Path, params: dict[str, str]) -> LocalPair:
     assert module is not None
     seen = f"Received ping from the TsServer module (pid {module.pid})"
     wait_until(lambda: seen in backup_log(pair), 30, what="beta's ModuleMonitor to see alpha's module")
-    return pair
+
+
+def stderr_tail(pair: LocalPair, lines: int = 15) -> str:
+    out = []
+    for name, node in pair.nodes.items():
+        path = node.data_dir / "node.stderr"
+        text = path.read_text(errors="replace").splitlines() if path.exists() else []
+        out += [f"  [{name}] {line[:200]}" for line in text[-lines:]]
+    return "\n".join(out)
 
 
 def one_run(profile: str, scenario: str, index: int, base: Path, jitter: bool) -> Run:
     run = Run(profile, scenario, index)
     params = parameters(profile, scenario)
-    pair = start_pair(base, params)
+    pair = make_pair(base, params)
     try:
+        try:
+            start_pair(pair)
+        except TimeoutError as exc:
+            run.error = f"setup: {exc}"
+            print(f"setup failed: {exc}\n{stderr_tail(pair)}", file=sys.stderr)
+            return run
         stamp = install_hook(pair, BACKUP)
         if jitter:
             time.sleep(random.uniform(0.0, jitter_window(scenario, params)))  # land anywhere in the cycle

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from cli.admin_client import AdminCallError, admin_call
-from cli.output import SubcommandsWithCommonOptions, error, print_json, print_table
+from cli.output import add_node_options, error, on_every_operation, print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("admin", help="inspect a running node and inject faults through its admin socket")
-    p.add_argument("--node", default=os.environ.get("SWITCHOVER_NODE", "."), help="the node's data directory")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--timeout", type=float, default=5.0)
-    ops = SubcommandsWithCommonOptions(p.add_subparsers(dest="admin_op", required=True), p)
+    add_node_options(p)
+    ops = p.add_subparsers(dest="admin_op", required=True)
     ops.add_parser("actors", help="each actor with its state")
     ops.add_parser("ping", help="round-trip to the node")
     ops.add_parser("endpoints", help="each ZeroMQ endpoint with its faults and counters")
@@ -29,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inj.add_argument("--clear", action="store_true", help="clear the endpoint's faults")
     inj.add_argument("--clear-all", action="store_true", help="clear the faults of every endpoint")
     inj.add_argument("--crash", metavar="ACTOR", help="make the named actor fail (tests the supervisor)")
+    on_every_operation(ops, add_node_options)
     p.set_defaults(func=run)
 
 

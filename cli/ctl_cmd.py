@@ -13,7 +13,7 @@ from typing import Any
 
 from actors.config import ConfigError, load_config
 from actors.event_log import EventRecord, merge_histories
-from cli.output import SubcommandsWithCommonOptions, error, print_json, print_table
+from cli.output import error, on_every_operation, print_json, print_table
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (
     CommandReply,
@@ -36,14 +36,8 @@ class Server:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="control panel: status, switch, rejoin, history, query-backup")
-    p.add_argument(
-        "--config",
-        default=os.environ.get("SWITCHOVER_CONFIG"),
-        help="a node config naming both servers (or set SWITCHOVER_CONFIG)",
-    )
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each server")
-    ops = SubcommandsWithCommonOptions(p.add_subparsers(dest="ctl_op", required=True), p)
+    ctl_options(p)
+    ops = p.add_subparsers(dest="ctl_op", required=True)
     ops.add_parser("status", help="both servers, their roles, the pair's state and recent messages")
     sw = ops.add_parser("switch", help="switch over to the backup")
     sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -60,7 +54,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     hist.add_argument("--limit", type=int, default=200)
     qb = ops.add_parser("query-backup", help="exit 0 when the local server (or --server) is the backup")
     qb.add_argument("--server", help="server name (default: the config's own node)")
+    on_every_operation(ops, ctl_options)
     p.set_defaults(func=run)
+
+
+def ctl_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """``--config``, ``--json``, ``--timeout``: accepted before or after the operation."""
+    d = argparse.SUPPRESS
+    p.add_argument(
+        "--config",
+        default=d if suppress else os.environ.get("SWITCHOVER_CONFIG"),
+        help="a node config naming both servers (or set SWITCHOVER_CONFIG)",
+    )
+    p.add_argument(
+        "--json", action="store_true", default=d if suppress else False, help="print JSON for scripts"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=d if suppress else 2.0, help="seconds to wait for each server"
+    )
 
 
 def servers_of(config_path: str | None) -> tuple[list[Server], str, Security]:

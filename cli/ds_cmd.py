@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -18,24 +17,14 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from cli.admin_client import AdminCallError, admin_call
-from cli.output import error, print_json, print_table
+from cli.output import add_node_options, error, on_every_operation, print_json, print_table
 
 WRITE_OPS = ("set", "rm", "import")
 
 
-def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
-    d = argparse.SUPPRESS
-    p.add_argument("--node", default=d if suppress else os.environ.get("SWITCHOVER_NODE", "."),
-                   help="the node's data directory (default: $SWITCHOVER_NODE or .)")
-    p.add_argument("--json", action="store_true", default=d if suppress else False,
-                   help="print JSON for scripts")
-    p.add_argument("--timeout", type=float, default=d if suppress else 5.0,
-                   help="seconds to wait for the node")
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("ds", help="read and edit the DS tree (configuration registry) of a running node")
-    _common(p, suppress=False)
+    add_node_options(p)
     ops = p.add_subparsers(dest="ds_op", required=True)
 
     q = ops.add_parser("get", help="the attributes and children of a key")
@@ -43,8 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = ops.add_parser("ls", help="the children of a key, with attribute and child counts")
     q.add_argument("key", nargs="?", default="/")
     q.add_argument("--limit", type=int, default=1000, help="list at most this many children")
-    q = ops.add_parser("set", help="set attributes of a key (creating it); NAME=VALUE, repeat NAME for a "
-                                   "list of values")
+    q = ops.add_parser(
+        "set", help="set attributes of a key (creating it); NAME=VALUE, repeat NAME for a list of values"
+    )
     q.add_argument("key")
     q.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
     q = ops.add_parser("rm", help="delete a key and everything below it, or one attribute with --attr")
@@ -58,17 +48,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = ops.add_parser("export", help="the subtree of a key as a JSON document (for backups and seeding)")
     q.add_argument("key", nargs="?", default="/")
     q.add_argument("-o", "--output", help="write to this file instead of standard output")
-    q = ops.add_parser("import", help="replace (or --merge into) the subtree at --at with an exported "
-                                      "document")
+    q = ops.add_parser(
+        "import", help="replace (or --merge into) the subtree at --at with an exported document"
+    )
     q.add_argument("file", help="JSON file written by 'ds export' ('-' for standard input)")
     q.add_argument("--at", default=None, help="where to place it (default: the key it was exported from)")
-    q.add_argument("--merge", action="store_true",
-                   help="set the document's attributes over the existing subtree")
+    q.add_argument(
+        "--merge", action="store_true", help="set the document's attributes over the existing subtree"
+    )
+    on_every_operation(ops, add_node_options)
     for name, leaf in ops.choices.items():
-        _common(leaf, suppress=True)
         if name in WRITE_OPS:
-            leaf.add_argument("--local", action="store_true",
-                              help="on the backup: change this server only (overwritten by replication)")
+            leaf.add_argument(
+                "--local",
+                action="store_true",
+                help="on the backup: change this server only (overwritten by replication)",
+            )
     p.set_defaults(func=run)
 
 
@@ -156,12 +151,15 @@ def _write_export(args: argparse.Namespace, data: dict[str, Any]) -> int:
 def show(op: str, result: dict[str, Any]) -> None:
     """Print a ``ds.<op>`` result for a person."""
     if op == "get":
-        rows = [[name, "\n".join(values) if values else "(no values)"]
-                for name, values in result["attrs"].items()]
+        rows = [
+            [name, "\n".join(values) if values else "(no values)"] for name, values in result["attrs"].items()
+        ]
         print_table(result["key"], ["attribute", "values"], rows)
         kids = result.get("children") or []
-        print(f"{len(kids)} child key(s)" + (": " + ", ".join(kids[:20]) + (" ..." if len(kids) > 20 else "")
-                                             if kids else ""))
+        print(
+            f"{len(kids)} child key(s)"
+            + (": " + ", ".join(kids[:20]) + (" ..." if len(kids) > 20 else "") if kids else "")
+        )
     elif op == "ls":
         rows = [[c["name"], c["attrs"], c["children"]] for c in result["children"]]
         print_table(result["key"], ["name", "attributes", "children"], rows)
@@ -175,8 +173,11 @@ def show(op: str, result: dict[str, Any]) -> None:
     elif op == "set":
         print(f"set {result['key']} (revision {result['revision']})")
     elif op == "rm":
-        what = f"attribute {result['attr']!r} of {result['key']}" if result.get("attr") else \
-            f"{result['key']} ({result['removed']} key(s))"
+        what = (
+            f"attribute {result['attr']!r} of {result['key']}"
+            if result.get("attr")
+            else f"{result['key']} ({result['removed']} key(s))"
+        )
         print(f"removed {what} (revision {result['revision']})")
     elif op == "import":
         print(f"imported into {result['key']}: {result['keys']} key(s) now (revision {result['revision']})")

@@ -16,6 +16,7 @@ COMMANDS = [
     "cli.ds_cmd",
     "cli.param_cmd",
     "cli.keys_cmd",
+    "cli.lab_cmd",
 ]
 
 

@@ -4,35 +4,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 
-class SubcommandsWithCommonOptions:
-    """Wraps ``add_subparsers()`` so that the parent's options (``--json``, ``--timeout``, ...) are
-    also accepted after the operation: ``ctl status --json`` as well as ``ctl --json status``."""
+def add_node_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """``--node``, ``--json``, ``--timeout`` for commands that talk to one node's admin socket.
 
-    def __init__(self, subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-        self.subparsers = subparsers
-        self.parent = parent
+    Added to the command and (with ``suppress``) to each operation, so they work before or after
+    the operation: ``param --json list`` as well as ``param list --json``.
+    """
+    d = argparse.SUPPRESS
+    p.add_argument(
+        "--node",
+        default=d if suppress else os.environ.get("SWITCHOVER_NODE", "."),
+        help="the node's data directory (default: $SWITCHOVER_NODE or .)",
+    )
+    p.add_argument(
+        "--json", action="store_true", default=d if suppress else False, help="print JSON for scripts"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=d if suppress else 5.0, help="seconds to wait for the node"
+    )
 
-    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        parser = self.subparsers.add_parser(name, **kwargs)
-        for action in self.parent._actions:
-            if action.option_strings and action.dest != "help":
-                kw: dict[str, Any] = {"dest": action.dest, "default": argparse.SUPPRESS, "help": action.help}
-                if action.nargs == 0:
-                    kw["action"] = "store_true" if action.const is True else "store_const"
-                    if kw["action"] == "store_const":
-                        kw["const"] = action.const
-                else:
-                    kw["type"] = action.type
-                parser.add_argument(*action.option_strings, **kw)
-        return parser
+
+def on_every_operation(
+    ops: argparse._SubParsersAction, add: Callable[[argparse.ArgumentParser, bool], None]
+) -> None:
+    """Give each operation parser the command's common options (suppressed defaults)."""
+    for leaf in ops.choices.values():
+        add(leaf, True)
 
 
 def print_json(data: Any) -> None:

@@ -10,32 +10,21 @@ written; on the backup, writes need ``--local``.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from cli.admin_client import AdminCallError, admin_call
-from cli.output import error, print_json, print_table
+from cli.output import add_node_options, error, on_every_operation, print_json, print_table
 from replication.params import CATALOG, find_param
 
 WRITE_OPS = ("set", "unset")
 
 
-def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
-    d = argparse.SUPPRESS
-    p.add_argument("--node", default=d if suppress else os.environ.get("SWITCHOVER_NODE", "."),
-                   help="the node's data directory (default: $SWITCHOVER_NODE or .)")
-    p.add_argument("--json", action="store_true", default=d if suppress else False,
-                   help="print JSON for scripts")
-    p.add_argument("--timeout", type=float, default=d if suppress else 5.0,
-                   help="seconds to wait for the node")
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("param", help="list, read and set the switchover server parameters of a running node")
-    _common(p, suppress=False)
+    add_node_options(p)
     ops = p.add_subparsers(dest="param_op", required=True)
     q = ops.add_parser("list", help="every parameter: effective value, stored value, default, range, dynamic")
     q.add_argument("--set", dest="only_set", action="store_true", help="only the parameters that are set")
@@ -45,11 +34,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("words", nargs="+", metavar="NAME VALUE", help="parameter name then value")
     q = ops.add_parser("unset", help="remove a parameter (its default applies)")
     q.add_argument("name", nargs="+", help="parameter name (quotes optional)")
+    on_every_operation(ops, add_node_options)
     for name, leaf in ops.choices.items():
-        _common(leaf, suppress=True)
         if name in WRITE_OPS:
-            leaf.add_argument("--local", action="store_true",
-                              help="on the backup: change this server only (overwritten by replication)")
+            leaf.add_argument(
+                "--local",
+                action="store_true",
+                help="on the backup: change this server only (overwritten by replication)",
+            )
     p.set_defaults(func=run)
 
 
@@ -68,8 +60,10 @@ def split_name_value(words: list[str]) -> tuple[str, str]:
         name = " ".join(words[:cut])
         if name.casefold() in folded:
             return name, " ".join(words[cut:])
-    raise ValueError(f"no server parameter name at the start of {' '.join(words)!r}; quote the name "
-                     f"(e.g. param set \"Switchover TS Timeout\" 10)")
+    raise ValueError(
+        f"no server parameter name at the start of {' '.join(words)!r}; quote the name "
+        f'(e.g. param set "Switchover TS Timeout" 10)'
+    )
 
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,8 +124,11 @@ def show(op: str, result: dict[str, Any], only_set: bool = False) -> None:
                 value += " (!)"
             stored = "" if r["stored"] is None else r["stored"]
             rows.append([r["name"], value, stored, r["default"], r["range"], "yes" if r["dynamic"] else "no"])
-        print_table("switchover server parameters", ["name", "effective", "stored", "default", "range",
-                                                      "dynamic"], rows)
+        print_table(
+            "switchover server parameters",
+            ["name", "effective", "stored", "default", "range", "dynamic"],
+            rows,
+        )
         problems = [r for r in result["params"] if r.get("problem")]
         for r in problems:
             print(f"(!) {r['problem']}")
@@ -151,12 +148,16 @@ def show(op: str, result: dict[str, Any], only_set: bool = False) -> None:
         ("problem", r.get("problem") or ""),
     ]
     if op == "get":
-        lines += [("type", r["type"]), ("special", r.get("special") or ""),
-                  ("inherits", r.get("inherits") or ""), ("key", r.get("key", "")),
-                  ("spec lines", r.get("spec_lines", "")), ("description", r.get("description", ""))]
+        lines += [
+            ("type", r["type"]),
+            ("special", r.get("special") or ""),
+            ("inherits", r.get("inherits") or ""),
+            ("key", r.get("key", "")),
+            ("spec lines", r.get("spec_lines", "")),
+            ("description", r.get("description", "")),
+        ]
     if op in WRITE_OPS:
         lines.append(("revision", "" if r.get("revision") is None else str(r["revision"])))
     if op == "unset" and not r.get("was_set"):
         lines.append(("note", "it was not set"))
     print_table(r["name"], ["field", "value"], [[k, v] for k, v in lines if v != ""])
-

@@ -53,17 +53,20 @@ subscriber). A subscriber that raises is logged and skipped.
 from __future__ import annotations
 
 import collections
+import gc
+import operator
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from hashlib import blake2b as _blake2b
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from loguru import logger
+from msgpack import Packer
 from msgpack import packb as _packb
 from msgpack import unpackb as _unpackb
 
@@ -97,6 +100,7 @@ SCHEMA_VERSION = "2"  # 2: change log rows hold msgpack
 
 _MOD = 1 << 256
 _ZERO_ACC = bytes(32)
+_ZERO_ACC_BA = bytearray(_ZERO_ACC)  # bound as a parameter (SQLite copies it); never modified
 _HASH_BYTES = 32
 
 
@@ -304,8 +308,9 @@ class Change:
                 "index": self.index, "count": self.count}
 
 
-# Internal validated op: ("set", key, attrs) / ("delete_attr", key, name) / ("delete", key, None)
-_IOp = tuple[str, str, Any]
+# Internal validated op, which is also its change-log form: ("set", key, attrs), ("delete_attr", key,
+# {name: []}) or ("delete", key, {}). The attrs dict and its lists are the store's own copies.
+_IOp = tuple[str, str, dict[str, list[str]]]
 
 
 def _normalize_op(op: object) -> _IOp:
@@ -316,10 +321,26 @@ def _normalize_op(op: object) -> _IOp:
         key = validate_key(op.key)
         if not isinstance(op.name, str) or op.name == "" or "\x00" in op.name:
             raise InvalidAttrs(f"attribute name {op.name!r} on {key} must be a non-empty string without NUL")
-        return ("delete_attr", key, op.name)
+        return ("delete_attr", key, {op.name: []})
     if isinstance(op, DeleteOp):
-        return ("delete", validate_key(op.key), None)
+        return ("delete", validate_key(op.key), {})
     raise TypeError(f"not a store operation: {op!r} (expected SetOp, DeleteAttrOp or DeleteOp)")
+
+
+def _normalize_ops(ops: Iterable[object]) -> list[_IOp]:
+    """Validate operations into their internal form (the common :class:`SetOp` with inlined checks)."""
+    out: list[_IOp] = []
+    append = out.append
+    for op in ops:
+        if type(op) is not SetOp:
+            append(_normalize_op(op))
+            continue
+        key = op.key
+        if (type(key) is not str or key[:1] != "/" or key[-1:] == "/" or "//" in key or "/." in key
+                or "\x00" in key):
+            key = validate_key(key)  # the root, a segment starting with '.', or an error to explain
+        append(("set", key, _validate_attrs(op.attrs, key)))
+    return out
 
 
 # -------------------------------------------------------------------------------------------- hashing
@@ -334,6 +355,7 @@ def _unpack(raw: bytes) -> dict[str, list[str]]:
 
 
 _EMPTY = _pack({})
+_HASHER = _blake2b(digest_size=_HASH_BYTES, person=b"ds-node")  # copied: cheaper than a new one per node
 
 
 def _node_hash(name: str, attrs_raw: bytes, acc: int) -> bytes:
@@ -341,9 +363,11 @@ def _node_hash(name: str, attrs_raw: bytes, acc: int) -> bytes:
 
     The accumulator is the sum modulo 2**256 of the children's subtree hashes (as integers); since a
     hash covers the child's name, the sum is an order-independent hash of the set of (name, subtree).
+    ``BLAKE2b-256(person="ds-node"; name || 0x00 || accumulator (32 bytes, big-endian) || attributes)``;
+    :meth:`_Batch.finish` computes the same inline.
     """
-    h = _blake2b(name.encode(), digest_size=_HASH_BYTES, person=b"ds-node")
-    h.update(b"\x00%s%s" % (acc.to_bytes(32, "big"), attrs_raw))
+    h = _HASHER.copy()
+    h.update(b"%s\x00%s%s" % (name.encode(), acc.to_bytes(32, "big"), attrs_raw))
     return h.digest()
 
 
@@ -352,29 +376,27 @@ def _contrib(node_hash: bytes) -> int:
 
 
 class _Node:
-    """A node loaded into a batch.
+    """A node loaded into, or created by, a batch.
 
-    ``base`` is the subtree hash the parent's accumulator currently counts (``None``: not counted yet);
-    ``raw``/``raw_acc`` are the stored attributes text and accumulator (``None``: not in the database);
-    ``attrs`` is decoded from ``raw`` only when an operation needs it.
+    ``raw``/``acc_raw``/``base`` are the node's stored attributes, accumulator and subtree hash; ``raw``
+    and ``base`` are ``None`` for a node that has no row (created in this batch). ``base`` is also what
+    the parent's stored accumulator counts for this node. ``attrs`` is decoded from ``raw`` only when an
+    operation changes it (``shared``: it is still the payload of the operation that created the node).
+    ``delta`` sums the changes of the children's hashes (and removals) until
+    :meth:`_Batch.finish` settles the accumulator to ``(acc_raw + delta) mod 2**256``.
     """
 
-    __slots__ = ("acc", "attrs", "base", "dirty", "key", "raw", "raw_acc")
+    __slots__ = ("acc_raw", "attrs", "base", "delta", "dirty", "key", "raw", "shared")
 
-    def __init__(self, key: str, attrs: dict[str, list[str]] | None, acc: int, base: bytes | None,
-                 raw: bytes | None) -> None:
+    def __init__(self, key: str, raw: bytes | None, acc_raw: bytes, base: bytes | None) -> None:
         self.key = key
-        self.attrs = attrs
-        self.acc = acc
-        self.base = base
         self.raw = raw
-        self.raw_acc: int | None = acc if raw is not None else None
+        self.acc_raw = acc_raw
+        self.base = base
+        self.attrs: dict[str, list[str]] | None = None
+        self.shared = False  # attrs is an operation's payload (also logged): copy it before changing it
+        self.delta = 0
         self.dirty = False
-
-    def decoded(self) -> dict[str, list[str]]:
-        if self.attrs is None:
-            self.attrs = _unpack(self.raw) if self.raw is not None else {}
-        return self.attrs
 
 
 # --------------------------------------------------------------------------------------------- store
@@ -399,6 +421,71 @@ CREATE TABLE IF NOT EXISTS changes (
 Subscriber = Callable[[Change], None]
 
 
+class _Checkpointer:
+    """Checkpoints the WAL from a background thread, on its own connection, off the commit path.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold: that commit then
+    copies the WAL into the database and syncs both files, a latency spike every few hundred small
+    writes and a large share of a big batch. Here the writer only counts what it wrote (:meth:`wrote`,
+    a rough page count) and past :attr:`THRESHOLD` wakes a thread that runs a PASSIVE checkpoint, which
+    never blocks the writer (WAL readers and writers work alongside a checkpointer). The writer's own
+    automatic checkpoint stays on at :attr:`BACKSTOP` pages in case this thread cannot keep up. The
+    thread starts on the first request and stops in :meth:`close`.
+    """
+
+    THRESHOLD = 1000  # pages written since the last request (SQLite's own default threshold)
+    BACKSTOP = 10_000  # the writer's wal_autocheckpoint
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._written = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def wrote(self, pages: int) -> None:
+        """Called by the writer (under the store lock) after each commit."""
+        self._written += pages
+        if self._written < self.THRESHOLD or self._stop:
+            return
+        self._written = 0
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"ds-checkpoint {self.path.name}",
+                                            daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        except sqlite3.Error as exc:
+            logger.warning("DS store {}: no background checkpoints ({}); SQLite checkpoints when the WAL "
+                           "reaches {} pages", self.path, exc, self.BACKSTOP)
+            return
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stop:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:
+                    logger.warning("DS store {}: background checkpoint failed: {}", self.path, exc)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop the thread (waiting for a running checkpoint) and close its connection."""
+        self._stop = True
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+
+
 class Store:
     """A DS tree in one SQLite file. Open with ``Store(path)`` or ``Store.open_dir(data_dir)``.
 
@@ -407,7 +494,7 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str], *,
-                 durability: Literal["full", "normal"] = "full", cache_mib: int = 16) -> None:
+                 durability: Literal["full", "normal"] = "normal", cache_mib: int = 16) -> None:
         p = Path(path)
         if p.is_dir():
             p = p / DB_FILENAME
@@ -415,6 +502,7 @@ class Store:
             raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = p
         self.durability = durability
+        self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._cache_kib = max(1, int(cache_mib)) * 1024
         self._lock = threading.RLock()
         self._deliver_lock = threading.Lock()
@@ -423,6 +511,8 @@ class Store:
         self._subs: dict[int, Subscriber] = {}
         self._sub_seq = 0
         self._closed = False
+        self._pack: Callable[[Any], bytes] = Packer().pack  # reused under the lock (packb makes one per call)
+        self._checkpointer = _Checkpointer(p, self._synchronous)
         try:
             self._conn = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -450,7 +540,8 @@ class Store:
         mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"cannot put {self.path} in WAL mode (got {mode!r})")
-        c.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        c.execute(f"PRAGMA synchronous={self._synchronous}")
+        c.execute(f"PRAGMA wal_autocheckpoint={_Checkpointer.BACKSTOP}")  # see _Checkpointer
         c.execute("PRAGMA foreign_keys=OFF")
         c.execute("PRAGMA temp_store=MEMORY")
         c.execute(f"PRAGMA cache_size=-{self._cache_kib}")  # page cache; a bigger batch spills into the WAL
@@ -495,6 +586,7 @@ class Store:
                 self._conn.execute("UPDATE meta SET v='1' WHERE k='clean'")
             except sqlite3.Error as exc:
                 logger.warning("DS store {}: cannot mark clean shutdown: {}", self.path, exc)
+            self._checkpointer.close()  # before the last connection, which checkpoints the WAL away
             self._conn.close()
             self._closed = True
 
@@ -646,38 +738,49 @@ class Store:
 
     def _apply(self, ops: Iterable[Op], meta: Mapping[str, str] | None,
                pre: Callable[[], None] | None = None, log: bool = True) -> list[Change]:
-        c = self._conn
-        c.execute("BEGIN IMMEDIATE")
+        # A big batch pauses the cyclic garbage collector: it allocates a few objects per operation, all
+        # freed by reference counting (no cycles), which would otherwise make the collector run over and
+        # over and promote them (a full collection per 10,000 operations: 15-20% of the batch's time).
+        gc_paused = isinstance(ops, Sized) and len(ops) >= _GC_PAUSE_OPS and _pause_gc()
         try:
-            if pre is not None:
-                pre()
-            applied = [_normalize_op(raw) for raw in ops]  # consumed inside the transaction
-            if meta:
-                c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
-                              [("user." + str(k), str(v)) for k, v in meta.items()])
-            if not applied and pre is None:
-                c.execute("COMMIT" if meta else "ROLLBACK")
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if pre is not None:
+                    pre()
+                applied = _normalize_ops(ops)  # consumed inside the transaction
+                if not gc_paused and len(applied) >= _GC_PAUSE_OPS:
+                    gc_paused = _pause_gc()
+                if meta:
+                    c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
+                                  [("user." + str(k), str(v)) for k, v in meta.items()])
+                if not applied and pre is None:
+                    c.execute("COMMIT" if meta else "ROLLBACK")
+                    return []
+                b = _Batch(c, self._pack)
+                b.prefetch(applied)
+                b.apply(applied)
+                b.finish()
+                rev = self._revision + 1
+                n = len(applied)
+                if log:  # the internal form of the operations is their log form
+                    c.execute("INSERT INTO changes(rev, cnt, ops) VALUES (?, ?, ?)", (rev, n, self._pack(applied)))
+                c.execute("UPDATE meta SET v=? WHERE k='revision'", (str(rev),))
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+            self._revision = rev
+            self._checkpointer.wrote(b.rows + 3)
+            if not log or not self._subs:
                 return []
-            b = _Batch(c)
-            b.prefetch(applied)
-            for op in applied:
-                b.apply(op)
-            b.finish()
-            rev = self._revision + 1
-            n = len(applied)
-            if log:
-                c.execute("INSERT INTO changes(rev, cnt, ops) VALUES (?, ?, ?)",
-                          (rev, n, _packb([(op[0], op[1], _log_attrs(op)) for op in applied])))
-            c.execute("UPDATE meta SET v=? WHERE k='revision'", (str(rev),))
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
-        self._revision = rev
-        if not log or not self._subs:
-            return []
-        return [_change_of(rev, op, i, n) for i, op in enumerate(applied)]
+            # the validated attrs are the store's own copies, unused once committed: no copy needed
+            return [Change(rev, cast(OpName, kind), key, payload, i, n)
+                    for i, (kind, key, payload) in enumerate(applied)]
+        finally:
+            if gc_paused:
+                gc.enable()
 
     # -------------------------------------------------------------------------------- change log
     def changes_since(self, revision: int, *, limit: int | None = None,
@@ -939,93 +1042,159 @@ def _tree_ops(node: Mapping[str, Any], key: str, out: list[Op]) -> None:
         _tree_ops(child, ck, out)
 
 
-def _log_attrs(op: _IOp) -> dict[str, list[str]]:
-    if op[0] == "set":
-        return cast("dict[str, list[str]]", op[2])
-    if op[0] == "delete_attr":
-        return {op[2]: []}
-    return {}
-
-
-def _change_of(rev: int, op: _IOp, index: int, count: int) -> Change:
-    attrs = _log_attrs(op)
-    return Change(rev, cast(OpName, op[0]), op[1], {k: list(v) for k, v in attrs.items()}, index, count)
-
-
 class _Batch:
-    """Applies operations inside an open transaction; hashes are settled once in :meth:`finish`.
+    """Applies validated operations inside an open transaction; hashes are settled once in :meth:`finish`.
 
-    ``cache`` maps every key looked at to its node (``None``: does not exist, or deleted in this batch).
-    ``kids`` (built on the first delete) indexes cached keys by parent so that a delete can forget the
-    cached descendants of the deleted key without scanning the whole cache.
+    ``cache`` maps every key looked at to its node (``None``: does not exist, or deleted in this batch);
+    :meth:`prefetch` fills it for every key of the batch and all their ancestors in a few queries, so
+    the operations then run in memory. ``dirty`` lists the nodes to settle and write. ``kids`` (built on
+    the first delete) indexes cached keys by parent so that a delete can forget the cached descendants
+    of the deleted key without scanning the whole cache.
     """
 
-    _CHUNK = 500
+    _CHUNK = 500  # keys per "IN (...)" lookup (SQLite allows 999 parameters before 3.32)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, pack: Callable[[Any], bytes]) -> None:
         self.c = conn
+        self.pack = pack
         self.cache: dict[str, _Node | None] = {}
         self.kids: dict[str, set[str]] | None = None
+        self.dirty: list[_Node] = []
+        self.rows = 0  # rows written by finish (and deletes): a rough measure of the pages touched
 
     def _put(self, key: str, node: _Node | None) -> None:
         if self.kids is not None and key not in self.cache and key != "/":
             self.kids.setdefault(cast(str, parent_key(key)), set()).add(key)
         self.cache[key] = node
 
+    # ------------------------------------------------------------------------------------- loading
     def prefetch(self, ops: Sequence[_IOp]) -> None:
-        """Load, in a few queries, every key the operations touch and all their ancestors."""
-        want: set[str] = set()
-        add = want.add
+        """Load every key the operations touch and all their ancestors, in a few sorted lookups.
+
+        A big batch looks its ancestors up first: a key whose parent does not exist does not exist
+        either, so a batch of new keys under a new parent needs no lookup of its own keys.
+        """
+        keys: set[str] = set()
+        anc: set[str] = set()
         for op in ops:
             k = op[1]
-            while k not in want:
-                add(k)
-                if k == "/":
-                    break
+            if k in keys:
+                continue
+            keys.add(k)
+            while k != "/":
                 i = k.rfind("/")
-                k = "/" if i == 0 else k[:i]
-        missing = [k for k in want if k not in self.cache]
+                k = k[:i] if i else "/"
+                if k in anc:
+                    break
+                anc.add(k)
         cache = self.cache
-        for k in missing:
+        if len(keys) + len(anc) <= self._CHUNK:
+            self._fetch([k for k in keys | anc if k not in cache])
+            return
+        self._fetch([k for k in anc if k not in cache])
+        rest: list[str] = []
+        for k in keys:
+            if k in cache:
+                continue  # also an ancestor of another key: already fetched
+            i = k.rfind("/")
+            if cache[k[:i] if i else "/"] is None:
+                cache[k] = None
+            else:
+                rest.append(k)
+        self._fetch(rest)
+
+    def _fetch(self, keys: list[str]) -> None:
+        """Look ``keys`` (not cached yet) up, in key order for locality; missing ones cache ``None``."""
+        cache = self.cache
+        for k in keys:
             cache[k] = None
-        for i in range(0, len(missing), self._CHUNK):
-            chunk = missing[i : i + self._CHUNK]
-            sql = f"SELECT path, attrs, acc, hash FROM nodes WHERE path IN ({','.join('?' * len(chunk))})"
-            for path, raw, acc, h in self.c.execute(sql, chunk):
-                cache[path] = _Node(path, None, int.from_bytes(acc, "big"), h, raw)
+        keys.sort()
+        execute, chunk = self.c.execute, self._CHUNK
+        for i in range(0, len(keys), chunk):
+            part = keys[i : i + chunk]
+            for path, raw, acc, h in execute(_select_nodes_sql(len(part)), part):
+                cache[path] = _Node(path, raw, acc, h)
 
     def load(self, key: str) -> _Node | None:
-        if key in self.cache:
+        try:
             return self.cache[key]
+        except KeyError:
+            pass
         row = self.c.execute("SELECT attrs, acc, hash FROM nodes WHERE path=?", (key,)).fetchone()
-        node = None if row is None else _Node(key, None, int.from_bytes(row[1], "big"), row[2], row[0])
+        node = None if row is None else _Node(key, row[0], row[1], row[2])
         self._put(key, node)
         return node
 
-    def ensure(self, key: str) -> _Node:
-        node = self.load(key)
-        if node is None:
-            parent = parent_key(key)
-            if parent is not None:
-                self.ensure(parent)
-            node = _Node(key, {}, 0, None, None)
+    def create(self, key: str) -> _Node:
+        """A new node for ``key`` (known not to exist), with its missing ancestors."""
+        missing = [key]
+        k = key
+        while True:
+            i = k.rfind("/")
+            k = k[:i] if i else "/"
+            if self.load(k) is not None:
+                break
+            missing.append(k)
+        dirty = self.dirty
+        node = None
+        for k in reversed(missing):
+            node = _Node(k, None, _ZERO_ACC, None)
+            node.attrs = {}
             node.dirty = True
-            self._put(key, node)
+            dirty.append(node)
+            self._put(k, node)
+        assert node is not None
         return node
 
-    def apply(self, op: _IOp) -> None:
-        kind, key, payload = op
-        if kind == "set":
-            node = self.ensure(key)
-            node.decoded().update(payload)
-            node.dirty = True
-        elif kind == "delete_attr":
-            found = self.load(key)
-            if found is not None and payload in found.decoded():
-                del found.decoded()[payload]
-                found.dirty = True
-        else:
-            self.delete(key)
+    # ------------------------------------------------------------------------------------ applying
+    @staticmethod
+    def _own_attrs(node: _Node) -> dict[str, list[str]]:
+        """The node's attributes, decoded and safe to change."""
+        attrs = node.attrs
+        if attrs is None:
+            attrs = node.attrs = _unpack(cast(bytes, node.raw))
+        elif node.shared:
+            attrs = node.attrs = attrs.copy()
+            node.shared = False
+        return attrs
+
+    def apply(self, ops: Sequence[_IOp]) -> None:
+        cache, dirty = self.cache, self.dirty
+        for kind, key, payload in ops:
+            if kind == "set":
+                try:
+                    node = cache[key]
+                except KeyError:
+                    node = self.load(key)
+                if node is not None:
+                    self._own_attrs(node).update(payload)
+                    if not node.dirty:
+                        node.dirty = True
+                        dirty.append(node)
+                    continue
+                i = key.rfind("/")
+                if self.kids is None and cache.get(key[:i] if i else "/") is not None:
+                    node = _Node(key, None, _ZERO_ACC, None)  # the common case, inline: the parent exists
+                    node.dirty = True
+                    dirty.append(node)
+                    cache[key] = node
+                else:
+                    node = self.create(key)
+                node.attrs = payload  # shared with the log until changed again (see _own_attrs)
+                node.shared = True
+            elif kind == "delete_attr":
+                found = self.load(key)
+                if found is None:
+                    continue
+                attrs = self._own_attrs(found)
+                name = next(iter(payload))
+                if name in attrs:
+                    del attrs[name]
+                    if not found.dirty:
+                        found.dirty = True
+                        dirty.append(found)
+            else:
+                self.delete(key)
 
     def _forget_below(self, key: str) -> None:
         if self.kids is None:
@@ -1039,70 +1208,125 @@ class _Batch:
             self.cache[k] = None
             stack.extend(self.kids.pop(k, ()))
 
+    def _touch(self, node: _Node) -> None:
+        if not node.dirty:
+            node.dirty = True
+            self.dirty.append(node)
+
     def delete(self, key: str) -> None:
         node = self.load(key)
         if node is None:
             return
         self._forget_below(key)
+        self.rows += 1
         if key == "/":
             self.c.execute("DELETE FROM nodes WHERE path<>'/'")
             node.attrs = {}
-            node.acc = 0
-            node.dirty = True
+            node.delta = -int.from_bytes(node.acc_raw, "big")  # no children left: the accumulator is 0
+            self._touch(node)
             return
         pnode = self.load(cast(str, parent_key(key)))
         assert pnode is not None
         if node.base is not None:
-            pnode.acc = (pnode.acc - _contrib(node.base)) % _MOD
-            pnode.dirty = True
+            pnode.delta -= int.from_bytes(node.base, "big")
+            self._touch(pnode)
         self.c.execute("DELETE FROM nodes WHERE path=? OR (path>=? AND path<?)", (key, key + "/", key + "0"))
         self.cache[key] = None
 
+    # ------------------------------------------------------------------------------------ settling
     def finish(self) -> None:
-        """Settle hashes bottom-up (deepest dirty nodes first) and write the changed nodes."""
-        levels: dict[int, list[_Node]] = collections.defaultdict(list)
-        for node in self.cache.values():
-            if node is not None and node.dirty:
-                levels[node.key.count("/") if node.key != "/" else 0].append(node)
-        writes: list[tuple[str, str | None, str, bytes, bytes, bytes]] = []
-        append = writes.append
-        packb, blake2b, from_bytes = _packb, _blake2b, int.from_bytes
-        for depth in range(max(levels, default=0), -1, -1):
+        """Settle hashes bottom-up and write the changed nodes.
+
+        Dirty nodes are grouped by depth and settled deepest first, so every node (ancestors
+        included) is packed, hashed and written once per batch, after all its children: a changed
+        child adds the difference of its hash to its parent's ``delta`` and makes the parent dirty.
+        Blobs are bound as ``bytearray`` (the sqlite3 module binds ``bytes`` through its adapter
+        lookup, about twice as slow).
+        """
+        cache = self.cache
+        levels: dict[int, list[_Node]] = {}
+        for node in self.dirty:
+            key = node.key
+            if cache.get(key) is node:  # not deleted since
+                levels.setdefault(key.count("/") if key != "/" else 0, []).append(node)
+        inserts: list[tuple[str, str, str, bytearray, bytearray, bytearray]] = []
+        updates: list[tuple[bytearray, bytearray, bytearray, str]] = []
+        pack, copy, from_bytes, zero, mod = self.pack, _HASHER.copy, int.from_bytes, _ZERO_ACC, _MOD
+        zero_ba = _ZERO_ACC_BA
+        last_parent, pnode = "", None  # siblings come in runs: look their parent up once per run
+        for depth in range(max(levels, default=-1), -1, -1):
             for node in levels.get(depth, ()):
-                node.dirty = False
-                key = node.key
-                acc = node.acc
-                attrs_raw = node.raw if node.attrs is None else packb(sorted(node.attrs.items()))
-                assert attrs_raw is not None
-                if node.raw_acc == acc and node.raw == attrs_raw:
+                attrs = node.attrs
+                old_raw = node.raw
+                raw = cast(bytes, old_raw) if attrs is None else pack(sorted(attrs.items()))
+                acc_b = node.acc_raw
+                if node.delta:
+                    acc = (from_bytes(acc_b, "big") + node.delta) % mod
+                    acc_b = acc.to_bytes(32, "big") if acc else zero
+                if old_raw is not None and raw == old_raw and acc_b == node.acc_raw:
                     continue  # unchanged
-                i = key.rfind("/")
-                parent = None if key == "/" else ("/" if i == 0 else key[:i])
-                name = key[i + 1 :]
-                acc_b = acc.to_bytes(32, "big") if acc else _ZERO_ACC
-                h = blake2b(name.encode(), digest_size=_HASH_BYTES, person=b"ds-node")
-                h.update(b"\x00%s%s" % (acc_b, attrs_raw))
+                key = node.key
+                parent, _, name = key.rpartition("/")  # parent "" for "/x" (and for the root)
+                h = copy()
+                h.update(name.encode())
+                h.update(b"\x00")
+                h.update(acc_b)
+                h.update(raw)
                 new_hash = h.digest()
-                append((key, parent, name, attrs_raw, acc_b, new_hash))
-                node.raw, node.raw_acc = attrs_raw, acc
-                if new_hash == node.base:
+                if old_raw is None:  # no row yet (the root always has one)
+                    inserts.append((key, parent or "/", name, bytearray(raw),
+                                    zero_ba if acc_b is zero else bytearray(acc_b), bytearray(new_hash)))
+                else:
+                    updates.append((bytearray(raw), zero_ba if acc_b is zero else bytearray(acc_b),
+                                    bytearray(new_hash), key))
+                base = node.base
+                if new_hash == base or key == "/":
                     continue
-                if parent is not None:
-                    pnode = self.cache.get(parent) or self.ensure(parent)
-                    delta = from_bytes(new_hash, "big")
-                    if node.base is not None:
-                        delta -= from_bytes(node.base, "big")
-                    pnode.acc = (pnode.acc + delta) % _MOD
-                    if not pnode.dirty:
-                        pnode.dirty = True
-                        levels[depth - 1].append(pnode)
-                node.base = new_hash
-        if writes:
-            self.c.executemany(
-                "INSERT INTO nodes(path, parent, name, attrs, acc, hash) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(path) DO UPDATE SET attrs=excluded.attrs, acc=excluded.acc, hash=excluded.hash",
-                writes,
-            )
+                parent = parent or "/"
+                if parent != last_parent or pnode is None:
+                    pnode = cache.get(parent) or self.load(parent)
+                    assert pnode is not None
+                    last_parent = parent
+                if base is None:
+                    pnode.delta += from_bytes(new_hash, "big")
+                else:
+                    pnode.delta += from_bytes(new_hash, "big") - from_bytes(base, "big")
+                if not pnode.dirty:
+                    pnode.dirty = True
+                    levels.setdefault(depth - 1, []).append(pnode)
+        c = self.c
+        if inserts:
+            c.executemany(_INSERT_NODE_SQL, inserts)
+        if updates:
+            if len(updates) > 64:
+                updates.sort(key=_by_path)  # B-tree order: each page visited once
+            c.executemany(_UPDATE_NODE_SQL, updates)
+        self.rows += len(inserts) + len(updates)
+
+
+_GC_PAUSE_OPS = 1000  # batches of at least this many operations pause the cyclic GC (see Store._apply)
+
+
+def _pause_gc() -> bool:
+    """Disable the cyclic garbage collector if it is enabled; ``True`` if the caller must re-enable it."""
+    if gc.isenabled():
+        gc.disable()
+        return True
+    return False
+
+
+_INSERT_NODE_SQL = "INSERT INTO nodes(path, parent, name, attrs, acc, hash) VALUES (?, ?, ?, ?, ?, ?)"
+_UPDATE_NODE_SQL = "UPDATE nodes SET attrs=?, acc=?, hash=? WHERE path=?"
+_SELECT_NODES_SQL: dict[int, str] = {}
+_by_path = operator.itemgetter(3)
+
+
+def _select_nodes_sql(n: int) -> str:
+    sql = _SELECT_NODES_SQL.get(n)
+    if sql is None:
+        sql = _SELECT_NODES_SQL[n] = (f"SELECT path, attrs, acc, hash FROM nodes WHERE path IN "
+                                      f"({','.join('?' * n)})")
+    return sql
 
 
 def iter_diff(a: Store, b: Store, key: str = "/") -> Iterator[str]:

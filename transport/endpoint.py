@@ -277,12 +277,14 @@ class Endpoint:
             while True:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
                 if self._wake_r in ready:
-                    self._wake_pending = False  # before draining: a command queued after this wakes us again
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except BlockingIOError:
                         pass
+                    # After emptying the pipe and before draining the queue: a command queued from
+                    # here on either is drained below or writes a new wake-up byte.
+                    self._wake_pending = False
                 if not self._drain_commands():
                     return
                 if self._sock in ready:
@@ -480,7 +482,10 @@ class Endpoint:
     def _close_pipe(self) -> None:
         with self._lock:  # _command writes under the lock and only while not closed
             for fd in (self._wake_r, self._wake_w):
+                if fd < 0:
+                    continue  # closed by an earlier stop(): the number may belong to someone else now
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+            self._wake_r = self._wake_w = -1

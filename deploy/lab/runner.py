@@ -81,6 +81,8 @@ _LOG_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \| (\w+)\s*\| ([^|]*?)\s*\| ([^|]*?)\s*\| (.*)$"
 )
 _LOUD = ("WARNING", "ERROR", "CRITICAL")
+#: warnings that only acknowledge the runner's own action (not a detection of anything)
+_ECHOES = re.compile(r"^fault hooks of \S+ set to ")
 
 
 #: the checkout this module belongs to: child processes run its code, whatever ``pip install -e``
@@ -449,7 +451,7 @@ def read_loud_log_lines(node: str, path: Path, since: float) -> list[LogLine]:
     with contextlib.suppress(FileNotFoundError):
         for line in path.read_text(errors="replace").splitlines():
             m = _LOG_LINE.match(line)
-            if not m or m.group(2) not in _LOUD:
+            if not m or m.group(2) not in _LOUD or _ECHOES.match(m.group(5)):
                 continue
             t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
             if t >= since:
@@ -577,10 +579,11 @@ class ScenarioRun:
                 aborted = f"lab error: {exc}"
             self._settle_hooks()
         finally:
-            samples = self.sampler.stop()
-            t_end = time.time()
-            history = self._collect(samples, t_end, aborted)
-            self._teardown()
+            try:
+                samples = self.sampler.stop()
+                history = self._collect(samples, time.time(), aborted)
+            finally:
+                self._teardown()
         return history
 
     def _steps(self, steps: Sequence[Step]) -> None:

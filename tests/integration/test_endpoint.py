@@ -216,6 +216,39 @@ def test_one_way_notifications_both_ways(eps: Endpoints) -> None:
     assert env.msg == hello(99) and env.kind == NOTIFY and none is None
 
 
+def test_a_command_queued_while_the_io_thread_wakes_up_is_not_left_behind(
+    eps: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No lost wake-up: a producer that queues a command while the I/O thread empties its wake-up
+    pipe (the GIL is released in that read) must not leave the next command stuck in the queue
+    until the poll timeout (a second)."""
+    import transport.endpoint as endpoint_module
+
+    _, client, s_in, _ = connected_pair(eps)
+    real_os = endpoint_module.os
+    injected = threading.Event()
+
+    class OsDuringRead:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_os, name)
+
+        def read(self, fd: int, n: int) -> bytes:
+            if fd == client._wake_r and not injected.is_set():
+                injected.set()
+                client.send(hello(1))  # "another thread" queues right now
+            return real_os.read(fd, n)
+
+    monkeypatch.setattr(endpoint_module, "os", OsDuringRead())
+    client.send(hello(0))
+    assert [s_in.get()[0].msg for _ in range(2)] == [hello(0), hello(1)]
+    assert injected.is_set()
+    start = time.monotonic()
+    client.send(hello(2))
+    env, _ = s_in.get()
+    assert env.msg == hello(2)
+    assert time.monotonic() - start < 0.5, "the command waited for the poll timeout: a lost wake-up"
+
+
 def test_a_failing_handler_does_not_stop_the_endpoint(eps: Endpoints) -> None:
     calls: list[int] = []
 
@@ -270,6 +303,19 @@ def test_a_request_queued_behind_stop_fails_instead_of_hanging(eps: Endpoints) -
     stopper.join(TIMEOUT)
     with pytest.raises(EndpointClosed):
         late.result(TIMEOUT)
+
+
+def test_stopping_twice_does_not_close_another_endpoints_descriptors(eps: Endpoints) -> None:
+    first = eps.server()
+    old_fds = {first._wake_r, first._wake_w}
+    first.stop()
+    second = eps.server(handler=echo)  # its wake-up pipe likely reuses the numbers just freed
+    client = eps.client(second.bound_address)
+    wait_until(lambda: client.connected, TIMEOUT)
+    first.stop()  # again: must not close the descriptors, which may be the second's now
+    for i in range(3):
+        assert client.request(Ping(bytes([i])), timeout=TIMEOUT).result(TIMEOUT).msg == Pong(bytes([i]))
+    assert old_fds  # (the numbers, for the record; reuse is the kernel's choice)
 
 
 def test_bind_error_is_raised_in_the_caller(eps: Endpoints) -> None:

@@ -74,9 +74,10 @@ def test_scenario(path: Path, lab_prereqs: None, tmp_path_factory: pytest.TempPa
         result = run_scenario(scenario, prefix=prefix, labdir=labdir, echo=lines.append)
     finally:
         cleanup_prefix(prefix)
-    print(result.timeline)
-    print(result.summary())
-    assert result.passed, f"scenario {scenario.name} failed:\n{result.summary()}\n\n{result.timeline}"
+    if result.passed:
+        print(result.summary())  # the measured numbers, for -s / -rA
+    else:
+        pytest.fail(f"scenario {scenario.name} failed:\n{result.summary()}\n\n{result.timeline}", pytrace=False)
 
 
 # ---------------------------------------------------------------------------- the shipped files
