@@ -498,8 +498,17 @@ class NodeSupervisor(Supervisor):
         if msg.token != self.reconnect_token or self.sm.state is not State.RECONNECTING:
             return
         self.network_ok = msg.ok
-        self.log.info("backup's own network is {}", "back" if msg.ok else "still down")
-        self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=msg.ok, reconnect_timeout=1.0))
+        if msg.ok:
+            # The links had no chance to reconnect while the network was down: give them a fresh
+            # reconnect period before concluding anything about the primary.
+            self.log.warning("backup's own network is back: starting a fresh reconnect period")
+            self._do(
+                Action.START_RECONNECT_TIMER,
+                Step(State.RECONNECTING, State.RECONNECTING, Event.RECONNECT_TIMEOUT, (), ""),
+            )
+            return
+        self.log.info("backup's own network is still down")
+        self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=False, reconnect_timeout=1.0))
 
     @handles(LinkAnswering)
     def on_link_answering(self, msg: LinkAnswering) -> None:

@@ -283,11 +283,19 @@ TABLE: tuple[Row, ...] = (
         "Notifier is down on both connections: going to StateReconnecting"),
     Row((S.BACKUP,), E.NOTIFIER_DOWN, ALWAYS, S.RECONNECTING, TO_RECONNECTING,
         "Notifier is down (a connection is still up): going to StateReconnecting"),
-    Row((S.BACKUP,), E.PRIMARY_UNREACHABLE, SWITCH_AT_ONCE, S.PRIMARY, (A.BECOME_PRIMARY,),
-        "Primary is unreachable and the reconnect timeout is 0: switching now and going to StatePrimary",
+    # The primary monitor posts primary-unreachable only after the Unreachable Primary Ping Count's ping
+    # sets all failed with the backup's own network good ("the server is considered unreachable and a
+    # switchover is initiated"); with a count of -1 it never posts it.
+    Row(BACKUP_ROLES, E.PRIMARY_UNREACHABLE, NETWORK_DOWN, S.RECONNECTING, TO_RECONNECTING,
+        "Primary is unreachable but the backup's own network is down: going to StateReconnecting, will not switch"),
+    Row(BACKUP_ROLES, E.PRIMARY_UNREACHABLE, NO_AUTO_SWITCH, S.RECONNECTING, TO_RECONNECTING,
+        "Primary is unreachable (manual switch only): going to StateReconnecting"),
+    Row((S.BACKUP,), E.PRIMARY_UNREACHABLE, STARTING_UP, None, (A.SCHEDULE_SWITCH_AFTER_STARTUP,),
+        "Primary is unreachable while starting up: switch scheduled for when start-up completes",
         R.PRIMARY_UNREACHABLE),
-    Row(BACKUP_ROLES, E.PRIMARY_UNREACHABLE, ALWAYS, S.RECONNECTING, TO_RECONNECTING,
-        "Primary is unreachable: going to StateReconnecting"),
+    Row((S.BACKUP,), E.PRIMARY_UNREACHABLE, ALWAYS, S.PRIMARY, (A.BECOME_PRIMARY,),
+        "Primary is unreachable after the unreachable-primary ping sets: switching now and going to "
+        "StatePrimary", R.PRIMARY_UNREACHABLE),
 
     # --- Reconnecting --------------------------------------------------------------------------------------
     Row((S.RECONNECTING,), E.RECONNECTED, HOME_UPGRADE_HIGHER, S.UPGRADE_HIGHER, RESUME,

@@ -17,6 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """The environment for node/module/ctl processes: this checkout's code, whatever pip points at."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 # A tight but legal profile for fast tests on loopback: the spec's floors still hold
 # (TS Timeout >= 5 s); everything without a floor is short.
 FAST_PARAMETERS: dict[str, str] = {
@@ -167,6 +178,7 @@ class LocalPair:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                env=child_env(),
             )
         return node
 
@@ -188,6 +200,7 @@ class LocalPair:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                env=child_env(),
             )
         return node
 
@@ -216,6 +229,7 @@ class LocalPair:
             [sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *args],
             capture_output=True,
             text=True,
+            env=child_env(),
             input=input_text,
             timeout=timeout,
         )

@@ -443,6 +443,8 @@ class _Checkpointer:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self.runs = 0  # checkpoints done, and the last one's (busy, WAL frames, frames checkpointed)
+        self.last: tuple[int, int, int] | None = None
 
     def wrote(self, pages: int) -> None:
         """Called by the writer (under the store lock) after each commit."""
@@ -471,7 +473,8 @@ class _Checkpointer:
                 if self._stop:
                     return
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.last = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.runs += 1
                 except sqlite3.Error as exc:
                     logger.warning("DS store {}: background checkpoint failed: {}", self.path, exc)
         finally:
@@ -1052,7 +1055,7 @@ class _Batch:
     of the deleted key without scanning the whole cache.
     """
 
-    _CHUNK = 500  # keys per "IN (...)" lookup (SQLite allows 999 parameters before 3.32)
+    _CHUNK = 512  # keys per "IN (...)" lookup, a power of 2 (SQLite allows 999 parameters before 3.32)
 
     def __init__(self, conn: sqlite3.Connection, pack: Callable[[Any], bytes]) -> None:
         self.c = conn
@@ -1074,19 +1077,15 @@ class _Batch:
         A big batch looks its ancestors up first: a key whose parent does not exist does not exist
         either, so a batch of new keys under a new parent needs no lookup of its own keys.
         """
-        keys: set[str] = set()
+        keys = {op[1] for op in ops}
         anc: set[str] = set()
-        for op in ops:
-            k = op[1]
-            if k in keys:
-                continue
-            keys.add(k)
+        add = anc.add
+        for k in keys:
             while k != "/":
-                i = k.rfind("/")
-                k = k[:i] if i else "/"
+                k = k.rpartition("/")[0] or "/"
                 if k in anc:
                     break
-                anc.add(k)
+                add(k)
         cache = self.cache
         if len(keys) + len(anc) <= self._CHUNK:
             self._fetch([k for k in keys | anc if k not in cache])
@@ -1096,8 +1095,7 @@ class _Batch:
         for k in keys:
             if k in cache:
                 continue  # also an ancestor of another key: already fetched
-            i = k.rfind("/")
-            if cache[k[:i] if i else "/"] is None:
+            if cache[k.rpartition("/")[0] or "/"] is None:
                 cache[k] = None
             else:
                 rest.append(k)
@@ -1112,7 +1110,9 @@ class _Batch:
         execute, chunk = self.c.execute, self._CHUNK
         for i in range(0, len(keys), chunk):
             part = keys[i : i + chunk]
-            for path, raw, acc, h in execute(_select_nodes_sql(len(part)), part):
+            size = 1 << (len(part) - 1).bit_length()  # a few statement sizes, all kept prepared
+            part += part[-1:] * (size - len(part))  # padded with a repeated key: IN ignores it
+            for path, raw, acc, h in execute(_select_nodes_sql(size), part):
                 cache[path] = _Node(path, raw, acc, h)
 
     def load(self, key: str) -> _Node | None:
@@ -1172,8 +1172,7 @@ class _Batch:
                         node.dirty = True
                         dirty.append(node)
                     continue
-                i = key.rfind("/")
-                if self.kids is None and cache.get(key[:i] if i else "/") is not None:
+                if self.kids is None and cache.get(key.rpartition("/")[0] or "/") is not None:
                     node = _Node(key, None, _ZERO_ACC, None)  # the common case, inline: the parent exists
                     node.dirty = True
                     dirty.append(node)

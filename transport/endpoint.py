@@ -289,6 +289,8 @@ class Endpoint:
                     return
                 if self._sock in ready:
                     self._receive_all()
+                    if self._commands and not self._drain_commands():
+                        return  # replies queued by handlers on this thread go out without another poll
                 if self._monitor in ready:
                     self._read_monitor()
                 self._fire_due()

@@ -43,7 +43,7 @@ from deploy.lab.checks import CheckResult, History, HookRun, LogLine, Measuremen
 from deploy.lab.faults import DropHandle, Flow, LinkHandle, require_nft
 from deploy.lab.scenario import NODES, UNREACHABLE, Scenario, Step
 from deploy.lab.topology import Lab, LabConfig, LabError, cleanup_prefix, require_root
-from deploy.pair import FAST_PARAMETERS, render_config
+from deploy.pair import FAST_PARAMETERS, child_env, render_config
 from transport.codec import REPLY, REQUEST, DecodeError, Envelope, decode, encode
 from transport.messages import AdminReply, AdminRequest
 
@@ -93,14 +93,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def switchover_argv(*args: str) -> list[str]:
     """``python -m cli.main ARGS`` with this interpreter (works in any namespace, any cwd)."""
     return [sys.executable, "-m", "cli.main", *args]
-
-
-def child_env() -> dict[str, str]:
-    """This process's environment with :data:`REPO_ROOT` first on ``PYTHONPATH``."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # --------------------------------------------------------------------------------------------------

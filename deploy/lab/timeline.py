@@ -51,9 +51,7 @@ def entries(history: History) -> list[tuple[float, str, str]]:
     for s in history.samples:
         answered = s.role is not None
         if s.node in last and last[s.node] != answered:
-            what = (
-                f"admin socket answers ({s.role})" if answered else f"admin socket silent ({s.detail})"
-            )
+            what = f"admin socket answers ({s.role})" if answered else f"admin socket silent ({s.detail})"
             out.append((s.t, _node(s.node), what))
         last[s.node] = answered
     every, outside = chk.dual_primary(history.samples, history.t_end, history.excused)
@@ -291,7 +289,9 @@ def render_png(
     every, outside = chk.dual_primary(history.samples, history.t_end, history.excused)
     for ws, we in every:
         colour = RED if any(a < we and ws < b for a, b in outside) else (240, 170, 170)
-        canvas.rect(x_of(ws), lanes_bottom - lane_gap + 6, max(x_of(ws) + 1, x_of(we)), lanes_bottom - 6, colour)
+        canvas.rect(
+            x_of(ws), lanes_bottom - lane_gap + 6, max(x_of(ws) + 1, x_of(we)), lanes_bottom - 6, colour
+        )
     # steps, fault, heal
     for st in history.steps:
         x = x_of(st.start)

@@ -307,7 +307,6 @@ def test_a_request_queued_behind_stop_fails_instead_of_hanging(eps: Endpoints) -
 
 def test_stopping_twice_does_not_close_another_endpoints_descriptors(eps: Endpoints) -> None:
     first = eps.server()
-    old_fds = {first._wake_r, first._wake_w}
     first.stop()
     second = eps.server(handler=echo)  # its wake-up pipe likely reuses the numbers just freed
     client = eps.client(second.bound_address)
@@ -315,7 +314,6 @@ def test_stopping_twice_does_not_close_another_endpoints_descriptors(eps: Endpoi
     first.stop()  # again: must not close the descriptors, which may be the second's now
     for i in range(3):
         assert client.request(Ping(bytes([i])), timeout=TIMEOUT).result(TIMEOUT).msg == Pong(bytes([i]))
-    assert old_fds  # (the numbers, for the record; reuse is the kernel's choice)
 
 
 def test_bind_error_is_raised_in_the_caller(eps: Endpoints) -> None:

@@ -77,7 +77,9 @@ def test_scenario(path: Path, lab_prereqs: None, tmp_path_factory: pytest.TempPa
     if result.passed:
         print(result.summary())  # the measured numbers, for -s / -rA
     else:
-        pytest.fail(f"scenario {scenario.name} failed:\n{result.summary()}\n\n{result.timeline}", pytrace=False)
+        pytest.fail(
+            f"scenario {scenario.name} failed:\n{result.summary()}\n\n{result.timeline}", pytrace=False
+        )
 
 
 # ---------------------------------------------------------------------------- the shipped files

@@ -432,7 +432,7 @@ def test_network_down_with_a_zero_reconnect_timeout_still_does_not_switch() -> N
 
 def test_reconnect_timeout_switches_with_the_spec_wording() -> None:
     machine = started_backup()
-    machine.handle(Event.PRIMARY_UNREACHABLE)
+    machine.handle(Event.NOTIFIER_DOWN, Facts(main_up=False, aux_up=False))
     step = machine.handle(Event.RECONNECT_TIMEOUT)
     assert machine.state is State.PRIMARY
     assert step.verdict == (
@@ -550,3 +550,16 @@ def test_a_higher_generation_outranks_and_server_a_breaks_a_tie() -> None:
     assert outranks(5, True, 5, False)
     assert not outranks(5, False, 5, True)
     assert not outranks(5, True, 5, True)
+
+
+def test_primary_unreachable_after_the_ping_sets_switches_with_its_own_reason() -> None:
+    machine = started_backup()
+    step = machine.handle(Event.PRIMARY_UNREACHABLE)
+    assert step.switched and machine.state is State.PRIMARY
+    assert step.reason == Reason.PRIMARY_UNREACHABLE
+
+
+def test_primary_unreachable_with_the_backups_own_network_down_does_not_switch() -> None:
+    machine = started_backup()
+    step = machine.handle(Event.PRIMARY_UNREACHABLE, Facts(network_ok=False))
+    assert not step.switched and machine.state is State.RECONNECTING
