@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from replication.store import (
     SetOp,
     Store,
     StoreError,
+    _Batch,
     iter_diff,
     validate_key,
 )
@@ -697,3 +699,265 @@ def test_a_large_batch_killed_while_writing_is_all_or_nothing(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert _check_all_or_nothing(db, n) in ("none", "all")
+
+
+def test_the_default_durability_is_normal_and_full_is_still_available(tmp_path):
+    s = Store(tmp_path / "a.sqlite3")
+    assert s.durability == "normal"
+    assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    s.close()
+    s = Store(tmp_path / "b.sqlite3", durability="full")
+    assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    s.close()
+    with pytest.raises(ValueError, match="durability"):
+        Store(tmp_path / "c.sqlite3", durability="off")  # type: ignore[arg-type]
+
+
+def _crash(s: Store) -> None:
+    """Drop the connection without the clean-shutdown mark, as a crash would."""
+    s._checkpointer.close()
+    s._conn.close()
+    s._closed = True
+
+
+def test_the_mode_of_the_run_that_stopped_uncleanly_decides_the_new_epoch(tmp_path):
+    path = tmp_path / "ds.sqlite3"
+    s = Store(path, durability="normal")
+    s.set("/a", {})
+    epoch = s.epoch
+    _crash(s)
+    s = Store(path, durability="full")  # the lost tail (if any) was lost by the normal run
+    assert s.epoch != epoch and s.get("/a") == {}
+    epoch = s.epoch
+    s.set("/b", {})
+    _crash(s)
+    s = Store(path, durability="normal")  # a full run fsynced every commit: nothing was lost
+    assert s.epoch == epoch and s.get("/b") == {} and s.revision == 2
+    s.close()
+    s = Store(path)
+    assert s.epoch == epoch  # clean close
+    s.close()
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from replication.store import Store, SetOp
+store = Store(sys.argv[1])  # default durability
+for i in range(50):
+    store.set(f"/k/{i}", {"v": [str(i)]})
+store.batch([SetOp(f"/big/{i}", {"v": [str(i)]}) for i in range(2000)])
+print(store.position()[0], store.revision, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_every_returned_revision_survives_a_kill_9_with_the_default_durability(tmp_path):
+    db = tmp_path / "ds.sqlite3"
+    script = tmp_path / "child.py"
+    script.write_text(_KILLED_CHILD)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(script), str(db)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    epoch, rev = proc.stdout.split()
+    s = Store(db)
+    try:
+        assert s.revision == int(rev) == 51
+        assert s.get("/k/49") == {"v": ["49"]} and s.count("/big") == 2001
+        assert len(s.changes_since(0)) == 50 + 2000
+        assert s.verify() == []
+        assert s.epoch != epoch  # not closed cleanly in normal mode: readers resynchronise
+    finally:
+        s.close()
+
+
+def test_blobs_are_stored_as_blobs(store):
+    store.batch([SetOp(f"/t/k{i}", {"v": [str(i)]}) for i in range(1500)])
+    store.set("/t/k1", {"w": ["x"]})
+    types = store._conn.execute(
+        "SELECT DISTINCT typeof(attrs), typeof(acc), typeof(hash) FROM nodes").fetchall()
+    assert types == [("blob", "blob", "blob")]
+    assert store._conn.execute("SELECT typeof(ops) FROM changes").fetchall() == [("blob",), ("blob",)]
+
+
+def _mixed_ops() -> list[Op]:
+    ops: list[Op] = []
+    ops += [SetOp(f"/Users/g{i % 7}/u{i}", {"Gen": ["1"], "Extension": [str(i)]}) for i in range(0, 600, 2)]
+    ops += [SetOp(f"/Users/g{i % 7}/u{i}", {"Extension": [str(i)]}) for i in range(1, 600, 2)]  # new keys
+    ops += [SetOp(f"/New/a{i % 5}/b{i % 3}/c{i}", {"x": [str(i), "y"]}) for i in range(400)]  # new parents
+    ops += [SetOp("/New/a1/twice", {"first": ["1"]}), SetOp("/New/a1/twice", {"second": ["2"]})]
+    ops += [DeleteAttrOp(f"/Users/g{i % 7}/u{i}", "Gen") for i in range(0, 100, 4)]
+    ops += [DeleteAttrOp(f"/New/a{i % 5}/b{i % 3}/c{i}", "x") for i in range(0, 50, 5)]
+    ops += [DeleteOp("/Users/g3"), SetOp("/Users/g3/u3", {"back": ["1"]})]  # deleted, then re-created
+    ops += [DeleteOp("/Users/g4/u4"), DeleteOp("/missing/key"), DeleteAttrOp("/missing", "a")]
+    ops += [SetOp("/Users", {"top": ["1"]}), SetOp("/", {"root": ["r"]})]
+    return ops
+
+
+def _seed(s: Store) -> None:
+    s.batch([SetOp(f"/Users/g{i % 7}/u{i}", {"Gen": ["0"], "Extension": [str(i)]}) for i in range(0, 600, 2)])
+    s.batch([SetOp(f"/Other/k{i}", {"v": [str(i)]}) for i in range(100)])
+
+
+def test_a_large_mixed_batch_matches_the_same_operations_applied_one_by_one(tmp_path):
+    a, b = Store(tmp_path / "a.sqlite3"), Store(tmp_path / "b.sqlite3")
+    _seed(a)
+    _seed(b)
+    ops = _mixed_ops()
+    assert len(ops) > _Batch._CHUNK  # the big-batch path: ancestors looked up first, several chunks
+    rev = a.batch(ops)
+    for op in ops:
+        b.batch([op])
+    assert a.walk("/") == b.walk("/")
+    assert a.subtree_hash() == b.subtree_hash()
+    assert a.verify() == [] and b.verify() == []
+    assert a.get("/New/a1/twice") == {"first": ["1"], "second": ["2"]}
+    assert a.get("/Users/g3") == {} and a.children("/Users/g3") == ["u3"]
+    logged = a.changes_since(rev - 1)
+    assert [(c.op, c.key, c.attrs) for c in logged] == [(c.op, c.key, c.attrs) for c in b.changes_since(rev - 1)]
+    assert [c.to_op() for c in logged] == ops  # the log holds each operation as given
+    a.close()
+    b.close()
+
+
+def test_deleting_the_root_and_rebuilding_in_one_large_batch(store):
+    _seed(store)
+    ops: list[Op] = [DeleteOp("/")] + [SetOp(f"/Users/g{i % 3}/u{i}", {"v": [str(i)]}) for i in range(700)]
+    store.batch(ops)
+    assert store.count() == 1 + 1 + 3 + 700
+    assert store.verify() == []
+    fresh = Store(store.path.with_name("fresh.sqlite3"))
+    fresh.batch(ops[1:])
+    assert fresh.subtree_hash() == store.subtree_hash()
+    fresh.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches=st.lists(st.lists(_ops, min_size=1, max_size=8), min_size=1, max_size=5))
+def test_the_big_batch_lookup_path_matches_the_model(tmp_path_factory, batches):
+    """With a tiny lookup chunk every batch takes the big-batch path (ancestors first, several padded
+    chunks): the result must match the plain model and a full recomputation of the hashes."""
+    d = tmp_path_factory.mktemp("chunk")
+    a = Store(d / "a.sqlite3")
+    original = _Batch._CHUNK
+    _Batch._CHUNK = 2
+    try:
+        for batch in batches:
+            a.batch(batch)
+    finally:
+        _Batch._CHUNK = original
+    b = Store(d / "b.sqlite3")
+    for batch in batches:
+        b.batch(batch)
+    assert {k: v for k, v in a.walk("/")} == _final_state(batches)
+    assert a.subtree_hash() == b.subtree_hash()
+    assert a.verify() == []
+    a.close()
+    b.close()
+
+
+def test_a_key_set_twice_in_a_batch_logs_and_delivers_each_operation_as_given(store):
+    seen: list[Change] = []
+    store.subscribe(seen.append)
+    rev = store.batch([SetOp("/n", {"a": ["1"]}), SetOp("/n", {"b": ["2"]}), DeleteAttrOp("/n", "a"),
+                       SetOp("/n", {"a": ["3"]})])
+    expected = [Change(rev, "set", "/n", {"a": ["1"]}, 0, 4), Change(rev, "set", "/n", {"b": ["2"]}, 1, 4),
+                Change(rev, "delete_attr", "/n", {"a": []}, 2, 4), Change(rev, "set", "/n", {"a": ["3"]}, 3, 4)]
+    assert seen == expected
+    assert store.changes_since(0) == expected
+    assert store.get("/n") == {"b": ["2"], "a": ["3"]}
+
+
+def test_the_store_keeps_its_own_copies_of_the_attributes(store):
+    seen: list[Change] = []
+    store.subscribe(seen.append)
+    attrs = {"a": ["1"]}
+    store.set("/k", attrs)
+    attrs["a"].append("2")
+    attrs["b"] = ["x"]
+    assert store.get("/k") == {"a": ["1"]}
+    assert seen[0].attrs == {"a": ["1"]} and store.changes_since(0)[0].attrs == {"a": ["1"]}
+
+    def ops():
+        shared = {"v": ["1"]}
+        yield SetOp("/x", shared)
+        shared["v"].append("2")
+        yield SetOp("/z", {})
+
+    store.batch(ops())
+    assert store.get("/x") == {"v": ["1"]}
+    assert [c.attrs for c in store.changes_since(1)] == [{"v": ["1"]}, {}]  # validated, then copied
+
+
+def test_a_large_batch_pauses_the_garbage_collector_and_always_restores_it(store, monkeypatch):
+    during: list[bool] = []
+    finish = _Batch.finish
+
+    def spy(self: _Batch) -> None:
+        during.append(gc.isenabled())
+        finish(self)
+
+    monkeypatch.setattr(_Batch, "finish", spy)
+    assert gc.isenabled()
+    store.batch([SetOp(f"/g/k{i}", {}) for i in range(1000)])  # sized: paused from the start
+    store.batch(SetOp(f"/h/k{i}", {}) for i in range(1000))  # a generator: paused once validated
+    store.set("/small", {})
+    assert during == [False, False, True]
+    assert gc.isenabled()
+    with pytest.raises(InvalidKey):
+        store.batch([SetOp(f"/g/k{i}", {}) for i in range(1000)] + [SetOp("bad", {})])
+    assert gc.isenabled()
+    gc.disable()  # the application's choice is left alone
+    try:
+        store.batch([SetOp(f"/i/k{i}", {}) for i in range(1000)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert store.verify() == []
+
+
+def test_checkpoints_run_in_the_background_and_their_thread_stops_on_close(tmp_path):
+    path = tmp_path / "ds.sqlite3"
+    s = Store(path)
+    s.set("/few", {})
+    assert s._checkpointer._thread is None  # started on demand only
+    for r in range(5):
+        s.batch([SetOp(f"/b{r}/k{i}", {"v": [str(i)]}) for i in range(1000)])
+    deadline = time.monotonic() + 30
+    while s._checkpointer.runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s._checkpointer.runs >= 1
+    assert s._checkpointer.last is not None and s._checkpointer.last[0] == 0  # not busy
+    thread = s._checkpointer._thread
+    assert thread is not None and thread.is_alive() and thread.daemon
+    # SQLite's own automatic checkpoint is only a backstop
+    assert s._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] > 1000
+    s.close()
+    assert not thread.is_alive()
+    s = Store(path)
+    assert s.count() == 1 + 1 + 5 * 1001 and s.verify() == [] and s.revision == 6
+    s.close()
+
+
+def test_a_checkpointer_that_cannot_open_the_database_only_logs(tmp_path, log_records):
+    s = Store(tmp_path / "ds.sqlite3")
+    s._checkpointer.path = tmp_path / "missing-dir" / "ds.sqlite3"
+    s._checkpointer.wrote(10**6)
+    thread = s._checkpointer._thread
+    assert thread is not None
+    thread.join(10)
+    assert any("no background checkpoints" in r for r in log_records)
+    s.set("/still", {"works": ["yes"]})
+    assert s.get("/still") == {"works": ["yes"]}
+    s.close()
+
+
+def test_lookups_use_a_few_padded_statement_sizes(store):
+    store.batch([SetOp(f"/p/k{i}", {}) for i in range(3)])
+    executed: list[str] = []
+    store._conn.set_trace_callback(executed.append)
+    store.batch([SetOp(f"/p/k{i}", {"v": ["1"]}) for i in range(3)])  # 3 keys + 2 ancestors: 8 slots
+    store._conn.set_trace_callback(None)
+    lookups = [sql for sql in executed if sql.startswith("SELECT path, attrs, acc, hash FROM nodes")]
+    assert len(lookups) == 1 and lookups[0].count("'") == 2 * 8
