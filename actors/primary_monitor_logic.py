@@ -129,6 +129,7 @@ from actors.module_monitor_logic import (
 )
 
 log = logger.bind(topic="PrimaryMonitor")
+MAIN_RECHECK_INTERVAL = 5.0  # seconds between side pings on main while notifier pings go on aux
 selflog = logger.bind(topic="SelfMonitor")
 
 DEFAULT_PING_DELAY = 1.0
@@ -597,6 +598,13 @@ class PrimaryMonitorLogic:
         self._tracking = False
         self._last_module_event_at = 0.0
 
+        # After a diagnosis found the notifier answering on aux but not on main (a main link that
+        # silently loses everything), notifier pings go on aux, and main is re-checked now and then
+        # with a side ping whose failure counts for nothing.
+        self._prefer_aux = False
+        self._failed_on: Connection | None = None
+        self._main_recheck_at = 0.0
+
     # -- inspection ---------------------------------------------------------------------------------
 
     @property
@@ -765,9 +773,11 @@ class PrimaryMonitorLogic:
             return
         p = self._params
         main_up = self._notifier.is_connected(Connection.MAIN)
-        conn = (
-            Connection.MAIN if main_up or not self._notifier.is_connected(Connection.AUX) else Connection.AUX
-        )
+        aux_up = self._notifier.is_connected(Connection.AUX)
+        conn = Connection.MAIN if main_up or not aux_up else Connection.AUX
+        if self._prefer_aux and aux_up:
+            conn = Connection.AUX
+            self._recheck_main()
         self._tokens += 1
         token = self._tokens
         timeout = p.effective_timeout
@@ -832,7 +842,22 @@ class PrimaryMonitorLogic:
         else:
             self._retry_or_diagnose(result, out.connection)
 
+    def _recheck_main(self) -> None:
+        """While pinging on aux, ask main now and then; when it answers, go back to main."""
+        now = self._clock.now()
+        if now < self._main_recheck_at or not self._notifier.is_connected(Connection.MAIN):
+            return
+        self._main_recheck_at = now + MAIN_RECHECK_INTERVAL
+
+        def answered(result: PingResult) -> None:
+            if result.kind is PingResultKind.OK and self._prefer_aux:
+                self._prefer_aux = False
+                log.info("The notifier on the primary answers on the main connection again: pinging on main")
+
+        self._notifier.ping_notifier(Connection.MAIN, self._params.effective_timeout, answered)
+
     def _retry_or_diagnose(self, result: PingResult, conn: Connection) -> None:
+        self._failed_on = conn
         p = self._params
         what = {
             PingResultKind.TIMEOUT: "timed out",
@@ -945,6 +970,17 @@ class PrimaryMonitorLogic:
         self._diagnoses.append(diagnosis)
         now = self._clock.now()
         if diagnosis.outcome is Outcome.NO_ERROR:
+            if (
+                diagnosis.trigger is Trigger.NOTIFIER_PING
+                and self._failed_on is Connection.MAIN
+                and self._notifier.is_connected(Connection.AUX)
+            ):
+                self._prefer_aux = True
+                self._main_recheck_at = now + MAIN_RECHECK_INTERVAL
+                log.warning(
+                    "The notifier answers on the aux connection but not on main: pinging on aux "
+                    "until main answers again"
+                )
             self._module_monitor.start_module_monitor()
             self.resume_liveness_tracking()
             self._schedule_tick(self._params.effective_ping_delay)

@@ -237,9 +237,12 @@ def one_run(profile: str, scenario: str, index: int, base: Path, jitter: bool) -
 
 
 def summarize(profile: str, scenario: str, runs: list[Run]) -> Summary:
-    ok = [r for r in runs if r.error is None]
+    """Runs whose pair could not be set up (``setup:`` errors) are left out; any other error is a
+    failed measurement and fails every target."""
+    measured = [r for r in runs if not (r.error or "").startswith("setup:")]
+    ok = [r for r in measured if r.error is None]
     params = parameters(profile, scenario)
-    s = Summary(profile, scenario, len(runs), len(runs) - len(ok))
+    s = Summary(profile, scenario, len(measured), len(measured) - len(ok))
     s.primary = stats([r.primary for r in ok if r.primary is not None])
     s.poll = stats([r.poll for r in ok if r.poll is not None])
     s.hook = stats([r.hook for r in ok if r.hook is not None])

@@ -166,8 +166,8 @@ class NodeProc:
         )
 
     def admin_json(self, op: str, *args: str) -> dict[str, Any]:
-        """``switchover admin --node DIR --json OP ARGS...`` parsed; fails the test on a non-zero exit."""
-        done = self.admin("--json", op, *args)
+        """``switchover admin --node DIR OP ARGS... --json`` parsed; fails the test on a non-zero exit."""
+        done = self.admin(op, *args, "--json")
         assert done.returncode == 0, f"admin {op} failed ({done.returncode}): {done.stderr}"
         result: dict[str, Any] = json.loads(done.stdout)
         return result

@@ -45,6 +45,8 @@ from transport.faults import NO_FAULTS, Faults
 from transport.messages import ConnectionEvent, ErrorReply, Message
 from transport.security import Security
 
+BIND_RETRY_S = 0.5  # how long a server keeps retrying a bind to an address still in use
+
 
 class RequestTimeout(TimeoutError):
     """No reply arrived within the request's timeout."""
@@ -79,6 +81,8 @@ _MONITOR_KINDS: dict[int, str] = {
     zmq.EVENT_ACCEPTED: "accepted",
     zmq.EVENT_CLOSED: "closed",
     zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
 }
 
 MessageHandler = Callable[[Envelope, bytes | None], None]
@@ -147,6 +151,7 @@ class Endpoint:
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()  # orders queueing a command against closing (see _shutdown)
+        self._handshake_failures = 0
         self.connected = False
         self.stats = EndpointStats()
         self.bound_address = ""
@@ -184,7 +189,7 @@ class Endpoint:
         self._monitor = self._sock.get_monitor_socket()
         try:
             if self.role == "server":
-                self._sock.bind(self.address)
+                self._bind()
                 self.bound_address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
             else:
                 self._sock.connect(self.address)
@@ -196,6 +201,20 @@ class Endpoint:
         self._thread = threading.Thread(target=self._run, name=f"io-{self.name}", daemon=True)
         self._thread.start()
         return self
+
+    def _bind(self) -> None:
+        """Bind, retrying "address in use" for a moment: ZeroMQ closes a stopped socket's listener
+        asynchronously, so an endpoint restarted on the same port (an actor's next incarnation)
+        can find it still taken for a few milliseconds."""
+        deadline = time.monotonic() + BIND_RETRY_S
+        while True:
+            try:
+                self._sock.bind(self.address)
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)  # bounded by BIND_RETRY_S; runs in the caller, before the I/O thread
 
     def _verb(self) -> str:
         return "bind" if self.role == "server" else "connect"
@@ -429,7 +448,29 @@ class Endpoint:
                     self.connected = True
                 elif kind in ("disconnected", "closed"):
                     self.connected = False
+                elif kind == "handshake_failed":
+                    self._reconnect_later(address)
             self._emit(kind, address)
+
+    def _reconnect_later(self, address: str) -> None:
+        """ZeroMQ gives up on a connection whose handshake failed on a protocol error (a plain
+        client and a CURVE server, say): no more retries, even once the peer is fixed. Retry
+        ourselves at the reconnect interval, as for any other lost connection."""
+        self._handshake_failures += 1
+        if self._handshake_failures == 1 or self._handshake_failures % 60 == 0:
+            self.log.warning("{}: handshake with {} failed ({} time(s)): security settings differ? retrying",
+                             self.name, address, self._handshake_failures)
+
+        def reconnect() -> None:
+            if self._faults.cut:
+                return  # cut: stays disconnected until healed (heal connects)
+            try:
+                self._sock.disconnect(self.address)
+            except zmq.ZMQError:
+                pass  # already gone
+            self._sock.connect(self.address)
+
+        self._later(max(self.options.reconnect_ivl_ms, 100), reconnect)
 
     def _emit(self, kind: str, address: str) -> None:
         if self._on_event is None:

@@ -182,6 +182,24 @@ def test_request_times_out_at_its_own_deadline(eps: Endpoints) -> None:
     assert s_in.get()[0].msg == Ping(b"short")  # it did arrive; nobody answered
 
 
+def test_many_pending_requests_answered_or_timed_out_each_on_its_own(eps: Endpoints) -> None:
+    def even_only(server: Endpoint, env: Envelope, peer: bytes | None) -> None:
+        if isinstance(env.msg, Ping) and env.msg.payload[0] % 2 == 0:
+            echo(server, env, peer)
+
+    _, client, _, _ = connected_pair(eps, handler=even_only)
+    start = time.monotonic()
+    futures = [client.request(Ping(bytes([i % 256])), timeout=0.3 + (i % 7) * 0.05) for i in range(300)]
+    for i, fut in enumerate(futures):
+        if i % 2 == 0:
+            assert fut.result(TIMEOUT).msg == Pong(bytes([i % 256]))
+        else:
+            with pytest.raises(RequestTimeout):
+                fut.result(TIMEOUT)
+    assert time.monotonic() - start < 0.3 + 6 * 0.05 + 1.5
+    assert client.stats.timeouts == 150
+
+
 def test_a_late_reply_is_dropped(eps: Endpoints) -> None:
     held: list[tuple[Envelope, bytes | None]] = []
 
@@ -546,6 +564,23 @@ def test_plain_client_gets_no_reply_from_a_curve_server(eps: Endpoints) -> None:
     with pytest.raises((RequestTimeout, SendFailed)):
         client.request(Ping(), timeout=0.5).result(TIMEOUT)
     assert server.stats.received == 0
+
+
+def test_a_client_recovers_once_the_security_mismatch_is_fixed(eps: Endpoints, free_port: int) -> None:
+    """ZeroMQ stops reconnecting after a handshake protocol error (plain client, CURVE server);
+    the endpoint keeps retrying, so fixing the server is enough."""
+    address = f"tcp://127.0.0.1:{free_port}"
+    curve = eps.server(address=address, handler=echo, security=Security.curve_group(*zmq.curve_keypair()))
+    c_in = Inbox()
+    client = eps.client(address, c_in)
+    c_in.wait_event("handshake_failed")
+    assert not client.connected
+    curve.stop()
+    mark = len(c_in.events)
+    eps.server(address=address, handler=echo)  # now plain, like the client
+    c_in.wait_event("handshake", after=mark)
+    assert client.connected
+    assert client.request(Ping(b"fixed"), timeout=TIMEOUT).result(TIMEOUT).msg == Pong(b"fixed")
 
 
 def test_security_without_keys_is_refused() -> None:

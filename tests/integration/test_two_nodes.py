@@ -170,7 +170,7 @@ def test_missing_config_file_exits_non_zero(tmp_path: Path) -> None:
     assert "absent.toml" in done.stderr
 
 
-def test_admin_actors_json_is_valid_json(two_nodes: NodePair) -> None:
+def test_admin_json_option_before_the_operation_too(two_nodes: NodePair) -> None:
     done = two_nodes.b.admin("--json", "actors")
     assert done.returncode == 0
     assert isinstance(json.loads(done.stdout)["actors"], list)

@@ -952,3 +952,36 @@ def test_server_parameters_are_read_by_name() -> None:
     assert PrimaryMonitorParams(unreachable_primary_ping_count=-1).extra_unreachable_ping_sets is None
     assert PrimaryMonitorParams(unreachable_primary_ping_count=7).extra_unreachable_ping_sets == 7
     assert PrimaryMonitorParams(unreachable_primary_ping_count=2).extra_unreachable_ping_sets == 3
+
+
+def test_a_main_link_that_loses_everything_moves_the_notifier_pings_to_aux_until_main_answers(
+    clock: FakeClock,
+) -> None:
+    # Main stays "connected" but silently drops everything (a one-way cut): after one diagnosis that
+    # finds the notifier answering on aux, pings go on aux, so the module monitor is not stopped and
+    # restarted every few seconds (which would keep it from ever reaching its own aux fallback).
+    r = rig(clock, PrimaryMonitorParams(ping_delay=1, timeout=0.3, retry_count=1, retry_ping_delay=0.05))
+    r.pm.start()
+    clock.advance(1.5)
+    main_answers = [False]
+
+    def respond(call: NotifierCall) -> Answer:
+        if call.connection is Connection.MAIN and not main_answers[0]:
+            return None
+        return (0.002, PingResult.ok())
+
+    r.notifier.respond = respond
+    clock.advance(30)
+    diagnoses = [d for d in r.pm.diagnoses if d.trigger is Trigger.NOTIFIER_PING]
+    assert len(diagnoses) == 1, "one diagnosis, then the pings move to aux"
+    assert r.posted and all(isinstance(e, NoError) for e in r.posted)
+    late = [c for c in r.notifier.calls if c.at > 10]
+    assert {c.connection for c in late if c.timeout == 0.3} >= {Connection.AUX}
+    starts_after = [c for c in r.control.calls if c[1] == "start"]
+    clock.advance(20)
+    starts = [c for c in r.control.calls if c[1] == "start"]
+    assert starts == starts_after, "the module monitor is left alone while aux answers"
+    main_answers[0] = True
+    clock.advance(12)  # a side ping on main every 5 s finds it answering again
+    clock.advance(3)
+    assert r.notifier.calls[-1].connection is Connection.MAIN
