@@ -145,9 +145,10 @@ class NotifierLink(NodeActor):
 
     @handles(ConnectionEvent)
     def on_connection_event(self, event: ConnectionEvent) -> None:
-        if event.kind not in ("connected", "disconnected"):
+        # up once the ZeroMQ handshake succeeded (with CURVE a TCP connect alone proves nothing)
+        if event.kind not in ("handshake", "disconnected", "closed", "handshake_failed"):
             return
-        connected = event.kind == "connected"
+        connected = event.kind == "handshake"
         if self.ctx.links.get(self.link) == connected:
             return
         self.ctx.links[self.link] = connected

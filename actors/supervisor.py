@@ -58,6 +58,7 @@ class _Child:
     restarts: int = 0
     last_failure: str = ""
     started_at: float = 0.0
+    dead_seen: int = 0  # consecutive liveness checks that found the child dead
 
 
 @register("StartChildren")
@@ -184,9 +185,22 @@ class Supervisor(NodeActor):
 
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
+        # A child found dead twice in a row (one interval apart) without having reported is taken as
+        # failed; the grace lets a failing child finish its cleanup and report the real error first.
         for name, child in self.children.items():
             ref = child.ref
-            if ref is not None and not ref.is_alive():
+            if ref is None or ref.is_alive():
+                child.dead_seen = 0
+                continue
+            child.dead_seen += 1
+            if child.dead_seen < 2:
+                continue
+            child.dead_seen = 0
+            if child.spec.restart == "transient":
+                self.log.info("{} stopped without a failure; transient child, not restarted", name)
+                child.ref = None
+                self.ctx.directory.set(name, None)
+            else:
                 self._failed(name, child.incarnation, "stopped without reporting a failure")
         self.schedule(self.LIVENESS_INTERVAL, Tick("liveness"))
 

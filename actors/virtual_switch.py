@@ -378,8 +378,12 @@ class VirtualSwitch(NodeActor):
 
     @handles(ConnectionEvent)
     def on_connection_event(self, event: ConnectionEvent) -> None:
-        if event.endpoint == "vswitch.peer" and event.kind in ("connected", "disconnected"):
-            self.peer_connected = event.kind == "connected"
+        if event.endpoint == "vswitch.peer" and event.kind in (
+            "handshake",
+            "disconnected",
+            "handshake_failed",
+        ):
+            self.peer_connected = event.kind == "handshake"
             self.log.info("link to peer VirtualSwitch {}: {}", event.address, event.kind)
 
     @handles(GetPeerStatus)

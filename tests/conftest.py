@@ -26,13 +26,11 @@ import pytest
 # --------------------------------------------------------------------------------------- polling
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, message: str = ""
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (fails).
+def _poll(predicate: Callable[[], Any], timeout: float, interval: float) -> tuple[Any, BaseException | None]:
+    """Call ``predicate`` every ``interval`` s until it returns something truthy or ``timeout`` s pass;
+    the last result and the last exception it raised (exceptions count as "not yet").
 
-    Exceptions raised by the predicate count as "not yet"; the last one is shown on failure.
-    This is the only place in the tests allowed to sleep: ``interval`` between two polls.
+    The one place in the tests that sleeps: the pause between two polls.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -41,25 +39,28 @@ def wait_until(
             result = predicate()
         except Exception as exc:  # not ready yet; shown if it never becomes ready
             result, last_error = None, exc
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            detail = f"; last error: {last_error!r}" if last_error is not None else ""
-            pytest.fail(f"timed out after {timeout:g} s waiting for {message or predicate!r}{detail}")
+        if result or time.monotonic() >= deadline:
+            return result, last_error
         time.sleep(interval)  # the one allowed sleep: the pause between two polls
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, message: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (fails).
+
+    Exceptions raised by the predicate count as "not yet"; the last one is shown on failure.
+    """
+    result, last_error = _poll(predicate, timeout, interval)
+    if not result:
+        detail = f"; last error: {last_error!r}" if last_error is not None else ""
+        pytest.fail(f"timed out after {timeout:g} s waiting for {message or predicate!r}{detail}")
+    return result
 
 
 def poll_result(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
     """Like :func:`wait_until` but returns the last (falsy) value instead of failing at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = predicate()
-        except Exception:
-            result = None
-        if result or time.monotonic() >= deadline:
-            return result
-        time.sleep(interval)  # the pause between two polls
+    return _poll(predicate, timeout, interval)[0]
 
 
 # ---------------------------------------------------------------------------------------- ports

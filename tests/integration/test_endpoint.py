@@ -348,7 +348,8 @@ def test_monitor_events_connected_disconnected_retried(eps: Endpoints, free_port
     s_in, c_in = Inbox(), Inbox()
     server = eps.server(s_in, address=address, handler=echo)
     client = eps.client(address, c_in)
-    c_in.wait_event("connected")
+    c_in.wait_event("connected")  # TCP up
+    c_in.wait_event("handshake")  # ZMTP handshake done: only now is the link usable
     assert client.connected
     s_in.wait_event("accepted")
     assert all(e.endpoint == "cli" for e in c_in.events)
@@ -363,6 +364,7 @@ def test_monitor_events_connected_disconnected_retried(eps: Endpoints, free_port
     mark = len(c_in.events)
     eps.server(address=address, handler=echo)  # back on the same port
     c_in.wait_event("connected", after=mark)
+    c_in.wait_event("handshake", after=mark)
     assert client.request(Ping(b"again"), timeout=TIMEOUT).result(TIMEOUT).msg == Pong(b"again")
 
 
@@ -469,6 +471,7 @@ def test_fault_cut_disconnects_a_client_and_heal_reconnects(eps: Endpoints) -> N
     mark = len(c_in.events)
     client.set_faults(NO_FAULTS)
     c_in.wait_event("connected", after=mark)
+    c_in.wait_event("handshake", after=mark)
     assert client.connected
     assert client.request(Ping(b"healed"), timeout=TIMEOUT).result(TIMEOUT).msg == Pong(b"healed")
 
