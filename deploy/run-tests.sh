@@ -13,4 +13,4 @@ python3 -m ruff check .
 echo "== mypy"
 python3 -m mypy actors transport replication cli deploy
 echo "== pytest"
-python3 -m pytest -q -p no:cacheprovider "$@"
+python3 -m pytest -p no:cacheprovider "$@"
