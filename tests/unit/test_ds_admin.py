@@ -99,8 +99,12 @@ def test_ds_tree_returns_the_nested_subtree_with_depth_and_size_limits(store):
     full = ds(store, "tree", key="/Config")
     assert full["nodes"] == 6 and not full["truncated"]
     assert [c["name"] for c in full["tree"]["children"]] == ["Users", "Workgroups"]
-    assert full["tree"]["children"][0]["children"][0] == {"name": "alice", "key": "/Config/Users/alice",
-                                                         "attrs": {"x": ["1"]}, "children": []}
+    assert full["tree"]["children"][0]["children"][0] == {
+        "name": "alice",
+        "key": "/Config/Users/alice",
+        "attrs": {"x": ["1"]},
+        "children": [],
+    }
     shallow = ds(store, "tree", key="/Config", depth=1)
     assert shallow["nodes"] == 3 and shallow["truncated"]
     assert ds(store, "tree", key="/", max_nodes=2)["nodes"] == 2
@@ -115,31 +119,37 @@ def test_ds_export_and_import_round_trip(store, tmp_path):
     other.close()
 
 
-@pytest.mark.parametrize(("op", "args", "message"), [
-    ("get", {}, "missing argument 'key'"),
-    ("get", {"key": "Config"}, "not absolute"),
-    ("get", {"key": "/nope"}, "no such DS key: /nope"),
-    ("ls", {"key": "/nope"}, "no such DS key"),
-    ("set", {"key": "/a", "attrs": {"x": 1}}, "string or a list of strings"),
-    ("set", {"key": "/a", "attrs": {"": ["1"]}}, "non-empty"),
-    ("set", {"key": "/a"}, "missing argument 'attrs'"),
-    ("rm", {"key": "/nope"}, "no such DS key"),
-    ("tree", {"key": "/", "depth": -1}, "depth"),
-    ("export", {"key": "/nope"}, "no such DS key"),
-    ("import", {"key": "/a", "data": {"format": "x"}}, "format"),
-    ("frobnicate", {}, "unknown ds operation 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    ("op", "args", "message"),
+    [
+        ("get", {}, "missing argument 'key'"),
+        ("get", {"key": "Config"}, "not absolute"),
+        ("get", {"key": "/nope"}, "no such DS key: /nope"),
+        ("ls", {"key": "/nope"}, "no such DS key"),
+        ("set", {"key": "/a", "attrs": {"x": 1}}, "string or a list of strings"),
+        ("set", {"key": "/a", "attrs": {"": ["1"]}}, "non-empty"),
+        ("set", {"key": "/a"}, "missing argument 'attrs'"),
+        ("rm", {"key": "/nope"}, "no such DS key"),
+        ("tree", {"key": "/", "depth": -1}, "depth"),
+        ("export", {"key": "/nope"}, "no such DS key"),
+        ("import", {"key": "/a", "data": {"format": "x"}}, "format"),
+        ("frobnicate", {}, "unknown ds operation 'frobnicate'"),
+    ],
+)
 def test_ds_errors_are_admin_errors_with_a_clear_message(store, op, args, message):
     with pytest.raises(AdminError, match=message):
         handle_ds(store, op, args, True)
     assert store.revision == 0
 
 
-@pytest.mark.parametrize(("op", "args"), [
-    ("set", {"key": "/a", "attrs": {"x": "1"}}),
-    ("rm", {"key": "/keep"}),
-    ("import", {"key": "/", "data": {"tree": {}}}),
-])
+@pytest.mark.parametrize(
+    ("op", "args"),
+    [
+        ("set", {"key": "/a", "attrs": {"x": "1"}}),
+        ("rm", {"key": "/keep"}),
+        ("import", {"key": "/", "data": {"tree": {}}}),
+    ],
+)
 def test_writes_on_the_backup_are_refused_with_the_specifications_warning(store, op, args):
     store.set("/keep", {})
     with pytest.raises(AdminError) as exc:
@@ -172,8 +182,9 @@ def test_param_list_has_a_row_per_parameter_with_effective_stored_default_range_
     assert "maximum 60" in ts["problem"]
     pmt = rows["Switchover Primary Monitor Timeout"]
     assert (pmt["value"], pmt["resolved"], pmt["dynamic"]) == (0.0, 30.0, False)
-    assert r["unknown"] == [{"name": "Switchover Max TS Failurs", "stored": "3",
-                             "suggestion": "Switchover Max TS Failures"}]
+    assert r["unknown"] == [
+        {"name": "Switchover Max TS Failurs", "stored": "3", "suggestion": "Switchover Max TS Failures"}
+    ]
 
 
 def test_param_get_describes_one_parameter(store, params):
@@ -212,14 +223,17 @@ def test_param_writes_on_the_backup_need_local(store, params):
     assert "local change" in r["warning"] and r["value"] == 46
 
 
-@pytest.mark.parametrize(("op", "args", "message"), [
-    ("get", {"name": "Switchover TS Timout"}, "did you mean 'Switchover TS Timeout'"),
-    ("get", {}, "missing argument 'name'"),
-    ("set", {"name": "Switchover TS Timeout"}, "missing argument 'value'"),
-    ("set", {"name": "Switchover TS Timeout", "value": 7}, "must be the value as text"),
-    ("set", {"name": "CustomMirrorDir", "value": "relative/dir"}, "invalid entry 'relative/dir'"),
-    ("drop", {}, "unknown param operation"),
-])
+@pytest.mark.parametrize(
+    ("op", "args", "message"),
+    [
+        ("get", {"name": "Switchover TS Timout"}, "did you mean 'Switchover TS Timeout'"),
+        ("get", {}, "missing argument 'name'"),
+        ("set", {"name": "Switchover TS Timeout"}, "missing argument 'value'"),
+        ("set", {"name": "Switchover TS Timeout", "value": 7}, "must be the value as text"),
+        ("set", {"name": "CustomMirrorDir", "value": "relative/dir"}, "invalid entry 'relative/dir'"),
+        ("drop", {}, "unknown param operation"),
+    ],
+)
 def test_param_errors_are_admin_errors_with_a_clear_message(store, params, op, args, message):
     with pytest.raises(AdminError, match=message):
         handle_param(store, params, op, args, True)
@@ -275,8 +289,10 @@ def test_cli_ds_set_get_ls_tree_print_for_people_and_json_for_scripts(cli, store
     assert "alice" in capsys.readouterr().out
     assert cli("ds", "tree", "/Config") == 0
     assert "alice" in capsys.readouterr().out
-    assert cli.calls[0] == ("ds.set", {"key": "/Config/Users/alice",
-                                       "attrs": {"Extension": ["100"], "Roles": ["a", "b"]}})
+    assert cli.calls[0] == (
+        "ds.set",
+        {"key": "/Config/Users/alice", "attrs": {"Extension": ["100"], "Roles": ["a", "b"]}},
+    )
 
 
 def test_cli_ds_export_to_a_file_and_import_it_back(cli, store, tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 from loguru import logger
 
 from actors.hooks import HookEvent, HookFacts, hook_directory, run_hooks
+from tests.conftest import poll_result
 
 FACTS = HookFacts(node="alpha", role="Primary", reason="TS Ping Failure", generation=7, peer="beta")
 
@@ -25,15 +26,13 @@ def log() -> Iterator[list[tuple[str, str]]]:
 
 
 def process_ends(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    def ended() -> bool:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
-        time.sleep(0.02)
-    return False
+
+    return bool(poll_result(ended, within, 0.02))
 
 
 def hook(hooks_dir: Path, name: str, body: str, event: str = "commence", executable: bool = True) -> Path:

@@ -157,8 +157,21 @@ def test_every_module_imports() -> None:
 
 
 def test_registry_holds_the_shared_and_actor_messages() -> None:
-    expected = {"Hello", "Ping", "Pong", "ErrorReply", "ConnectionEvent", "AdminRequest", "AdminReply",
-                "CrashActor", "Tick", "ChildFailed", "StartChildren", "StopChildren", "GetActorStatus"}
+    expected = {
+        "Hello",
+        "Ping",
+        "Pong",
+        "ErrorReply",
+        "ConnectionEvent",
+        "AdminRequest",
+        "AdminReply",
+        "CrashActor",
+        "Tick",
+        "ChildFailed",
+        "StartChildren",
+        "StopChildren",
+        "GetActorStatus",
+    }
     assert expected <= set(REGISTRY)
     for name, cls in REGISTRY.items():
         assert cls.TYPE == name
@@ -449,8 +462,10 @@ def test_byte_mutations_of_valid_frames_raise_only_decode_error(raw: bytes) -> N
 # any value msgpack can pack, including the awkward ones: bytes map keys, ints, nesting, ext types
 PACKABLE = st.recursive(
     JSON_SCALARS | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8)),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=6) | st.binary(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.binary(max_size=6), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 

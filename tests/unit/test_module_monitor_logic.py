@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from loguru import logger
 
 from actors.clock import FakeClock
 from actors.module_monitor_logic import (
@@ -23,6 +22,7 @@ from actors.module_monitor_logic import (
     RejectedRetry,
     SystemOk,
 )
+from tests.unit.conftest import LogLine
 
 # ------------------------------------------------------------------------------------------------
 # Fakes and helpers (also used by the Primary Monitor tests)
@@ -95,34 +95,6 @@ def answer_with(result: PingResult, delay: float = 0.0) -> Callable[[LinkCall], 
 
 def never(call: LinkCall) -> Answer:
     return None
-
-
-@dataclass
-class LogLine:
-    at: float
-    topic: str
-    level: str
-    message: str
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def logs(clock: FakeClock) -> Iterator[list[LogLine]]:
-    lines: list[LogLine] = []
-
-    def sink(message: object) -> None:
-        record = message.record  # type: ignore[attr-defined]
-        lines.append(
-            LogLine(clock.now(), record["extra"].get("topic", ""), record["level"].name, record["message"])
-        )
-
-    handler = logger.add(sink, level="DEBUG", format="{message}")
-    yield lines
-    logger.remove(handler)
 
 
 @dataclass

@@ -56,27 +56,60 @@ def put(store: Store, name: str, value: str) -> None:
 
 # ------------------------------------------------------------------------------------------- catalog
 SPEC_NAMES = [
-    "SwitchoverServer A", "SwitchoverServer B",
-    "Callback Interaction Recovery Enabled", "Chat Interaction Recovery Enabled", "CustomMirrorDir",
-    "Custom Upgrade Attribute Exceptions", "Custom Upgrade File Synchronization Directories",
-    "Custom Upgrade File Synchronization Exceptions", "Custom Upgrade Synchronization Directories",
-    "Directmessage Interaction Recovery Enabled", "ForceSwitchoverFQDNs", "InitialMirrorDir",
-    "Mail Interaction Recovery Enabled", "Mail Interaction Recovery Filter Enabled", "MirrorExceptions",
-    "Server A Address", "Server B Address", "SMS Interaction Recovery Enabled",
-    "Socialconversation Interaction Recovery Enabled", "StatServer_DisableQPSLoggingOnBackup",
-    "Switchover Disable Gateway Ping", "Switchover DS Request Timeout",
-    "Switchover File Monitor Health Check Interval", "Switchover File Monitor Health Check Timeout",
-    "Switchover IP Retry Delay", "Switchover IP Timeout", "Switchover Max Restarts",
-    "Switchover Max Restarts Period", "Switchover Max Sequential Restarts", "Switchover Max TS Failures",
-    "Switchover Monitoring", "Switchover NetTest A", "Switchover NetTest B", "Switchover NetTest Timeout",
-    "Switchover Notifier Reconnect Delay", "Switchover Ping on Aux Connection",
-    "Switchover Primary Monitor Ping Delay", "Switchover Primary Monitor Retry Ping Delay",
-    "Switchover Primary Monitor Retry Count", "Switchover Primary Monitor Timeout", "Switchover QoS DSCP",
-    "Switchover Reconnect Timeout", "Switchover TS Failure Retry Delay", "Switchover TS Timeout",
-    "Switchover Unreachable Primary Ping Count", "Switchover Unreachable Primary Ping Delay",
-    "Switchover Use QoS For Ping", "SwitchoverServerFQDN A", "SwitchoverServerFQDN B",
-    "Switchover Upgrade Higher DS Exclusions", "Switchover Upgrade Higher File Exclusions",
-    "Handler Path", "Resource Path", "I3Tables Path",
+    "SwitchoverServer A",
+    "SwitchoverServer B",
+    "Callback Interaction Recovery Enabled",
+    "Chat Interaction Recovery Enabled",
+    "CustomMirrorDir",
+    "Custom Upgrade Attribute Exceptions",
+    "Custom Upgrade File Synchronization Directories",
+    "Custom Upgrade File Synchronization Exceptions",
+    "Custom Upgrade Synchronization Directories",
+    "Directmessage Interaction Recovery Enabled",
+    "ForceSwitchoverFQDNs",
+    "InitialMirrorDir",
+    "Mail Interaction Recovery Enabled",
+    "Mail Interaction Recovery Filter Enabled",
+    "MirrorExceptions",
+    "Server A Address",
+    "Server B Address",
+    "SMS Interaction Recovery Enabled",
+    "Socialconversation Interaction Recovery Enabled",
+    "StatServer_DisableQPSLoggingOnBackup",
+    "Switchover Disable Gateway Ping",
+    "Switchover DS Request Timeout",
+    "Switchover File Monitor Health Check Interval",
+    "Switchover File Monitor Health Check Timeout",
+    "Switchover IP Retry Delay",
+    "Switchover IP Timeout",
+    "Switchover Max Restarts",
+    "Switchover Max Restarts Period",
+    "Switchover Max Sequential Restarts",
+    "Switchover Max TS Failures",
+    "Switchover Monitoring",
+    "Switchover NetTest A",
+    "Switchover NetTest B",
+    "Switchover NetTest Timeout",
+    "Switchover Notifier Reconnect Delay",
+    "Switchover Ping on Aux Connection",
+    "Switchover Primary Monitor Ping Delay",
+    "Switchover Primary Monitor Retry Ping Delay",
+    "Switchover Primary Monitor Retry Count",
+    "Switchover Primary Monitor Timeout",
+    "Switchover QoS DSCP",
+    "Switchover Reconnect Timeout",
+    "Switchover TS Failure Retry Delay",
+    "Switchover TS Timeout",
+    "Switchover Unreachable Primary Ping Count",
+    "Switchover Unreachable Primary Ping Delay",
+    "Switchover Use QoS For Ping",
+    "SwitchoverServerFQDN A",
+    "SwitchoverServerFQDN B",
+    "Switchover Upgrade Higher DS Exclusions",
+    "Switchover Upgrade Higher File Exclusions",
+    "Handler Path",
+    "Resource Path",
+    "I3Tables Path",
 ]
 
 
@@ -85,8 +118,12 @@ def test_the_catalog_has_every_parameter_of_the_specification_under_its_exact_na
 
 
 def test_exactly_the_four_parameters_the_specification_lists_are_dynamic():
-    assert DYNAMIC_PARAMS == {"CustomMirrorDir", "Switchover Max TS Failures",
-                              "Switchover TS Failure Retry Delay", "Switchover TS Timeout"}
+    assert DYNAMIC_PARAMS == {
+        "CustomMirrorDir",
+        "Switchover Max TS Failures",
+        "Switchover TS Failure Retry Delay",
+        "Switchover TS Timeout",
+    }
     assert all(CATALOG[n].dynamic for n in DYNAMIC_PARAMS)
 
 
@@ -100,21 +137,36 @@ def test_every_catalog_entry_parses_its_default(name):
     assert p.description and p.spec_lines
 
 
-@pytest.mark.parametrize(("name", "default"), [
-    ("Switchover TS Timeout", 10.0), ("Switchover TS Failure Retry Delay", 1.0),
-    ("Switchover Max TS Failures", 2),
-    ("Switchover DS Request Timeout", 120.0), ("Switchover File Monitor Health Check Interval", 60.0),
-    ("Switchover File Monitor Health Check Timeout", 10.0), ("Switchover Max Restarts", 2),
-    ("Switchover Max Restarts Period", 300.0), ("Switchover Max Sequential Restarts", 2),
-    ("Switchover Monitoring", "TsServer"), ("Switchover NetTest Timeout", 1.0),
-    ("Switchover Notifier Reconnect Delay", 5.0), ("Switchover Primary Monitor Ping Delay", 0.0),
-    ("Switchover Primary Monitor Retry Ping Delay", 0.0), ("Switchover Primary Monitor Retry Count", 2),
-    ("Switchover Primary Monitor Timeout", 0.0), ("Switchover QoS DSCP", 34),
-    ("Switchover Reconnect Timeout", 30.0),
-    ("Switchover Unreachable Primary Ping Delay", 10.0), ("Switchover Disable Gateway Ping", True),
-    ("Switchover Ping on Aux Connection", False), ("Switchover Use QoS For Ping", False),
-    ("Mail Interaction Recovery Enabled", False), ("ForceSwitchoverFQDNs", False), ("CustomMirrorDir", ()),
-])
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("Switchover TS Timeout", 10.0),
+        ("Switchover TS Failure Retry Delay", 1.0),
+        ("Switchover Max TS Failures", 2),
+        ("Switchover DS Request Timeout", 120.0),
+        ("Switchover File Monitor Health Check Interval", 60.0),
+        ("Switchover File Monitor Health Check Timeout", 10.0),
+        ("Switchover Max Restarts", 2),
+        ("Switchover Max Restarts Period", 300.0),
+        ("Switchover Max Sequential Restarts", 2),
+        ("Switchover Monitoring", "TsServer"),
+        ("Switchover NetTest Timeout", 1.0),
+        ("Switchover Notifier Reconnect Delay", 5.0),
+        ("Switchover Primary Monitor Ping Delay", 0.0),
+        ("Switchover Primary Monitor Retry Ping Delay", 0.0),
+        ("Switchover Primary Monitor Retry Count", 2),
+        ("Switchover Primary Monitor Timeout", 0.0),
+        ("Switchover QoS DSCP", 34),
+        ("Switchover Reconnect Timeout", 30.0),
+        ("Switchover Unreachable Primary Ping Delay", 10.0),
+        ("Switchover Disable Gateway Ping", True),
+        ("Switchover Ping on Aux Connection", False),
+        ("Switchover Use QoS For Ping", False),
+        ("Mail Interaction Recovery Enabled", False),
+        ("ForceSwitchoverFQDNs", False),
+        ("CustomMirrorDir", ()),
+    ],
+)
 def test_defaults_are_the_specifications(name, default):
     assert parse_value(name, None)[0] == default
 
@@ -161,13 +213,23 @@ def test_each_parameter_accepts_its_range_and_refuses_values_outside_it(name, lo
             validate(name, above)
 
 
-@pytest.mark.parametrize("name", [
-    "Switchover DS Request Timeout", "Switchover NetTest Timeout", "Switchover Reconnect Timeout",
-    "Switchover TS Failure Retry Delay", "Switchover IP Retry Delay", "Switchover IP Timeout",
-    "Switchover Primary Monitor Ping Delay", "Switchover Primary Monitor Retry Ping Delay",
-    "Switchover Primary Monitor Timeout", "Switchover File Monitor Health Check Timeout",
-    "Switchover File Monitor Health Check Interval", "Switchover Max Restarts Period",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Switchover DS Request Timeout",
+        "Switchover NetTest Timeout",
+        "Switchover Reconnect Timeout",
+        "Switchover TS Failure Retry Delay",
+        "Switchover IP Retry Delay",
+        "Switchover IP Timeout",
+        "Switchover Primary Monitor Ping Delay",
+        "Switchover Primary Monitor Retry Ping Delay",
+        "Switchover Primary Monitor Timeout",
+        "Switchover File Monitor Health Check Timeout",
+        "Switchover File Monitor Health Check Interval",
+        "Switchover Max Restarts Period",
+    ],
+)
 def test_time_parameters_without_a_floor_in_the_specification_accept_decimal_seconds(name):
     assert validate(name, "0.2") == pytest.approx(0.2)
     assert validate(name, ".5") == pytest.approx(0.5)
@@ -181,21 +243,43 @@ def test_time_parameters_with_a_floor_refuse_decimals_below_it_and_accept_decima
         validate("Switchover Notifier Reconnect Delay", "0.2")
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("Yes", True), ("no", False), ("1", True), ("0", False), ("TRUE", True), ("false", False), ("On", True),
-    ("off", False), ("2", True), (" yes ", True), ("-1", True),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Yes", True),
+        ("no", False),
+        ("1", True),
+        ("0", False),
+        ("TRUE", True),
+        ("false", False),
+        ("On", True),
+        ("off", False),
+        ("2", True),
+        (" yes ", True),
+        ("-1", True),
+    ],
+)
 def test_booleans_accept_yes_no_1_0_true_false_case_insensitively_and_non_zero_integers(text, value):
     assert validate("Mail Interaction Recovery Enabled", text) is value
 
 
-@pytest.mark.parametrize(("name", "text"), [
-    ("Switchover TS Timeout", "ten"), ("Switchover TS Timeout", "1e1"), ("Switchover TS Timeout", "nan"),
-    ("Switchover Max TS Failures", "2.5"), ("Switchover Use QoS For Ping", "maybe"),
-    ("Switchover Monitoring", "  "), ("SwitchoverServer A", ""), ("Handler Path", "relative/dir"),
-    ("CustomMirrorDir", "+/ok; C:\\I3\\IC\\Flows"), ("MirrorExceptions", "txt; a/b"),
-    ("Custom Upgrade Attribute Exceptions", "User Workgroups"), ("Switchover TS Timeout", "10\x00"),
-])
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("Switchover TS Timeout", "ten"),
+        ("Switchover TS Timeout", "1e1"),
+        ("Switchover TS Timeout", "nan"),
+        ("Switchover Max TS Failures", "2.5"),
+        ("Switchover Use QoS For Ping", "maybe"),
+        ("Switchover Monitoring", "  "),
+        ("SwitchoverServer A", ""),
+        ("Handler Path", "relative/dir"),
+        ("CustomMirrorDir", "+/ok; C:\\I3\\IC\\Flows"),
+        ("MirrorExceptions", "txt; a/b"),
+        ("Custom Upgrade Attribute Exceptions", "User Workgroups"),
+        ("Switchover TS Timeout", "10\x00"),
+    ],
+)
 def test_validate_refuses_malformed_values_and_says_what_is_expected(name, text):
     with pytest.raises(ParamError) as exc:
         validate(name, text)
@@ -206,8 +290,11 @@ def test_validate_refuses_malformed_values_and_says_what_is_expected(name, text)
 # ----------------------------------------------------------------------------------------- list types
 def test_path_lists_split_on_semicolons_and_plus_means_recursive():
     value = validate("CustomMirrorDir", " +/srv/app/data ;/srv/app/static/; ;+ /srv/x")
-    assert value == (MirrorPath("/srv/app/data", True), MirrorPath("/srv/app/static", False),
-                     MirrorPath("/srv/x", True))
+    assert value == (
+        MirrorPath("/srv/app/data", True),
+        MirrorPath("/srv/app/static", False),
+        MirrorPath("/srv/x", True),
+    )
     assert format_value("CustomMirrorDir", value) == "+/srv/app/data; /srv/app/static; +/srv/x"
 
 
@@ -217,16 +304,21 @@ def test_extension_lists_accept_the_specifications_form():
 
 
 def test_ds_path_lists_accept_the_specifications_variables_and_backslashes():
-    value = validate("Custom Upgrade Synchronization Directories",
-                     r"${CONFIG}\Users; ${SERVER}\Workstations;/X/Y")
+    value = validate(
+        "Custom Upgrade Synchronization Directories", r"${CONFIG}\Users; ${SERVER}\Workstations;/X/Y"
+    )
     assert value == ("/Config/Users", "/Server/Workstations", "/X/Y")
 
 
 def test_attribute_exception_lists_parse_classes_and_attributes():
-    value = validate("Custom Upgrade Attribute Exceptions",
-                     "User(Workgroups, Extension);Workgroup(Members, View User Queue List)")
-    assert value == (("User", ("Workgroups", "Extension")),
-                     ("Workgroup", ("Members", "View User Queue List")))
+    value = validate(
+        "Custom Upgrade Attribute Exceptions",
+        "User(Workgroups, Extension);Workgroup(Members, View User Queue List)",
+    )
+    assert value == (
+        ("User", ("Workgroups", "Extension")),
+        ("Workgroup", ("Members", "View User Queue List")),
+    )
 
 
 # --------------------------------------------------------------------------------------- typed reading
@@ -320,10 +412,12 @@ def test_when_monitoring_ip_the_ip_parameters_drive_the_module_timeouts(store, p
     assert params.primary_monitor_timeout() == 0.4
 
 
-@pytest.mark.parametrize(("text", "resolved"),
-                         [("-1", None), ("0", 3), ("1", 3), ("3", 3), ("4", 4), ("50", 50)])
-def test_unreachable_primary_ping_count_minus_one_is_unlimited_and_0_to_3_mean_3(store, params, text,
-                                                                                   resolved):
+@pytest.mark.parametrize(
+    ("text", "resolved"), [("-1", None), ("0", 3), ("1", 3), ("3", 3), ("4", 4), ("50", 50)]
+)
+def test_unreachable_primary_ping_count_minus_one_is_unlimited_and_0_to_3_mean_3(
+    store, params, text, resolved
+):
     put(store, "Switchover Unreachable Primary Ping Count", text)
     assert params.unreachable_primary_ping_count() == resolved
 
@@ -385,10 +479,20 @@ def test_unset_removes_the_value_and_the_default_applies(store, params):
 
 
 def test_seeding_writes_the_pair_and_paths_only_when_absent(store):
-    written = seed_from_config(store, "alpha", "beta", {"Handler Path": "/srv/h", "resource path": "/srv/r"},
-                               {"Switchover TS Timeout": "7"})
-    assert written == ["SwitchoverServer A", "SwitchoverServer B", "Handler Path", "Resource Path",
-                       "Switchover TS Timeout"]
+    written = seed_from_config(
+        store,
+        "alpha",
+        "beta",
+        {"Handler Path": "/srv/h", "resource path": "/srv/r"},
+        {"Switchover TS Timeout": "7"},
+    )
+    assert written == [
+        "SwitchoverServer A",
+        "SwitchoverServer B",
+        "Handler Path",
+        "Resource Path",
+        "Switchover TS Timeout",
+    ]
     assert store.get(param_key("SwitchoverServer A")) == {"value": ["alpha"]}
     rev = store.revision
     assert seed_from_config(store, "other", "names", {"Handler Path": "/elsewhere"}) == []
@@ -415,7 +519,9 @@ def test_subscribers_hear_about_changes_of_the_parameters_they_use(store, params
     params.set("Switchover TS Timeout", "12")  # same value: no event
     params.set("Switchover Reconnect Timeout", "5")
     assert [(e.name, e.old, e.new, e.dynamic) for e in events] == [
-        ("Switchover TS Timeout", 10.0, 12.0, True), ("Switchover Reconnect Timeout", 30.0, 5.0, False)]
+        ("Switchover TS Timeout", 10.0, 12.0, True),
+        ("Switchover Reconnect Timeout", 30.0, 5.0, False),
+    ]
     assert events[0].applies == "immediately" and events[1].applies == "after restart"
 
 
@@ -463,9 +569,11 @@ def test_a_value_just_written_is_read_back_even_while_notifications_are_still_qu
 
     def on_change(ch) -> None:
         if ch.key == "/other":
+
             def writer() -> None:
                 params.set("Switchover TS Timeout", "33")
                 results.append(params.seconds("Switchover TS Timeout"))
+
             t = threading.Thread(target=writer)
             t.start()
             t.join(30)

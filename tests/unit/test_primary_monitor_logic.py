@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
-from loguru import logger
 
 from actors.clock import FakeClock
 from actors.module_monitor_logic import (
@@ -37,7 +36,8 @@ from actors.primary_monitor_logic import (
     Trigger,
     decide,
 )
-from tests.unit.test_module_monitor_logic import Answer, FakeHandle, FakeModuleLink, LinkCall, LogLine
+from tests.unit.conftest import LogLine
+from tests.unit.test_module_monitor_logic import Answer, FakeHandle, FakeModuleLink, LinkCall
 
 PRIMARY = "10.0.0.1"
 GATEWAY = "10.0.9.1"
@@ -46,26 +46,6 @@ NETTEST = "10.1.0.1"
 # ------------------------------------------------------------------------------------------------
 # Fakes
 # ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def logs(clock: FakeClock) -> Iterator[list[LogLine]]:
-    lines: list[LogLine] = []
-
-    def sink(message: object) -> None:
-        record = message.record  # type: ignore[attr-defined]
-        lines.append(
-            LogLine(clock.now(), record["extra"].get("topic", ""), record["level"].name, record["message"])
-        )
-
-    handler = logger.add(sink, level="DEBUG", format="{message}")
-    yield lines
-    logger.remove(handler)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from replication.store import (
     iter_diff,
     validate_key,
 )
+from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,8 +56,15 @@ def log_records():
 
 
 # ---------------------------------------------------------------------------------------------- keys
-VALID_KEYS = ["/", "/Config", "/Config/Users/alice", "/Server/Parameters/Switchover TS Timeout", "/a/.hidden",
-              "/a/b...c", "/é/ü"]
+VALID_KEYS = [
+    "/",
+    "/Config",
+    "/Config/Users/alice",
+    "/Server/Parameters/Switchover TS Timeout",
+    "/a/.hidden",
+    "/a/b...c",
+    "/é/ü",
+]
 
 
 @pytest.mark.parametrize("key", VALID_KEYS)
@@ -64,16 +72,19 @@ def test_valid_keys_are_accepted_unchanged(key):
     assert validate_key(key) == key
 
 
-@pytest.mark.parametrize(("key", "fragment"), [
-    ("Config/Users", "not absolute"),
-    ("", "not absolute"),
-    ("/Config//Users", "empty segment"),
-    ("/Config/Users/", "ends with '/'"),
-    ("/Config/./Users", "'.' segment"),
-    ("/Config/../Users", "'..' segment"),
-    ("/Config/Us\x00ers", "NUL"),
-    (42, "must be a string"),
-])
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        ("Config/Users", "not absolute"),
+        ("", "not absolute"),
+        ("/Config//Users", "empty segment"),
+        ("/Config/Users/", "ends with '/'"),
+        ("/Config/./Users", "'.' segment"),
+        ("/Config/../Users", "'..' segment"),
+        ("/Config/Us\x00ers", "NUL"),
+        (42, "must be a string"),
+    ],
+)
 def test_invalid_keys_raise_invalid_key_saying_what_is_wrong_and_what_is_expected(key, fragment):
     with pytest.raises(InvalidKey) as exc:
         validate_key(key)
@@ -130,8 +141,14 @@ def test_delete_attr_removes_one_attribute_and_is_a_no_op_when_missing(store):
 
 
 def test_delete_is_recursive_and_leaves_siblings(store):
-    store.batch([SetOp("/a/b/c", {"x": ["1"]}), SetOp("/a/b/d", {}), SetOp("/a/bb", {"y": ["2"]}),
-                 SetOp("/a/b c", {"z": ["3"]})])
+    store.batch(
+        [
+            SetOp("/a/b/c", {"x": ["1"]}),
+            SetOp("/a/b/d", {}),
+            SetOp("/a/bb", {"y": ["2"]}),
+            SetOp("/a/b c", {"z": ["3"]}),
+        ]
+    )
     store.delete("/a/b")
     assert store.get("/a/b") is None and store.get("/a/b/c") is None and store.get("/a/b/d") is None
     assert store.children("/a") == ["b c", "bb"]
@@ -162,8 +179,15 @@ def test_walk_lists_a_subtree_parents_first_in_name_order(store):
 
 
 def test_a_batch_applies_its_operations_in_order(store):
-    store.batch([SetOp("/k", {"a": ["1"]}), DeleteOp("/k"), SetOp("/k/child", {"b": ["2"]}),
-                 SetOp("/k", {"c": ["3"]}), DeleteAttrOp("/k", "c")])
+    store.batch(
+        [
+            SetOp("/k", {"a": ["1"]}),
+            DeleteOp("/k"),
+            SetOp("/k/child", {"b": ["2"]}),
+            SetOp("/k", {"c": ["3"]}),
+            DeleteAttrOp("/k", "c"),
+        ]
+    )
     assert store.get("/k") == {}
     assert store.get("/k/child") == {"b": ["2"]}
     assert store.verify() == []
@@ -239,11 +263,16 @@ def _build_history(store: Store) -> list[Change]:
     expected: list[Change] = []
     batches: list[list[Op]] = [
         [SetOp("/Config/Users/alice", {"Extension": ["100"]})],
-        [SetOp("/Config/Users/bob", {"Extension": ["101"]}),
-         DeleteAttrOp("/Config/Users/alice", "Extension")],
+        [
+            SetOp("/Config/Users/bob", {"Extension": ["101"]}),
+            DeleteAttrOp("/Config/Users/alice", "Extension"),
+        ],
         [DeleteOp("/Config/Users/alice")],
-        [SetOp("/Server/Parameters/Switchover TS Timeout", {"value": ["7"]}), SetOp("/x", {}),
-         DeleteOp("/x")],
+        [
+            SetOp("/Server/Parameters/Switchover TS Timeout", {"value": ["7"]}),
+            SetOp("/x", {}),
+            DeleteOp("/x"),
+        ],
     ]
     for ops in batches:
         rev = store.batch(ops)
@@ -394,10 +423,13 @@ def _final_state(ops_batches: list[list]) -> dict[str, dict[str, list[str]]]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(_ops, min_size=1, max_size=6), min_size=1, max_size=6),
-       shuffle_seed=st.randoms(use_true_random=False))
+@given(
+    batches=st.lists(st.lists(_ops, min_size=1, max_size=6), min_size=1, max_size=6),
+    shuffle_seed=st.randoms(use_true_random=False),
+)
 def test_trees_built_by_different_operation_sequences_with_equal_content_have_equal_hashes(
-        tmp_path_factory, batches, shuffle_seed):
+    tmp_path_factory, batches, shuffle_seed
+):
     d = tmp_path_factory.mktemp("h")
     a, b = Store(d / "a.sqlite3"), Store(d / "b.sqlite3")
     for batch in batches:
@@ -436,8 +468,10 @@ def test_trees_built_by_different_operation_sequences_with_equal_content_have_eq
 
 def test_incremental_hashes_match_a_full_recomputation_after_large_batches(store):
     store.batch([SetOp(f"/d{i % 7}/k{i}", {"v": [str(i)]}) for i in range(2000)])
-    store.batch([DeleteOp(f"/d{i % 7}/k{i}") for i in range(0, 2000, 3)]
-                + [SetOp(f"/d{i % 7}/k{i}/sub", {"w": ["x"]}) for i in range(1, 2000, 5)])
+    store.batch(
+        [DeleteOp(f"/d{i % 7}/k{i}") for i in range(0, 2000, 3)]
+        + [SetOp(f"/d{i % 7}/k{i}/sub", {"w": ["x"]}) for i in range(1, 2000, 5)]
+    )
     assert store.verify() == []
 
 
@@ -456,8 +490,12 @@ def test_subscribers_receive_each_committed_change_in_order_after_commit(store):
     store.delete("/b")
     unsubscribe()
     store.set("/c", {})
-    assert seen == [(1, "set", "/a", 0), (2, "set", "/b", 0), (2, "delete_attr", "/a", 1),
-                    (3, "delete", "/b", 0)]
+    assert seen == [
+        (1, "set", "/a", 0),
+        (2, "set", "/b", 0),
+        (2, "delete_attr", "/a", 1),
+        (3, "delete", "/b", 0),
+    ]
 
 
 def test_a_failing_subscriber_is_logged_and_does_not_break_the_store_or_other_subscribers(store, log_records):
@@ -534,8 +572,13 @@ def test_concurrent_writers_get_unique_revisions_and_subscribers_see_them_in_ord
 
 # ----------------------------------------------------------------------------------------- export/import
 def test_export_and_import_round_trip_a_subtree(tmp_path, store):
-    store.batch([SetOp("/Config/Users/alice", {"Extension": ["100"], "Roles": ["a", "b"]}),
-                 SetOp("/Config/Users/bob", {}), SetOp("/Config/Workgroups/sales", {"Members": ["alice"]})])
+    store.batch(
+        [
+            SetOp("/Config/Users/alice", {"Extension": ["100"], "Roles": ["a", "b"]}),
+            SetOp("/Config/Users/bob", {}),
+            SetOp("/Config/Workgroups/sales", {"Members": ["alice"]}),
+        ]
+    )
     doc = store.export_json("/Config")
     assert doc["format"] == "switchover-ds/1" and doc["key"] == "/Config"
     json.dumps(doc)  # JSON-able
@@ -551,8 +594,11 @@ def test_export_and_import_round_trip_a_subtree(tmp_path, store):
 
 def test_import_with_merge_keeps_existing_keys(store):
     store.set("/Config/Keep", {"a": ["1"]})
-    store.import_json({"tree": {"attrs": {}, "children": {"New": {"attrs": {"b": ["2"]}, "children": {}}}}},
-                      "/Config", merge=True)
+    store.import_json(
+        {"tree": {"attrs": {}, "children": {"New": {"attrs": {"b": ["2"]}, "children": {}}}}},
+        "/Config",
+        merge=True,
+    )
     assert store.get("/Config/Keep") == {"a": ["1"]} and store.get("/Config/New") == {"b": ["2"]}
 
 
@@ -570,14 +616,17 @@ def test_import_that_replaces_history_starts_a_new_epoch(store):
     assert store.verify() == []
 
 
-@pytest.mark.parametrize("doc", [
-    {"format": "other/1", "tree": {}},
-    {"tree": {"attrs": {"a": "not-a-list"}}},
-    {"tree": {"children": {"a/b": {}}}},
-    {"tree": {"children": {"..": {}}}},
-    {"tree": {"bogus": 1}},
-    {"tree": []},
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"format": "other/1", "tree": {}},
+        {"tree": {"attrs": {"a": "not-a-list"}}},
+        {"tree": {"children": {"a/b": {}}}},
+        {"tree": {"children": {"..": {}}}},
+        {"tree": {"bogus": 1}},
+        {"tree": []},
+    ],
+)
 def test_a_malformed_import_is_refused_and_writes_nothing(store, doc):
     store.set("/Config/Keep", {})
     with pytest.raises(InvalidImport):
@@ -642,8 +691,9 @@ def _run_child(tmp_path: Path, mode: str, n: int) -> tuple[subprocess.Popen, Pat
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, str(script), str(db), str(marker), mode, str(n)],
-                            stdin=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(db), str(marker), mode, str(n)], stdin=subprocess.PIPE, env=env
+    )
     return proc, db, marker
 
 
@@ -694,8 +744,11 @@ def test_a_large_batch_killed_while_writing_is_all_or_nothing(tmp_path):
     wal = db.with_name(db.name + "-wal")
     # the batch is writing once its pages spill into the WAL (the page cache is 1 MiB)
     done = marker.with_suffix(".done")
-    _wait_until(proc, lambda: (wal.exists() and wal.stat().st_size > 2_000_000) or done.exists(),
-                "the batch writing pages")
+    _wait_until(
+        proc,
+        lambda: (wal.exists() and wal.stat().st_size > 2_000_000) or done.exists(),
+        "the batch writing pages",
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert _check_all_or_nothing(db, n) in ("none", "all")
@@ -757,8 +810,9 @@ def test_every_returned_revision_survives_a_kill_9_with_the_default_durability(t
     script = tmp_path / "child.py"
     script.write_text(_KILLED_CHILD)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, str(script), str(db)], env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(db)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     epoch, rev = proc.stdout.split()
     s = Store(db)
@@ -776,7 +830,8 @@ def test_blobs_are_stored_as_blobs(store):
     store.batch([SetOp(f"/t/k{i}", {"v": [str(i)]}) for i in range(1500)])
     store.set("/t/k1", {"w": ["x"]})
     types = store._conn.execute(
-        "SELECT DISTINCT typeof(attrs), typeof(acc), typeof(hash) FROM nodes").fetchall()
+        "SELECT DISTINCT typeof(attrs), typeof(acc), typeof(hash) FROM nodes"
+    ).fetchall()
     assert types == [("blob", "blob", "blob")]
     assert store._conn.execute("SELECT typeof(ops) FROM changes").fetchall() == [("blob",), ("blob",)]
 
@@ -841,10 +896,18 @@ def test_a_key_re_created_under_a_deleted_key_is_deleted_with_it_again(store, ch
     monkeypatch.setattr(_Batch, "_CHUNK", chunk)
     store.batch([SetOp("/a", {}), DeleteOp("/a"), SetOp("/a/a", {}), DeleteOp("/a")])
     assert store.walk("/") == [("/", {})]
-    store.batch([SetOp("/b/c", {}), DeleteOp("/b"), SetOp("/b/c/d", {"x": ["1"]}), DeleteOp("/b/c"),
-                 SetOp("/b/e", {})])
+    store.batch(
+        [
+            SetOp("/b/c", {}),
+            DeleteOp("/b"),
+            SetOp("/b/c/d", {"x": ["1"]}),
+            DeleteOp("/b/c"),
+            SetOp("/b/e", {}),
+        ]
+    )
     assert store.walk("/") == [("/", {}), ("/b", {}), ("/b/e", {})]
     assert store.verify() == []
+
 
 @settings(max_examples=40, deadline=None)
 @given(batches=st.lists(st.lists(_ops, min_size=1, max_size=8), min_size=1, max_size=5))
@@ -873,11 +936,20 @@ def test_the_big_batch_lookup_path_matches_the_model(tmp_path_factory, batches):
 def test_a_key_set_twice_in_a_batch_logs_and_delivers_each_operation_as_given(store):
     seen: list[Change] = []
     store.subscribe(seen.append)
-    rev = store.batch([SetOp("/n", {"a": ["1"]}), SetOp("/n", {"b": ["2"]}), DeleteAttrOp("/n", "a"),
-                       SetOp("/n", {"a": ["3"]})])
-    expected = [Change(rev, "set", "/n", {"a": ["1"]}, 0, 4), Change(rev, "set", "/n", {"b": ["2"]}, 1, 4),
-                Change(rev, "delete_attr", "/n", {"a": []}, 2, 4),
-                Change(rev, "set", "/n", {"a": ["3"]}, 3, 4)]
+    rev = store.batch(
+        [
+            SetOp("/n", {"a": ["1"]}),
+            SetOp("/n", {"b": ["2"]}),
+            DeleteAttrOp("/n", "a"),
+            SetOp("/n", {"a": ["3"]}),
+        ]
+    )
+    expected = [
+        Change(rev, "set", "/n", {"a": ["1"]}, 0, 4),
+        Change(rev, "set", "/n", {"b": ["2"]}, 1, 4),
+        Change(rev, "delete_attr", "/n", {"a": []}, 2, 4),
+        Change(rev, "set", "/n", {"a": ["3"]}, 3, 4),
+    ]
     assert seen == expected
     assert store.changes_since(0) == expected
     assert store.get("/n") == {"b": ["2"], "a": ["3"]}
@@ -938,10 +1010,7 @@ def test_checkpoints_run_in_the_background_and_their_thread_stops_on_close(tmp_p
     assert s._checkpointer._thread is None  # started on demand only
     for r in range(5):
         s.batch([SetOp(f"/b{r}/k{i}", {"v": [str(i)]}) for i in range(1000)])
-    deadline = time.monotonic() + 30
-    while s._checkpointer.runs == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert s._checkpointer.runs >= 1
+    wait_until(lambda: s._checkpointer.runs > 0, 30, message="a background checkpoint")
     assert s._checkpointer.last is not None and s._checkpointer.last[0] == 0  # not busy
     thread = s._checkpointer._thread
     assert thread is not None and thread.is_alive() and thread.daemon

@@ -44,8 +44,9 @@ class Plan:
 class Worker(NodeActor):
     actor_name = "Worker"
 
-    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None,
-                 plan: Plan | None = None) -> None:
+    def __init__(
+        self, ctx: NodeContext, incarnation: int = 1, name: str | None = None, plan: Plan | None = None
+    ) -> None:
         super().__init__(ctx, incarnation, name)
         self.plan = plan or Plan()
 
@@ -78,8 +79,12 @@ class Harness:
     sup: pykka.ActorRef[Any] | None = None
     escalations: queue.Queue[str] = field(default_factory=queue.Queue)
 
-    def start(self, specs: list[ChildSpec], intensity: Intensity | None = None,
-              cls: type[Supervisor] = QuickSupervisor) -> pykka.ActorRef[Any]:
+    def start(
+        self,
+        specs: list[ChildSpec],
+        intensity: Intensity | None = None,
+        cls: type[Supervisor] = QuickSupervisor,
+    ) -> pykka.ActorRef[Any]:
         self.sup = cls.start(self.ctx, specs, intensity or Intensity(5, 10.0), self.escalations.put)
         self.sup.ask(StartChildren(), timeout=TIMEOUT)
         return self.sup
