@@ -244,7 +244,7 @@ def _netns_inode(lab: Lab, host: str) -> int:
 def test_process_runs_in_its_namespace_and_logs(lab: Lab) -> None:
     procs = lab.procs
     info = procs.start(
-        "echoer", "nta", [sys.executable, "-c", "import time; print('hello lab', flush=True); time.sleep(60)"]
+        "echoer", "nta", [sys.executable, "-c", "import signal; print('hello lab', flush=True); signal.pause()"]
     )
     try:
         assert os.stat(f"/proc/{info.pid}/ns/net").st_ino == _netns_inode(lab, "nta")
@@ -274,8 +274,8 @@ def test_kill9_sigstop_sigcont(lab: Lab) -> None:
 def test_terminate_escalates_to_sigkill_after_the_deadline(lab: Lab) -> None:
     procs = lab.procs
     stubborn = (
-        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
-        "while True: time.sleep(1)"
+        "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+        "while True: signal.pause()"
     )
     info = procs.start("stubborn", "b", [sys.executable, "-c", stubborn])
     assert wait_for(lambda: "ready" in _log_lines(info.log), DEADLINE)

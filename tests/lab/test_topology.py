@@ -163,7 +163,7 @@ def test_down_leaves_nothing_behind(lab_factory: LabFactory) -> None:
         [
             sys.executable,
             "-c",
-            "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)",
+            "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: signal.pause()",
         ],
     )
     extra.faults.drop("main")

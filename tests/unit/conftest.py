@@ -1,14 +1,17 @@
-"""Fixtures shared by the virtual-time tests of the monitors' logic."""
+"""Fixtures shared by the unit tests: virtual time for the monitors' logic, a DS store and its parameters."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from loguru import logger
 
 from actors.clock import FakeClock
+from replication.params import ServerParams
+from replication.store import Store
 
 
 @dataclass
@@ -39,3 +42,18 @@ def logs(clock: FakeClock) -> Iterator[list[LogLine]]:
     handler = logger.add(sink, level="DEBUG", format="{message}")
     yield lines
     logger.remove(handler)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh DS store in a temporary directory."""
+    s = Store(tmp_path / "ds.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def params(store: Store) -> Iterator[ServerParams]:
+    p = ServerParams(store)
+    yield p
+    p.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,20 +13,6 @@ from cli.admin_client import AdminCallError
 from replication.ds_admin import BACKUP_WRITE_WARNING, AdminError, handle_ds, handle_param
 from replication.params import PARAMS_ROOT, ServerParams, param_key
 from replication.store import Store
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "ds.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def params(store):
-    p = ServerParams(store)
-    yield p
-    p.close()
 
 
 def strictly_json(value: Any) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from loguru import logger
@@ -17,7 +16,6 @@ from replication.params import (
     ParamChange,
     ParamError,
     ParamType,
-    ServerParams,
     find_param,
     format_value,
     param_key,
@@ -26,20 +24,6 @@ from replication.params import (
     validate,
 )
 from replication.store import SetOp, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "ds.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def params(store):
-    p = ServerParams(store)
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -41,13 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "ds.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def log_records():
     records: list[str] = []
     handler = logger.add(lambda m: records.append(m.record["message"]), level="WARNING")
