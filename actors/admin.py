@@ -12,23 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.base import Inbound, NodeActor, handles
-from actors.context import NodeContext
+from actors.runtime.base import Inbound, NodeActor, handles
+from actors.runtime.context import NodeContext
+from transport.admin_client import ADMIN_SOCKET, admin_address
 from transport.codec import REQUEST
 from transport.endpoint import Endpoint
 from transport.messages import AdminReply, AdminRequest
 
 AdminOp = Callable[[dict[str, Any]], dict[str, Any]]
 
-ADMIN_SOCKET = "admin.sock"
-
 
 class AdminError(Exception):
     """A refused admin request; the text tells the operator what was wrong."""
-
-
-def admin_address(data_dir: str | Path) -> str:
-    return f"ipc://{Path(data_dir).resolve() / ADMIN_SOCKET}"
 
 
 class AdminServer(NodeActor):

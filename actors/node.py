@@ -14,24 +14,25 @@ import pykka
 import zmq
 from loguru import logger
 
-from actors.admin import ADMIN_SOCKET, AdminError, AdminOp, AdminServer
-from actors.base import CrashActor
-from actors.clock import RealClock
+from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig
-from actors.context import NodeContext
-from actors.hooks import HookEvent, hook_directory, list_hooks
-from actors.logs import configure_logging
-from actors.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
-from actors.network_check import backup_network_ok
-from actors.node_supervisor import NodeSupervisor, StopNode
-from actors.notifier import Notifier
-from actors.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
-from actors.supervision import Intensity
-from actors.supervisor import GetActorStatus, actor_spec
-from actors.virtual_switch import GetPeerStatus, VirtualSwitch
+from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
+from actors.monitoring.network_check import backup_network_ok
+from actors.monitoring.notifier import Notifier
+from actors.monitoring.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
+from actors.roles.hooks import HookEvent, hook_directory, list_hooks
+from actors.roles.node_supervisor import NodeSupervisor, StopNode
+from actors.roles.virtual_switch import GetPeerStatus, VirtualSwitch
+from actors.runtime.base import CrashActor
+from actors.runtime.clock import RealClock
+from actors.runtime.context import NodeContext
+from actors.runtime.logs import configure_logging
+from actors.runtime.supervision import Intensity
+from actors.runtime.supervisor import GetActorStatus, actor_spec
 from replication import ds_admin
 from replication.params import CATALOG, ServerParams, format_value, seed_from_config
 from replication.store import Store
+from transport.admin_client import ADMIN_SOCKET
 from transport.faults import NO_FAULTS, Faults
 from transport.icmp import IcmpPinger
 from transport.security import Security

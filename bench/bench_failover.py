@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors import event_log
+from actors.roles import event_log
 from deploy.pair import FAST_PARAMETERS, LocalPair, wait_until
 
 SCENARIOS = ("module-crash", "module-hang", "node-crash")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.admin_client import AdminCallError, admin_call
 from cli.output import add_node_options, error, on_every_operation, print_json, print_table
+from transport.admin_client import AdminCallError, admin_call
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.config import ConfigError, load_config
-from actors.event_log import EventRecord, merge_histories
+from actors.roles.event_log import EventRecord, merge_histories
 from cli.output import error, on_every_operation, print_json, print_table
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (

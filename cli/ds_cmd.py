@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from cli.admin_client import AdminCallError, admin_call
 from cli.output import add_node_options, error, on_every_operation, print_json, print_table
+from transport.admin_client import AdminCallError, admin_call
 
 WRITE_OPS = ("set", "rm", "import")
 

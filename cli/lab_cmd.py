@@ -184,8 +184,8 @@ def do_down(args: argparse.Namespace) -> int:
 
 
 def do_status(args: argparse.Namespace) -> int:
-    from cli.admin_client import AdminCallError, admin_call
     from deploy.lab.topology import Lab, LabError, _list_netns, require_root
+    from transport.admin_client import AdminCallError, admin_call
 
     require_root()
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from loguru import logger
 
 from actors.config import ConfigError, load_config
-from actors.logs import configure_logging
+from actors.runtime.logs import configure_logging
 from transport.client import RoleEventSubscription, Unreachable, is_backup
 from transport.messages import RoleEvent
 from transport.module import ProcessHealth, own_process, run_module

@@ -15,9 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from cli.admin_client import AdminCallError, admin_call
 from cli.output import add_node_options, error, on_every_operation, print_json, print_table
 from replication.params import CATALOG, find_param
+from transport.admin_client import AdminCallError, admin_call
 
 WRITE_OPS = ("set", "unset")
 

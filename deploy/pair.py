@@ -207,12 +207,12 @@ class LocalPair:
     def admin(
         self, name: str, op: str, args: dict[str, Any] | None = None, timeout: float = 3.0
     ) -> dict[str, Any]:
-        from cli.admin_client import admin_call
+        from transport.admin_client import admin_call
 
         return admin_call(str(self.nodes[name].data_dir), op, args or {}, timeout)
 
     def role(self, name: str) -> str | None:
-        from cli.admin_client import AdminCallError
+        from transport.admin_client import AdminCallError
 
         try:
             return str(self.admin(name, "status", timeout=1.0)["role"])

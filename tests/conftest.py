@@ -175,7 +175,7 @@ class NodeProc:
 
     def call(self, op: str, args: dict[str, Any] | None = None, timeout: float = 2.0) -> dict[str, Any]:
         """The same request in-process (fast, for polling)."""
-        from cli.admin_client import admin_call
+        from transport.admin_client import admin_call
 
         return admin_call(str(self.data_dir), op, args, timeout=timeout)
 

@@ -60,6 +60,11 @@ class SendFailed(ConnectionError):
     """The message could not be queued to any peer (no connection, or high-water mark)."""
 
 
+def tcp(address: str, port: int) -> str:
+    """The ZeroMQ endpoint of a TCP address and port."""
+    return f"tcp://{address}:{port}"
+
+
 @dataclass(frozen=True)
 class EndpointOptions:
     reconnect_ivl_ms: int = 1000
@@ -375,7 +380,9 @@ class Endpoint:
         frames = encode(env)
         if self.role == "server":
             if to is None:
-                self.log.error("{}: a server endpoint needs a peer identity to send {}", self.name, env.msg.TYPE)
+                self.log.error(
+                    "{}: a server endpoint needs a peer identity to send {}", self.name, env.msg.TYPE
+                )
                 return
             frames = [to, *frames]
         try:
@@ -405,7 +412,9 @@ class Endpoint:
                 self.stats.decode_errors += 1
                 self.log.warning("{}: rejected a malformed frame from {!r}: {}", self.name, peer, exc)
                 if peer is not None:
-                    self._transmit(Envelope(ErrorReply(str(exc)), self.node, self._generation(), None, REPLY), peer, None)
+                    self._transmit(
+                        Envelope(ErrorReply(str(exc)), self.node, self._generation(), None, REPLY), peer, None
+                    )
                 continue
             faults = self._faults
             if faults.drops(self._rng):
@@ -458,8 +467,12 @@ class Endpoint:
         ourselves at the reconnect interval, as for any other lost connection."""
         self._handshake_failures += 1
         if self._handshake_failures == 1 or self._handshake_failures % 60 == 0:
-            self.log.warning("{}: handshake with {} failed ({} time(s)): security settings differ? retrying",
-                             self.name, address, self._handshake_failures)
+            self.log.warning(
+                "{}: handshake with {} failed ({} time(s)): security settings differ? retrying",
+                self.name,
+                address,
+                self._handshake_failures,
+            )
 
         def reconnect() -> None:
             if self._faults.cut:
@@ -481,7 +494,9 @@ class Endpoint:
             self.log.exception("{}: connection event handler failed", self.name)
 
     def _later(self, delay_ms: float, action: Callable[[], None]) -> None:
-        heapq.heappush(self._delayed, _Delayed(time.monotonic() + delay_ms / 1000, next(self._delay_seq), action))
+        heapq.heappush(
+            self._delayed, _Delayed(time.monotonic() + delay_ms / 1000, next(self._delay_seq), action)
+        )
 
     def _fire_due(self) -> None:
         now = time.monotonic()

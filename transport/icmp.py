@@ -1,6 +1,6 @@
 """ICMP echo for the Primary Monitor (gateway, NetTest and primary pings) and gateway discovery.
 
-:class:`IcmpPinger` implements :class:`actors.primary_monitor_logic.Pinger` with icmplib. It never
+:class:`IcmpPinger` implements :class:`actors.monitoring.primary_monitor_logic.Pinger` with icmplib. It never
 blocks the caller: each echo runs on a small worker thread pool and ``on_result(bool)`` is called
 **on that worker thread**; an actor wraps the callback so that it turns into a message to itself.
 

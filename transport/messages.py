@@ -103,7 +103,9 @@ def _validator(tp: Any) -> Callable[[Any], bool]:
             return lambda v: isinstance(v, (list, tuple)) and all(item(x) for x in v)
         items = [_validator(a) for a in args]
         return lambda v: (
-            isinstance(v, (list, tuple)) and len(v) == len(items) and all(ok(x) for ok, x in zip(items, v, strict=True))
+            isinstance(v, (list, tuple))
+            and len(v) == len(items)
+            and all(ok(x) for ok, x in zip(items, v, strict=True))
         )
     if origin is dict:
         key_t, val_t = typing.get_args(tp)

@@ -35,15 +35,14 @@ import psutil
 import zmq
 from loguru import logger
 
-from actors import event_log
-from actors.admin import admin_address
-from cli.admin_client import AdminCallError, admin_call
+from actors.roles import event_log
 from deploy.lab import checks
 from deploy.lab.checks import CheckResult, History, HookRun, LogLine, Measurements, Resources, Sample, StepRun
 from deploy.lab.faults import DropHandle, Flow, LinkHandle, require_nft
 from deploy.lab.scenario import NODES, UNREACHABLE, Scenario, Step
 from deploy.lab.topology import Lab, LabConfig, LabError, cleanup_prefix, require_root
 from deploy.pair import FAST_PARAMETERS, child_env, render_config
+from transport.admin_client import AdminCallError, admin_address, admin_call
 from transport.codec import REPLY, REQUEST, DecodeError, Envelope, decode, encode
 from transport.messages import AdminReply, AdminRequest
 

@@ -64,7 +64,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 NODES: tuple[str, ...] = ("a", "b")
 #: processes a step can signal: a node or its module, on server a or b
 TARGETS: tuple[str, ...] = ("node-a", "node-b", "module-a", "module-b")
-#: role names a node reports (actors/state_machine.py State values), plus "unreachable" (no answer)
+#: role names a node reports (actors/roles/state_machine.py State values), plus "unreachable" (no answer)
 ROLES: tuple[str, ...] = (
     "Init",
     "Primary",

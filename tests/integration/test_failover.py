@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from actors import event_log
+from actors.roles import event_log
 from deploy.pair import FAST_PARAMETERS, LocalPair
 from tests.conftest import poll_result, wait_until
 

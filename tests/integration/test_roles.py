@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from cli.admin_client import AdminCallError
 from deploy.pair import LocalPair, wait_until
+from transport.admin_client import AdminCallError
 
 # The backup would otherwise switch after a few rejected pings of the absent TsServer module; the
 # primary monitor is tolerant so that a loaded CI machine does not make the backup switch either.

@@ -12,8 +12,8 @@ from typing import Any
 import psutil
 import pytest
 
-from cli.admin_client import AdminCallError
 from tests.conftest import NodePair, NodeProc, make_pair, switchover_command, wait_until
+from transport.admin_client import AdminCallError
 
 
 def peer_reachable(node: NodeProc) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from actors.clock import FakeClock
+from actors.runtime.clock import FakeClock
 from replication.params import ServerParams
 from replication.store import Store
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.clock import FakeClock, RealClock, real_clock
+from actors.runtime.clock import FakeClock, RealClock, real_clock
 
 
 def test_fake_clock_starts_where_told_and_only_moves_on_advance() -> None:

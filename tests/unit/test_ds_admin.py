@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from cli import ds_cmd, param_cmd
-from cli.admin_client import AdminCallError
 from replication.ds_admin import BACKUP_WRITE_WARNING, AdminError, handle_ds, handle_param
 from replication.params import PARAMS_ROOT, ServerParams, param_key
 from replication.store import Store
+from transport.admin_client import AdminCallError
 
 
 def strictly_json(value: Any) -> bool:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from actors.event_log import EventLog, EventLogCorrupt, EventRecord, merge_histories, read
-from actors.state_machine import Event, SwitchoverStateMachine
+from actors.roles.event_log import EventLog, EventLogCorrupt, EventRecord, merge_histories, read
+from actors.roles.state_machine import Event, SwitchoverStateMachine
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.generation import GenerationFileCorrupt, GenerationStore
+from actors.roles.generation import GenerationFileCorrupt, GenerationStore
 
 
 def test_a_node_without_a_generation_file_starts_at_zero(tmp_path: Path) -> None:

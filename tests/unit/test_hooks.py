@@ -11,7 +11,7 @@ import psutil
 import pytest
 from loguru import logger
 
-from actors.hooks import HookEvent, HookFacts, hook_directory, run_hooks
+from actors.roles.hooks import HookEvent, HookFacts, hook_directory, run_hooks
 from tests.conftest import poll_result
 
 FACTS = HookFacts(node="alpha", role="Primary", reason="TS Ping Failure", generation=7, peer="beta")

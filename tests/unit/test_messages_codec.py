@@ -222,7 +222,7 @@ def test_every_registered_message_round_trips(type_name: str, data: st.DataObjec
 
 
 def test_tuple_fields_come_back_as_tuples() -> None:
-    from actors.supervisor import StartChildren
+    from actors.runtime.supervisor import StartChildren
 
     back = decode(encode(Envelope(StartChildren(("Admin", "VirtualSwitch")))))
     assert back.msg == StartChildren(("Admin", "VirtualSwitch"))
@@ -289,7 +289,7 @@ def test_wrong_field_type(field_name: str, value: Any) -> None:
 
 
 def test_wrong_type_inside_containers() -> None:
-    from actors.supervisor import StartChildren
+    from actors.runtime.supervisor import StartChildren
 
     frame = raw_frame(*envelope({"names": ["Admin", 3]}, type="StartChildren"))
     assert_rejected([frame], "StartChildren.names", "wrong type")

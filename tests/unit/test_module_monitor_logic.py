@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from actors.clock import FakeClock
-from actors.module_monitor_logic import (
+from actors.monitoring.module_monitor_logic import (
     Connection,
     ModuleDown,
     ModuleDownReason,
@@ -22,6 +21,7 @@ from actors.module_monitor_logic import (
     RejectedRetry,
     SystemOk,
 )
+from actors.runtime.clock import FakeClock
 from tests.unit.conftest import LogLine
 
 # ------------------------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ from typing import Literal
 
 import pytest
 
-from actors.clock import FakeClock
-from actors.module_monitor_logic import (
+from actors.monitoring.module_monitor_logic import (
     Connection,
     ModuleDown,
     ModuleDownReason,
@@ -20,7 +19,7 @@ from actors.module_monitor_logic import (
     RejectedRetry,
     SystemOk,
 )
-from actors.primary_monitor_logic import (
+from actors.monitoring.primary_monitor_logic import (
     ConnectionStatus,
     Diagnosis,
     MonitoredModuleDown,
@@ -36,6 +35,7 @@ from actors.primary_monitor_logic import (
     Trigger,
     decide,
 )
+from actors.runtime.clock import FakeClock
 from tests.unit.conftest import LogLine
 from tests.unit.test_module_monitor_logic import Answer, FakeHandle, FakeModuleLink, LinkCall
 

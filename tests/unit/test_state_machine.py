@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.state_machine import (
+from actors.roles.state_machine import (
     BACKUP_ROLES,
     DEFERRED,
     TABLE,

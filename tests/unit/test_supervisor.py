@@ -12,11 +12,11 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.base import ChildFailed, NodeActor, handles
-from actors.clock import RealClock
-from actors.context import NodeContext
-from actors.supervision import Intensity, RestartHistory
-from actors.supervisor import (
+from actors.runtime.base import ChildFailed, NodeActor, handles
+from actors.runtime.clock import RealClock
+from actors.runtime.context import NodeContext
+from actors.runtime.supervision import Intensity, RestartHistory
+from actors.runtime.supervisor import (
     ChildSpec,
     GetActorStatus,
     StartChildren,

@@ -2,7 +2,7 @@
 and escalates when a child fails more often than the configured intensity allows.
 
 A child reports its own failures (``ChildFailed``, from ``on_start`` or a ``tell``
-handler, see :mod:`actors.base`); a periodic liveness check catches any child that
+handler, see :mod:`actors.runtime.base`); a periodic liveness check catches any child that
 stopped without reporting. Children are published in the node's :class:`Directory`
 so other actors always reach the current incarnation.
 """
@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import pykka
 
-from actors.base import ChildFailed, NodeActor, handles
-from actors.context import NodeContext
-from actors.supervision import Intensity, RestartHistory
+from actors.runtime.base import ChildFailed, NodeActor, handles
+from actors.runtime.context import NodeContext
+from actors.runtime.supervision import Intensity, RestartHistory
 from transport.messages import Message, Tick, register
 
 RestartPolicy = Literal["permanent", "transient", "temporary"]

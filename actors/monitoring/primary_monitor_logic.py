@@ -10,14 +10,14 @@ On the backup, the Primary Monitor
   :class:`NetworkDown`, :class:`NotifierDown`, :class:`PrimaryUnreachable`, :class:`MonitoredModuleDown`
   to the state machine (or :class:`NoError`, after which it restarts the Module Monitor and goes on).
 
-No I/O, no threads, no clock reads of its own: it is handed a :class:`~actors.clock.Clock`, a
+No I/O, no threads, no clock reads of its own: it is handed a :class:`~actors.runtime.clock.Clock`, a
 :class:`NotifierLink` (pings to the remote Notifier and the connections' "connected" state), a
-:class:`~actors.module_monitor_logic.ModulePingLink` (confirmation pings to the module), a
+:class:`~actors.monitoring.module_monitor_logic.ModulePingLink` (confirmation pings to the module), a
 :class:`Pinger` (ICMP echo; :class:`transport.icmp.IcmpPinger` in production), a
 :class:`ModuleMonitorControl` and a ``post`` callback. Every callback it receives (timers, ping results)
 must arrive on the thread that owns it; the actor turns each into a message to itself. The
 :class:`Pinger` is asynchronous (a callback, not a return value) so that the whole diagnosis, ICMP
-included, runs in virtual time under :class:`~actors.clock.FakeClock`.
+included, runs in virtual time under :class:`~actors.runtime.clock.FakeClock`.
 
 Notifier ping cadence (parameter table, defaults in brackets)
 -------------------------------------------------------------
@@ -111,8 +111,7 @@ from typing import ClassVar, Literal, Protocol
 
 from loguru import logger
 
-from actors.clock import Clock, Timer
-from actors.module_monitor_logic import (
+from actors.monitoring.module_monitor_logic import (
     Cancellable,
     Connection,
     ModuleDown,
@@ -127,6 +126,7 @@ from actors.module_monitor_logic import (
     param_float,
     param_int,
 )
+from actors.runtime.clock import Clock, Timer
 
 log = logger.bind(topic="PrimaryMonitor")
 MAIN_RECHECK_INTERVAL = 5.0  # seconds between side pings on main while notifier pings go on aux

@@ -3,7 +3,7 @@
 The backup pings the monitored module (``TsServer`` by default, ``Switchover Monitoring``) through the
 remote Notifier on the primary, and tells the Primary Monitor what it saw.
 
-This module does no I/O and reads no clock of its own: it is handed a :class:`~actors.clock.Clock`
+This module does no I/O and reads no clock of its own: it is handed a :class:`~actors.runtime.clock.Clock`
 and a :class:`ModulePingLink` (the actor implements it over the NotifierLinks; tests use a fake), and
 it reports through an ``events`` callback. Every outcome is a loguru line *and* a typed event.
 
@@ -74,7 +74,7 @@ from typing import Protocol
 
 from loguru import logger
 
-from actors.clock import Clock, Timer
+from actors.runtime.clock import Clock, Timer
 
 log = logger.bind(topic="ModuleMonitor")
 

@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 import pykka
 from loguru import logger
 
-from actors.clock import Timer
-from actors.context import NodeContext
+from actors.runtime.clock import Timer
+from actors.runtime.context import NodeContext
 from transport.codec import Envelope
 from transport.endpoint import Endpoint, EndpointOptions
 from transport.messages import ConnectionEvent, CrashActor, ErrorReply, Message, register
@@ -64,7 +64,7 @@ class RunCallback:
 
 
 class ActorClock:
-    """A :class:`~actors.clock.Clock` whose timers fire on the owning actor's thread."""
+    """A :class:`~actors.runtime.clock.Clock` whose timers fire on the owning actor's thread."""
 
     def __init__(self, actor: NodeActor) -> None:
         self._actor = actor

@@ -8,9 +8,15 @@ from typing import Any
 
 import zmq
 
-from actors.admin import ADMIN_SOCKET, admin_address
 from transport.codec import REQUEST, DecodeError, Envelope, decode, encode
 from transport.messages import AdminReply, AdminRequest
+
+ADMIN_SOCKET = "admin.sock"
+
+
+def admin_address(data_dir: str | Path) -> str:
+    """The admin socket of the node whose data directory is ``data_dir``."""
+    return f"ipc://{Path(data_dir).resolve() / ADMIN_SOCKET}"
 
 
 class AdminCallError(Exception):

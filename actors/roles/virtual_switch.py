@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.base import Inbound, NodeActor, handles
-from actors.context import NodeContext
-from actors.event_log import EventLog, EventRecord
+from actors.roles.event_log import EventLog, EventRecord
+from actors.runtime.base import Inbound, NodeActor, handles
+from actors.runtime.context import NodeContext
 from transport.codec import REQUEST, Envelope
-from transport.endpoint import Endpoint, EndpointOptions
+from transport.endpoint import Endpoint, EndpointOptions, tcp
 from transport.messages import (
     CommandReply,
     ConnectionEvent,
@@ -131,10 +131,6 @@ class Forwarded:
     sender: str
     peer_reachable: bool
     reply: Callable[[Message], None]
-
-
-def tcp(address: str, port: int) -> str:
-    return f"tcp://{address}:{port}"
 
 
 class VirtualSwitch(NodeActor):

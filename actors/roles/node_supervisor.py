@@ -1,4 +1,4 @@
-"""The node's Supervisor: restarts failed children (see :mod:`actors.supervisor`) and owns
+"""The node's Supervisor: restarts failed children (see :mod:`actors.runtime.supervisor`) and owns
 the switchover state machine, the only place that decides a switch.
 
 Children come in groups started and stopped by role:
@@ -22,13 +22,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from actors.base import handles
-from actors.context import NodeContext, RoleSnapshot
-from actors.event_log import EventLog, EventRecord
-from actors.generation import GenerationStore
-from actors.hooks import HookFacts, HookResult, run_hooks
-from actors.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
-from actors.state_machine import (
+from actors.monitoring.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
+from actors.roles.event_log import EventLog, EventRecord
+from actors.roles.generation import GenerationStore
+from actors.roles.hooks import HookFacts, HookResult, run_hooks
+from actors.roles.state_machine import (
     Action,
     Event,
     Facts,
@@ -39,9 +37,7 @@ from actors.state_machine import (
     negotiate_startup_role,
     outranks,
 )
-from actors.supervision import Intensity
-from actors.supervisor import ChildSpec, Supervisor
-from actors.virtual_switch import (
+from actors.roles.virtual_switch import (
     DiscontinueResult,
     Forwarded,
     Negotiate,
@@ -50,6 +46,10 @@ from actors.virtual_switch import (
     PublishRoleChange,
     SendDiscontinue,
 )
+from actors.runtime.base import handles
+from actors.runtime.context import NodeContext, RoleSnapshot
+from actors.runtime.supervision import Intensity
+from actors.runtime.supervisor import ChildSpec, Supervisor
 from transport.messages import (
     CommandReply,
     Discontinue,

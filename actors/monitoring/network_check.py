@@ -3,7 +3,7 @@ when gateway ping is enabled, else the NetTest address; no check configured mean
 
 from __future__ import annotations
 
-from actors.primary_monitor_logic import PrimaryMonitorParams
+from actors.monitoring.primary_monitor_logic import PrimaryMonitorParams
 from transport.icmp import IcmpPinger, gateways
 
 

@@ -1,6 +1,6 @@
 """PrimaryMonitor and ModuleMonitor actors: thin shells around the pure monitor logic.
 
-The logic (``actors.primary_monitor_logic``, ``actors.module_monitor_logic``) decides; these
+The logic (``actors.monitoring.primary_monitor_logic``, ``actors.monitoring.module_monitor_logic``) decides; these
 actors give it a clock whose timers fire on the actor's thread, links that carry its pings
 through the NotifierLink actors, and an ICMP pinger whose answers come back as messages.
 The PrimaryMonitor posts its verdicts to the Supervisor as ``MonitorEvent``s.
@@ -13,23 +13,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from actors.base import ActorClock, NodeActor, handles
-from actors.context import NodeContext
-from actors.module_monitor_logic import (
+from actors.monitoring.module_monitor_logic import (
     Cancellable,
     Connection,
     ModuleEvent,
     ModuleMonitorLogic,
     PingResult,
 )
-from actors.node_supervisor import MonitorEvent
-from actors.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
-from actors.primary_monitor_logic import (
+from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
+from actors.monitoring.primary_monitor_logic import (
     NoError,
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
     PrimaryMonitorParams,
 )
+from actors.roles.node_supervisor import MonitorEvent
+from actors.runtime.base import ActorClock, NodeActor, handles
+from actors.runtime.context import NodeContext
 from replication.params import ParamChange
 from transport.icmp import IcmpPinger, IcmpUnavailableError, gateways
 from transport.messages import (

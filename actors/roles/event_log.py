@@ -20,7 +20,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors.state_machine import Step
+from actors.roles.state_machine import Step
 
 
 class EventLogCorrupt(ValueError):

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 import psutil
 
-from actors.base import Inbound, NodeActor, handles
-from actors.context import NodeContext
-from actors.virtual_switch import tcp
+from actors.runtime.base import Inbound, NodeActor, handles
+from actors.runtime.context import NodeContext
 from transport.codec import REQUEST, Envelope
-from transport.endpoint import Endpoint
+from transport.endpoint import Endpoint, tcp
 from transport.messages import (
     CommandReply,
     ModuleGone,

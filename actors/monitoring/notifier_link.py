@@ -16,11 +16,10 @@ from typing import Any
 
 import pykka
 
-from actors.base import Inbound, NodeActor, handles
-from actors.context import NodeContext
-from actors.virtual_switch import tcp
+from actors.runtime.base import Inbound, NodeActor, handles
+from actors.runtime.context import NodeContext
 from transport.codec import Envelope
-from transport.endpoint import Endpoint, EndpointClosed, EndpointOptions, RequestTimeout, SendFailed
+from transport.endpoint import Endpoint, EndpointClosed, EndpointOptions, RequestTimeout, SendFailed, tcp
 from transport.messages import (
     ConnectionEvent,
     Message,

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import zmq
 
-from actors.clock import Clock
+from actors.runtime.clock import Clock
 
 if TYPE_CHECKING:
-    from actors.event_log import EventLog
+    from actors.roles.event_log import EventLog
     from replication.params import ServerParams
     from transport.endpoint import Endpoint
 

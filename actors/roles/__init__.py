@@ -1,0 +1,1 @@
+"""Roles of a node: the state table, the node supervisor that carries out its actions, the VirtualSwitch negotiation on 3633, hooks, history and generation."""
