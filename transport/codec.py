@@ -48,7 +48,8 @@ def encode(env: Envelope) -> list[bytes]:
     cls = type(msg)
     names = _FIELD_NAMES.get(cls)
     if names is None:
-        if not msg.TYPE or lookup(msg.TYPE) is not cls:
+        type_name = getattr(msg, "TYPE", "")  # an in-process message has none
+        if not type_name or lookup(type_name) is not cls:
             raise TypeError(f"{cls.__name__} is not a registered message")
         names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(msg))
     payload = {name: getattr(msg, name) for name in names}

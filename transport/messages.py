@@ -1,8 +1,14 @@
 """Typed messages: frozen dataclasses in one registry, keyed by a stable type name.
 
-The same message type travels inside a node (pykka ``tell``/``ask``) and between
-nodes (ZeroMQ frames, see :mod:`transport.codec`). A class joins the registry with
-``@register("TypeName")``; the name is the wire name and never changes once shipped.
+The registry holds the messages that travel between processes (ZeroMQ frames, see
+:mod:`transport.codec`), and only those: a class joins it with ``@register("TypeName")``;
+the name is the wire name and never changes once shipped. A frame naming any other type is
+refused by the codec as an unknown message type.
+
+Messages that stay inside one process (an actor's timers, supervisor orders, replies between
+two actors of a node) are plain frozen dataclasses in the module of the actor that handles
+them, never registered: a peer cannot send them. The few shared by every actor (``Tick``,
+``CrashActor``, ``ConnectionEvent``) are at the end of the first section below, unregistered.
 
 Field types allowed on the wire: ``str``, ``int``, ``float``, ``bool``, ``bytes``,
 ``X | None``, ``tuple[T, ...]`` of those, and ``dict[str, Any]`` (JSON-like values).
@@ -117,7 +123,7 @@ def _validator(tp: Any) -> Callable[[Any], bool]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Messages shared by every node. Actor-specific ones live beside their actors but register here too.
+# Wire messages shared by every node (then: in-process messages every actor knows, not registered).
 # --------------------------------------------------------------------------------------------------
 
 
@@ -157,16 +163,6 @@ class ErrorReply(Message):
     request_type: str = ""
 
 
-@register("ConnectionEvent")
-@dataclass(frozen=True)
-class ConnectionEvent(Message):
-    """A ZeroMQ socket monitor event: ``kind`` is connected, disconnected, retried, accepted..."""
-
-    endpoint: str
-    kind: str
-    address: str
-
-
 @register("AdminRequest")
 @dataclass(frozen=True)
 class AdminRequest(Message):
@@ -182,17 +178,27 @@ class AdminReply(Message):
     error: str = ""
 
 
-@register("CrashActor")
+# In-process only (not registered, so never accepted from a socket): every actor knows these.
+
+
 @dataclass(frozen=True)
-class CrashActor(Message):
+class ConnectionEvent:
+    """A ZeroMQ socket monitor event: ``kind`` is connected, disconnected, retried, accepted..."""
+
+    endpoint: str
+    kind: str
+    address: str
+
+
+@dataclass(frozen=True)
+class CrashActor:
     """Fault injection: the receiving actor raises, as if it had a bug."""
 
     reason: str = "injected crash"
 
 
-@register("Tick")
 @dataclass(frozen=True)
-class Tick(Message):
+class Tick:
     """A timer an actor scheduled for itself; ``name`` says which."""
 
     name: str

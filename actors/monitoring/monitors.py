@@ -40,7 +40,6 @@ from transport.messages import (
     NotifierPing,
     NotifierPong,
     Tick,
-    register,
 )
 
 LIVENESS_POLL = 1.0
@@ -147,9 +146,8 @@ class ModuleMonitorReport:
     event: ModuleEvent
 
 
-@register("ModuleMonitorControl")
 @dataclass(frozen=True)
-class ModuleMonitorControl(Message):
+class ModuleMonitorControl:
     run: bool
 
 

@@ -27,7 +27,6 @@ from transport.messages import (
     NotifierPing,
     NotifierPong,
     Tick,
-    register,
 )
 from transport.security import Security
 
@@ -59,22 +58,19 @@ class LinkResult:
     detail: str = ""
 
 
-@register("LinkState")
 @dataclass(frozen=True)
-class LinkState(Message):
+class LinkState:
     link: str
     connected: bool
 
 
-@register("Probe")
 @dataclass(frozen=True)
-class Probe(Message):
+class Probe:
     active: bool
 
 
-@register("LinkAnswering")
 @dataclass(frozen=True)
-class LinkAnswering(Message):
+class LinkAnswering:
     """A probe was answered by a serving (primary) Notifier."""
 
     link: str

@@ -54,19 +54,16 @@ from transport.messages import (
     CommandReply,
     Discontinue,
     DiscontinueAck,
-    Message,
     RejoinRequest,
     SwitchRequest,
     Tick,
-    register,
 )
 
 GROUPS = ("core", "backup", "monitors", "active")
 
 
-@register("MonitorEvent")
 @dataclass(frozen=True)
-class MonitorEvent(Message):
+class MonitorEvent:
     """PrimaryMonitor -> Supervisor: an event for the state machine with the facts behind it."""
 
     event: str
@@ -76,27 +73,24 @@ class MonitorEvent(Message):
     detail: str = ""
 
 
-@register("HooksFinished")
 @dataclass(frozen=True)
-class HooksFinished(Message):
+class HooksFinished:
     kind: str
     generation: int
     failed: tuple[str, ...]
     ran: tuple[str, ...]
 
 
-@register("NetworkChecked")
 @dataclass(frozen=True)
-class NetworkChecked(Message):
+class NetworkChecked:
     """A fresh check of the backup's own network (gateway / NetTest) before acting on a timeout."""
 
     ok: bool
     token: int
 
 
-@register("StopNode")
 @dataclass(frozen=True)
-class StopNode(Message):
+class StopNode:
     reason: str = "stop requested"
 
 

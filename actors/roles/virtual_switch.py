@@ -44,7 +44,6 @@ from transport.messages import (
     Subscribe,
     SwitchRequest,
     Tick,
-    register,
 )
 from transport.security import Security
 
@@ -52,17 +51,15 @@ PEER_EVENTS_FILE = "peer-events.jsonl"
 SUBSCRIPTION_TTL = 10.0
 
 
-@register("Negotiate")
 @dataclass(frozen=True)
-class Negotiate(Message):
+class Negotiate:
     """Supervisor -> VirtualSwitch: find out the peer's role for start-up negotiation."""
 
     attempt: int = 0
 
 
-@register("NegotiationResult")
 @dataclass(frozen=True)
-class NegotiationResult(Message):
+class NegotiationResult:
     """VirtualSwitch -> Supervisor: the peer's answer (``answered`` False: nobody answered)."""
 
     answered: bool
@@ -72,9 +69,8 @@ class NegotiationResult(Message):
     peer_release: str = ""
 
 
-@register("PeerSeen")
 @dataclass(frozen=True)
-class PeerSeen(Message):
+class PeerSeen:
     """VirtualSwitch -> Supervisor: the peer's latest status (on every change of role or generation)."""
 
     node: str
@@ -83,32 +79,28 @@ class PeerSeen(Message):
     release: str
 
 
-@register("SendDiscontinue")
 @dataclass(frozen=True)
-class SendDiscontinue(Message):
+class SendDiscontinue:
     generation: int
     reason: str
 
 
-@register("DiscontinueResult")
 @dataclass(frozen=True)
-class DiscontinueResult(Message):
+class DiscontinueResult:
     acked: bool
     detail: str
 
 
-@register("PublishRoleChange")
 @dataclass(frozen=True)
-class PublishRoleChange(Message):
+class PublishRoleChange:
     """Supervisor -> VirtualSwitch: tell applications (commence/discontinue) and the peer's log."""
 
     record: dict[str, Any]
     app_event: str = ""
 
 
-@register("GetPeerStatus")
 @dataclass(frozen=True)
-class GetPeerStatus(Message):
+class GetPeerStatus:
     pass
 
 

@@ -21,7 +21,7 @@ from actors.runtime.clock import Timer
 from actors.runtime.context import NodeContext
 from transport.codec import Envelope
 from transport.endpoint import Endpoint, EndpointOptions
-from transport.messages import ConnectionEvent, CrashActor, ErrorReply, Message, register
+from transport.messages import ConnectionEvent, CrashActor, ErrorReply
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,9 +36,8 @@ def handles(*types: type[Any]) -> Callable[[F], F]:
     return mark
 
 
-@register("ChildFailed")
 @dataclass(frozen=True)
-class ChildFailed(Message):
+class ChildFailed:
     """Sent by a failing child to its supervisor."""
 
     name: str

@@ -19,7 +19,7 @@ import pykka
 from actors.runtime.base import ChildFailed, NodeActor, handles
 from actors.runtime.context import NodeContext
 from actors.runtime.supervision import Intensity, RestartHistory
-from transport.messages import Message, Tick, register
+from transport.messages import Tick
 
 RestartPolicy = Literal["permanent", "transient", "temporary"]
 ChildFactory = Callable[[NodeContext, int], pykka.ActorRef[Any]]
@@ -61,21 +61,18 @@ class _Child:
     dead_seen: int = 0  # consecutive liveness checks that found the child dead
 
 
-@register("StartChildren")
 @dataclass(frozen=True)
-class StartChildren(Message):
+class StartChildren:
     names: tuple[str, ...] = ()
 
 
-@register("StopChildren")
 @dataclass(frozen=True)
-class StopChildren(Message):
+class StopChildren:
     names: tuple[str, ...] = ()
 
 
-@register("GetActorStatus")
 @dataclass(frozen=True)
-class GetActorStatus(Message):
+class GetActorStatus:
     pass
 
 

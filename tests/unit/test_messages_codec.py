@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -156,26 +158,99 @@ def test_every_module_imports() -> None:
     assert not IMPORT_ERRORS, f"modules that define messages failed to import: {IMPORT_ERRORS}"
 
 
-def test_registry_holds_the_shared_and_actor_messages() -> None:
-    expected = {
-        "Hello",
-        "Ping",
-        "Pong",
-        "ErrorReply",
-        "ConnectionEvent",
-        "AdminRequest",
-        "AdminReply",
-        "CrashActor",
-        "Tick",
-        "ChildFailed",
-        "StartChildren",
-        "StopChildren",
-        "GetActorStatus",
-    }
-    assert expected <= set(REGISTRY)
+# Every registered type and a module that sends it over a socket (builds it for a peer, a
+# client or a module). The registry must be exactly this set: an in-process message (a timer,
+# a supervisor order, a reply between two actors of one node) is never registered, so a peer
+# that sends one gets the codec's unknown-type error.
+WIRE_TYPES: dict[str, str] = {
+    "Hello": "actors/roles/virtual_switch.py",
+    "Ping": "bench/bench_transport.py",  # the endpoint's own echo pair (benchmarks, endpoint tests)
+    "Pong": "bench/bench_transport.py",
+    "ErrorReply": "transport/endpoint.py",
+    "AdminRequest": "transport/admin_client.py",
+    "AdminReply": "actors/admin.py",
+    "QueryState": "transport/client.py",
+    "StatusReport": "actors/roles/virtual_switch.py",
+    "SwitchRequest": "cli/ctl_cmd.py",
+    "RejoinRequest": "cli/ctl_cmd.py",
+    "CommandReply": "actors/roles/virtual_switch.py",
+    "Discontinue": "actors/roles/virtual_switch.py",
+    "DiscontinueAck": "actors/roles/node_supervisor.py",
+    "RecordEvent": "actors/roles/virtual_switch.py",
+    "HistoryRequest": "cli/ctl_cmd.py",
+    "HistoryReply": "actors/roles/virtual_switch.py",
+    "Subscribe": "transport/client.py",
+    "RoleEvent": "actors/roles/virtual_switch.py",
+    "NotifierPing": "actors/monitoring/notifier_link.py",
+    "NotifierPong": "actors/monitoring/notifier.py",
+    "RegisterModule": "transport/module.py",
+    "ModulePing": "actors/monitoring/monitors.py",
+    "ModulePingReply": "transport/module.py",
+    "ModuleGone": "actors/monitoring/notifier.py",
+}
+
+# Actor-internal messages that used to be registered (issue 9, defect 6): never on the wire.
+INTERNAL_TYPES = (
+    "ChildFailed",
+    "StartChildren",
+    "StopChildren",
+    "GetActorStatus",
+    "LinkState",
+    "Probe",
+    "LinkAnswering",
+    "ModuleMonitorControl",
+    "Negotiate",
+    "NegotiationResult",
+    "PeerSeen",
+    "SendDiscontinue",
+    "DiscontinueResult",
+    "PublishRoleChange",
+    "GetPeerStatus",
+    "MonitorEvent",
+    "HooksFinished",
+    "NetworkChecked",
+    "StopNode",
+    "Tick",
+    "CrashActor",
+    "ConnectionEvent",
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_registry_holds_exactly_the_wire_messages() -> None:
+    registered = set(REGISTRY)
+    assert registered - set(WIRE_TYPES) == set(), (
+        "registered but never sent over a socket: add it to WIRE_TYPES with the module that sends it, "
+        "or (in-process only) do not register it"
+    )
+    assert set(WIRE_TYPES) - registered == set(), "listed as a wire type but not registered"
     for name, cls in REGISTRY.items():
         assert cls.TYPE == name
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("type_name", "module"), sorted(WIRE_TYPES.items()))
+def test_each_wire_type_is_built_where_it_is_sent(type_name: str, module: str) -> None:
+    source = (REPO / module).read_text()
+    assert re.search(rf"\b{type_name}\(", source), f"{module} does not build a {type_name}"
+
+
+@pytest.mark.parametrize("type_name", INTERNAL_TYPES)
+def test_a_peer_sending_an_internal_message_gets_the_unknown_type_error(type_name: str) -> None:
+    assert type_name not in REGISTRY
+    assert_rejected(
+        [raw_frame(*envelope({"reason": "from a peer"}, type=type_name))], "unknown message type", type_name
+    )
+
+
+def test_decoding_a_stop_node_envelope_fails() -> None:
+    from actors.roles.node_supervisor import StopNode
+
+    frame = raw_frame(*envelope({"reason": "a peer asks me to stop"}, type="StopNode"))
+    assert_rejected([frame], "unknown message type", "StopNode")
+    with pytest.raises(TypeError, match="not a registered message"):
+        encode(Envelope(StopNode("never leaves the process")))  # type: ignore[arg-type]
 
 
 def test_register_refuses_a_taken_name_and_a_mutable_class() -> None:
@@ -222,11 +297,12 @@ def test_every_registered_message_round_trips(type_name: str, data: st.DataObjec
 
 
 def test_tuple_fields_come_back_as_tuples() -> None:
-    from actors.runtime.supervisor import StartChildren
+    from transport.messages import HistoryReply
 
-    back = decode(encode(Envelope(StartChildren(("Admin", "VirtualSwitch")))))
-    assert back.msg == StartChildren(("Admin", "VirtualSwitch"))
-    assert isinstance(back.msg.names, tuple)  # type: ignore[attr-defined]
+    sent = HistoryReply("A", ({"epoch": 1.0},), ({"epoch": 2.0},))
+    back = decode(encode(Envelope(sent)))
+    assert back.msg == sent
+    assert isinstance(back.msg.records, tuple)  # type: ignore[attr-defined]
 
 
 def test_a_frame_of_exactly_the_limit_is_accepted() -> None:
@@ -289,11 +365,13 @@ def test_wrong_field_type(field_name: str, value: Any) -> None:
 
 
 def test_wrong_type_inside_containers() -> None:
-    from actors.runtime.supervisor import StartChildren
+    from transport.messages import HistoryReply
 
-    frame = raw_frame(*envelope({"names": ["Admin", 3]}, type="StartChildren"))
-    assert_rejected([frame], "StartChildren.names", "wrong type")
-    assert StartChildren.TYPE == "StartChildren"
+    frame = raw_frame(
+        *envelope({"node": "A", "records": [{"epoch": 1.0}, 3], "peer_records": []}, type="HistoryReply")
+    )
+    assert_rejected([frame], "HistoryReply.records", "wrong type")
+    assert HistoryReply.TYPE == "HistoryReply"
     # dict[str, Any]: keys must be strings, values JSON-like
     bad_args = raw_frame(*envelope({"op": "ping", "args": {"x": {b"k": 1}}}, type="AdminRequest"))
     assert_rejected([bad_args], "AdminRequest.args")
