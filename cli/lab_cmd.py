@@ -112,6 +112,7 @@ def _pair_dir(lab: Any) -> Path:
 
 
 def do_up(args: argparse.Namespace) -> int:
+    from deploy.lab.procs import Procs
     from deploy.lab.runner import LabPair
     from deploy.lab.topology import Lab, LabConfig, LabError, cleanup_prefix, require_root
 
@@ -124,7 +125,7 @@ def do_up(args: argparse.Namespace) -> int:
         params[name.strip()] = value.strip()
     with contextlib.suppress(LabError):
         existing = Lab.load(args.labdir or args.prefix)
-        if existing.is_up() and any(existing.procs.alive(n) for n in existing.procs.list()):
+        if existing.is_up() and any(Procs(existing).alive(n) for n in Procs(existing).list()):
             return error(
                 f"lab {args.prefix} is already up with the pair running; "
                 f"`switchover lab down --prefix {args.prefix}` first"
@@ -184,6 +185,7 @@ def do_down(args: argparse.Namespace) -> int:
 
 
 def do_status(args: argparse.Namespace) -> int:
+    from deploy.lab.procs import Procs
     from deploy.lab.topology import Lab, LabError, _list_netns, require_root
     from transport.admin_client import AdminCallError, admin_call
 
@@ -219,7 +221,7 @@ def do_status(args: argparse.Namespace) -> int:
     if not st["processes"]:
         print("  (none)")
     for name, info in sorted(st["processes"].items()):
-        state = lab.procs.status(name) if info["alive"] else "dead"
+        state = Procs(lab).status(name) if info["alive"] else "dead"
         print(f"  {name:<14} pid {info['pid']:<8} {state:<10} in {info['netns']}  log {info['log']}")
     print("roles:")
     for node, r in roles.items():

@@ -1,8 +1,13 @@
 """The network-namespace lab: servers A and B, a router/gateway and two NetTest hosts as namespaces.
 
-``Lab(LabConfig(prefix=...)).up()`` builds it (root only), ``lab.faults`` cuts links and drops flows
-with nftables, ``lab.procs`` runs processes inside the namespaces, ``lab.down()`` or
+``Lab(LabConfig(prefix=...)).up()`` builds it (root only), ``Faults(lab)`` cuts links and drops flows
+with nftables, ``Procs(lab)`` runs processes inside the namespaces, ``lab.down()`` or
 ``cleanup_prefix(prefix)`` removes everything.  See :mod:`deploy.lab.topology` for the layout.
+
+Imports point down only: ``topology`` (namespaces, links, the state file, the bookkeeping of
+recorded processes) is the bottom; ``procs`` and ``faults`` build on it; ``scenario``, ``checks``,
+``timeline`` and ``runner`` above them.  ``topology`` never imports ``procs`` or ``faults``
+(tests/unit/test_import_layers.py checks it).
 
 The names below are imported lazily, so ``python -m deploy.lab.topology`` runs without the runpy
 warning about a module imported twice.

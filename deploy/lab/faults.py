@@ -172,7 +172,7 @@ def require_nft(*, finder: Callable[[str], str | None] = which) -> str:
 
 
 class Faults:
-    """Fault primitives of one lab (``lab.faults`` gives one)."""
+    """Fault primitives of one lab: ``Faults(lab)``."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab

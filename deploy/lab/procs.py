@@ -22,28 +22,19 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
-from deploy.lab.topology import Lab, LabError, is_running, wait_for
+from deploy.lab.topology import (
+    Lab,
+    LabError,
+    reap_child,
+    recorded_process,
+    stop_recorded,
+    track_child,
+    wait_for,
+)
 
 #: how long start() waits for ``ip netns exec`` to enter the namespace and exec the command
 EXEC_TIMEOUT = 5.0
 _STOPPED = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP}
-
-#: children started by this Python process, kept so they can be reaped (no zombies, no ResourceWarning)
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-#: exit codes of reaped children (negative: killed by that signal)
-_EXIT_CODES: dict[int, int] = {}
-
-
-def reap_child(pid: int) -> int | None:
-    """If ``pid`` is a child started here and has exited, collect it; return its exit code."""
-    child = _CHILDREN.get(pid)
-    if child is None:
-        return _EXIT_CODES.get(pid)
-    code = child.poll()
-    if code is not None:
-        _CHILDREN.pop(pid, None)
-        _EXIT_CODES[pid] = code
-    return code
 
 
 @dataclass(frozen=True)
@@ -59,7 +50,7 @@ class ProcInfo:
 
 
 class Procs:
-    """Start and signal processes of one lab (``lab.procs`` gives one)."""
+    """Start and signal processes of one lab: ``Procs(lab)``."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -80,14 +71,7 @@ class Procs:
 
     def _process(self, info: ProcInfo) -> psutil.Process | None:
         """The live psutil process for ``info``, or None if it exited or its PID was reused."""
-        try:
-            proc = psutil.Process(info.pid)
-            if abs(proc.create_time() - info.create_time) > 0.5:
-                return None
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            reap_child(info.pid)
-            return None
-        return proc if is_running(proc) else None
+        return recorded_process(asdict(info))
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -135,7 +119,7 @@ class Procs:
                 )
             except OSError as exc:
                 raise LabError(f"cannot start {shlex.join(full)}: {exc}") from exc
-        _CHILDREN[child.pid] = child
+        track_child(child)
         try:
             create_time = psutil.Process(child.pid).create_time()
         except psutil.NoSuchProcess:
@@ -264,17 +248,4 @@ class Procs:
 
     def stop_all(self, timeout: float = 2.0) -> None:
         """Terminate every recorded process (SIGTERM to all at once, one shared deadline, SIGKILL)."""
-        infos = self.list()
-        live = {n: p for n, i in infos.items() if (p := self._process(i)) is not None}
-        for proc in live.values():
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.send_signal(signal.SIGCONT)
-            except psutil.NoSuchProcess:
-                continue
-        wait_for(
-            lambda: all(self._process(infos[n]) is None for n in live), timeout, what="processes to exit"
-        )
-        for n in live:
-            if self._process(infos[n]) is not None:
-                self.kill9(n)
+        stop_recorded(self.lab.read_state()["procs"], timeout, prefix=self.lab.prefix)

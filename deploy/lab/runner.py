@@ -38,7 +38,8 @@ from loguru import logger
 from actors.roles import event_log
 from deploy.lab import checks
 from deploy.lab.checks import CheckResult, History, HookRun, LogLine, Measurements, Resources, Sample, StepRun
-from deploy.lab.faults import DropHandle, Flow, LinkHandle, require_nft
+from deploy.lab.faults import DropHandle, Faults, Flow, LinkHandle, require_nft
+from deploy.lab.procs import Procs
 from deploy.lab.scenario import NODES, UNREACHABLE, Scenario, Step
 from deploy.lab.topology import Lab, LabConfig, LabError, cleanup_prefix, require_root
 from deploy.pair import FAST_PARAMETERS, child_env, render_config
@@ -183,12 +184,12 @@ class LabPair:
         if args is not None:
             self.node_args[node] = list(args)
         argv = switchover_argv("node", "--config", str(self.config_path(node)), *self.node_args[node])
-        self.lab.procs.start(self.proc(f"node-{node}"), node, argv, env=child_env())
+        Procs(self.lab).start(self.proc(f"node-{node}"), node, argv, env=child_env())
 
     def start_module(self, node: str, name: str | None = None) -> str:
         name = name or self.proc(f"module-{node}")
         argv = switchover_argv("module", "run", "--name", "TsServer", "--config", str(self.config_path(node)))
-        self.lab.procs.start(name, node, argv, env=child_env())
+        Procs(self.lab).start(name, node, argv, env=child_env())
         return name
 
     def restart_module_overlapping(self, node: str, timeout: float) -> str:
@@ -196,7 +197,7 @@ class LabPair:
         logical = f"module-{node}"
         old = self.proc(logical)
         new = f"{logical}.{next(self._generation)}"
-        info = self.lab.procs.start(
+        info = Procs(self.lab).start(
             new,
             node,
             switchover_argv("module", "run", "--name", "TsServer", "--config", str(self.config_path(node))),
@@ -211,15 +212,15 @@ class LabPair:
 
         if not poll(registered, timeout):
             raise LabError(f"the new module {new} did not register with the notifier within {timeout:g} s")
-        self.lab.procs.kill9(old)
+        Procs(self.lab).kill9(old)
         self.alias[logical] = new
         return new
 
     def pid(self, logical: str) -> int:
-        return self.lab.procs.pid(self.proc(logical))
+        return Procs(self.lab).pid(self.proc(logical))
 
     def stop_all(self, timeout: float = 3.0) -> None:
-        self.lab.procs.stop_all(timeout=timeout)
+        Procs(self.lab).stop_all(timeout=timeout)
 
     # -- admin and control panel -----------------------------------------------------------------
 
@@ -687,29 +688,29 @@ class ScenarioRun:
 
     def _do_stop(self, step: Step) -> str:
         name = self._target(step)
-        if not self.lab.procs.alive(name):
+        if not Procs(self.lab).alive(name):
             raise StepFailed(f"{name} is not running")
-        graceful = self.lab.procs.terminate(name)
+        graceful = Procs(self.lab).terminate(name)
         return "" if graceful else " (ignored SIGTERM: killed)"
 
     def _do_kill9(self, step: Step) -> str:
         name = self._target(step)
-        if not self.lab.procs.alive(name):
+        if not Procs(self.lab).alive(name):
             raise StepFailed(f"{name} is not running")
-        if not self.lab.procs.kill9(name):
+        if not Procs(self.lab).kill9(name):
             raise StepFailed(f"{name} still runs after SIGKILL")
         return ""
 
     def _do_sigstop(self, step: Step) -> str:
         name = self._target(step)
-        if not self.lab.procs.sigstop(name):
-            raise StepFailed(f"{name} did not stop (is it running? status {self.lab.procs.status(name)})")
+        if not Procs(self.lab).sigstop(name):
+            raise StepFailed(f"{name} did not stop (is it running? status {Procs(self.lab).status(name)})")
         return ""
 
     def _do_sigcont(self, step: Step) -> str:
         name = self._target(step)
-        if not self.lab.procs.sigcont(name):
-            raise StepFailed(f"{name} did not resume (status {self.lab.procs.status(name)})")
+        if not Procs(self.lab).sigcont(name):
+            raise StepFailed(f"{name} did not resume (status {Procs(self.lab).status(name)})")
         return ""
 
     def _do_restart(self, step: Step) -> str:
@@ -718,18 +719,18 @@ class ScenarioRun:
         how = str(step.params["how"])
         if how == "overlap":
             new = self.pair.restart_module_overlapping(node, float(step.params["timeout"]))
-            return f" -> {new} pid {self.lab.procs.pid(new)}"
+            return f" -> {new} pid {Procs(self.lab).pid(new)}"
         name = self.pair.proc(logical)
-        if self.lab.procs.alive(name):
+        if Procs(self.lab).alive(name):
             if how == "kill9":
-                self.lab.procs.kill9(name)
+                Procs(self.lab).kill9(name)
             else:
-                self.lab.procs.terminate(name, timeout=float(step.params["timeout"]))
+                Procs(self.lab).terminate(name, timeout=float(step.params["timeout"]))
         if kind == "node":
             self.pair.start_node(node)
         else:
             self.pair.start_module(node)
-        return f" -> pid {self.lab.procs.pid(name)}"
+        return f" -> pid {Procs(self.lab).pid(name)}"
 
     def _fault_id(self, step: Step) -> str:
         return str(step.params.get("id") or f"fault{next(self._auto_id)}")
@@ -738,7 +739,7 @@ class ScenarioRun:
         p = step.params
         flow_spec = p["flow"]
         if isinstance(flow_spec, str):
-            flow = self.lab.faults.flow(flow_spec, src=p.get("src") or "a", dst=p.get("dst") or "b")
+            flow = Faults(self.lab).flow(flow_spec, src=p.get("src") or "a", dst=p.get("dst") or "b")
         else:
             flow = Flow(
                 flow_spec["proto"],
@@ -747,7 +748,7 @@ class ScenarioRun:
                 flow_spec["dst"],
                 flow_spec.get("name", ""),
             )
-        handle = self.lab.faults.drop(flow, str(p["direction"]), at=p["at"])
+        handle = Faults(self.lab).drop(flow, str(p["direction"]), at=p["at"])
         fid = self._fault_id(step)
         self.handles[fid] = [handle]
         if p.get("partition"):
@@ -758,7 +759,7 @@ class ScenarioRun:
         p = step.params
         handles: list[DropHandle | LinkHandle] = []
         for host in p["host"]:
-            handles.append(self.lab.faults.link_down(host, end=p["end"], link=p["link"]))
+            handles.append(Faults(self.lab).link_down(host, end=p["end"], link=p["link"]))
         fid = self._fault_id(step)
         self.handles[fid] = handles
         if p.get("partition"):
@@ -768,7 +769,7 @@ class ScenarioRun:
     def _do_link_up(self, step: Step) -> str:
         p = step.params
         for host in p["host"]:
-            self.lab.faults.link_up(host, end=p["end"], link=p["link"])
+            Faults(self.lab).link_up(host, end=p["end"], link=p["link"])
         for fid, handles in list(self.handles.items()):
             if (
                 isinstance(handles, list)
@@ -798,10 +799,10 @@ class ScenarioRun:
                 admin_call(str(self.pair.data_dir(node)), "inject", {"endpoint": endpoint, "faults": {}}, 3.0)
             else:
                 for h in handles:
-                    self.lab.faults.heal(h)
+                    Faults(self.lab).heal(h)
             self._end_partition(fid)
         if p.get("all"):
-            self.lab.faults.heal_all()
+            Faults(self.lab).heal_all()
         return ""
 
     def _do_inject(self, step: Step) -> str:
@@ -914,9 +915,9 @@ class ScenarioRun:
         snap = {}
         for node in NODES:
             name = self.pair.proc(f"node-{node}")
-            if not self.lab.procs.alive(name):
+            if not Procs(self.lab).alive(name):
                 raise StepFailed(f"cannot measure {name}: it is not running")
-            snap[node] = measure_process(self.lab.procs.pid(name))
+            snap[node] = measure_process(Procs(self.lab).pid(name))
         self.resources[label] = snap
         return " -> " + "; ".join(
             f"{n.upper()} threads {r.threads} fds {r.fds} sockets {r.sockets} rss {r.rss / 2**20:.1f} MB"
@@ -972,7 +973,7 @@ class ScenarioRun:
         if self.keep:
             return
         with contextlib.suppress(LabError):
-            self.lab.faults.heal_all()
+            Faults(self.lab).heal_all()
         with contextlib.suppress(LabError):
             self.pair.stop_all(timeout=3.0)
 

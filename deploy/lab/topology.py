@@ -43,14 +43,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 from loguru import logger
-
-if TYPE_CHECKING:
-    from deploy.lab.faults import Faults
-    from deploy.lab.procs import Procs
 
 ROOT_ERROR = "the lab needs root: ip netns requires CAP_SYS_ADMIN; run as root"
 INSTALL_HINT = "run deploy/install-system-deps.sh as root"
@@ -194,18 +190,35 @@ def _pid_matches(pid: int, create_time: float | None) -> psutil.Process | None:
         return None
 
 
-def reap(pid: int) -> None:
-    """Collect ``pid`` if it is an exited child of this process (so it does not linger as a zombie)."""
-    from deploy.lab import procs  # local import: procs imports this module
+#: children started by this Python process (see :mod:`deploy.lab.procs`), kept so they can be reaped
+#: (no zombies, no ResourceWarning); they live here, at the bottom, because ``is_running`` reaps them
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+#: exit codes of reaped children (negative: killed by that signal)
+_EXIT_CODES: dict[int, int] = {}
 
-    procs.reap_child(pid)
+
+def track_child(child: subprocess.Popen[bytes]) -> None:
+    """Remember a child this process started, so that :func:`reap_child` can collect it."""
+    _CHILDREN[child.pid] = child
+
+
+def reap_child(pid: int) -> int | None:
+    """If ``pid`` is a child started here and has exited, collect it; return its exit code."""
+    child = _CHILDREN.get(pid)
+    if child is None:
+        return _EXIT_CODES.get(pid)
+    code = child.poll()
+    if code is not None:
+        _CHILDREN.pop(pid, None)
+        _EXIT_CODES[pid] = code
+    return code
 
 
 def is_running(proc: psutil.Process) -> bool:
     """True if ``proc`` exists and is not a zombie (a stopped process counts as running)."""
     try:
         if proc.status() == psutil.STATUS_ZOMBIE:
-            reap(proc.pid)
+            reap_child(proc.pid)
             return False
         return proc.is_running()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -226,6 +239,42 @@ def kill_pids(pids: Sequence[int], *, timeout: float = 3.0) -> list[int]:
             continue
     wait_for(lambda: not any(is_running(p) for p in procs), timeout, what="killed processes to exit")
     return [p.pid for p in procs if is_running(p)]
+
+
+def recorded_process(info: Mapping[str, Any]) -> psutil.Process | None:
+    """The live process of a record in the lab state (``pid``, ``create_time``), or None if it
+    exited (it is reaped then) or its PID now belongs to another program."""
+    pid = int(info["pid"])
+    try:
+        proc = psutil.Process(pid)
+        create_time = info.get("create_time")
+        if create_time is not None and abs(proc.create_time() - float(create_time)) > 0.5:
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        reap_child(pid)
+        return None
+    return proc if is_running(proc) else None
+
+
+def stop_recorded(records: Mapping[str, Mapping[str, Any]], timeout: float, *, prefix: str = "") -> None:
+    """Terminate the recorded processes: SIGTERM (and SIGCONT, so a stopped one can act on it) to
+    all at once, one shared deadline of ``timeout`` s, then SIGKILL to those still running."""
+    live = {name: proc for name, info in records.items() if (proc := recorded_process(info)) is not None}
+    for proc in live.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGCONT)
+    wait_for(
+        lambda: all(recorded_process(records[n]) is None for n in live), timeout, what="processes to exit"
+    )
+    stubborn = {n: records[n] for n in live if recorded_process(records[n]) is not None}
+    for name, info in stubborn.items():
+        logger.warning(
+            "lab {}: {} (pid {}) ignored SIGTERM for {} s, SIGKILL", prefix, name, info["pid"], timeout
+        )
+    left = kill_pids([int(info["pid"]) for info in stubborn.values()], timeout=5.0)
+    for pid in left:
+        reap_child(pid)
 
 
 def netns_pids(netns: str) -> list[int]:
@@ -468,18 +517,6 @@ class Lab:
     def _has_link(self, host: str, ifname: str) -> bool:
         return self._ip(host, "link", "show", "dev", ifname, check=False).returncode == 0
 
-    @property
-    def procs(self) -> Procs:
-        from deploy.lab.procs import Procs
-
-        return Procs(self)
-
-    @property
-    def faults(self) -> Faults:
-        from deploy.lab.faults import Faults
-
-        return Faults(self)
-
     # -- state -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -586,7 +623,7 @@ class Lab:
         self.require_root()
         if self.state_path.exists():
             with contextlib.suppress(LabError):
-                self.procs.stop_all(timeout=grace)
+                stop_recorded(self.read_state()["procs"], grace, prefix=self.prefix)
         removed = cleanup_prefix(self.prefix, labdir=self.dir)
         if self.dir.exists():
             with self.state() as st:
@@ -637,10 +674,8 @@ class Lab:
             namespaces[host] = entry
         state = self.read_state()
         processes = {}
-        if state["procs"]:
-            procs = self.procs
-            for name, info in state["procs"].items():
-                processes[name] = {**info, "alive": procs.alive(name)}
+        for name, info in state["procs"].items():
+            processes[name] = {**info, "alive": recorded_process(info) is not None}
         return {
             "prefix": self.prefix,
             "labdir": str(self.dir),

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from deploy.lab.faults import require_nft
+from deploy.lab.procs import Procs
 from deploy.lab.topology import ROOT_ERROR, Lab, LabConfig, LabError, _list_netns, cleanup_prefix, wait_for
 
 PREFIX = f"solt{os.getpid()}"
@@ -75,7 +76,7 @@ def lab(lab_prereqs: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         the_lab.up()
         for host in ("a", "b"):
-            the_lab.procs.start(
+            Procs(the_lab).start(
                 f"listen-{host}", host, [sys.executable, "-c", LISTENER, *map(str, LISTEN_PORTS)]
             )
         for host, peer in (("a", "b"), ("b", "a")):

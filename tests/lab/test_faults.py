@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.lab.faults import FLOW_PRESETS, DropHandle, Flow, LinkHandle, preset, require_nft
+from deploy.lab.faults import FLOW_PRESETS, DropHandle, Faults, Flow, LinkHandle, preset, require_nft
+from deploy.lab.procs import Procs
 from deploy.lab.topology import Lab, LabConfig, LabError, wait_for
 
 DEADLINE = 5.0
@@ -29,7 +30,7 @@ def faults_lab(lab: Lab) -> Iterator[Lab]:
     """The session lab, healthy before the test and healed after it."""
     assert _reach(lab), "lab unhealthy before the test"
     yield lab
-    lab.faults.heal_all()
+    Faults(lab).heal_all()
     assert _reach(lab) and _reach(lab, "b", "a"), "heal_all did not restore A<->B"
     assert not lab.read_state()["faults"]
 
@@ -48,9 +49,9 @@ def test_presets_and_configurable_ports() -> None:
     lab = Lab(
         LabConfig(prefix="soltports", notifier_main_port=4100, notifier_aux_port=4101, vswitch_port=4099)
     )
-    assert lab.faults.flow("main").ports == (4100, 4100)
-    assert lab.faults.flow("aux").ports == (4101, 4101)
-    assert lab.faults.flow("vswitch").ports == (4099, 4099)
+    assert Faults(lab).flow("main").ports == (4100, 4100)
+    assert Faults(lab).flow("aux").ports == (4101, 4101)
+    assert Faults(lab).flow("vswitch").ports == (4099, 4099)
     assert Flow.tcp((5000, 5010)).ports == (5000, 5010)
     with pytest.raises(LabError, match="unknown flow preset"):
         preset("nope")
@@ -59,9 +60,9 @@ def test_presets_and_configurable_ports() -> None:
     with pytest.raises(LabError, match="bad port range"):
         Flow.tcp((10, 5))
     with pytest.raises(LabError, match="bad direction"):
-        lab.faults._direction(preset("main"), "sideways")
-    assert lab.faults._direction(preset("main"), "a->b") == "forward"
-    assert lab.faults._direction(preset("main"), "b -> a") == "reverse"
+        Faults(lab)._direction(preset("main"), "sideways")
+    assert Faults(lab)._direction(preset("main"), "a->b") == "forward"
+    assert Faults(lab)._direction(preset("main"), "b -> a") == "reverse"
 
 
 def test_missing_nft_tells_to_run_the_install_script() -> None:
@@ -75,13 +76,13 @@ def test_missing_nft_tells_to_run_the_install_script() -> None:
 
 def test_link_down_of_a_nic_breaks_a_b_and_link_up_restores(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.link_down("a")
+    handle = Faults(lab).link_down("a")
     assert isinstance(handle, LinkHandle)
     assert lab.status()["namespaces"]["a"]["links"]["eth0"]["state"] == "down"
     assert not lab.ping("a", "b", timeout=BLOCKED)
     assert not lab.ping("b", "a", timeout=BLOCKED)
     assert not lab.tcp_connect("b", "a", 3634, timeout=BLOCKED)
-    lab.faults.link_up("a")
+    Faults(lab).link_up("a")
     assert _reach(lab) and _reach(lab, "b", "a")
     assert _tcp(lab, 3634)
     assert not lab.read_state()["faults"]
@@ -89,24 +90,24 @@ def test_link_down_of_a_nic_breaks_a_b_and_link_up_restores(faults_lab: Lab) -> 
 
 def test_router_side_link_down_and_heal(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.link_down("b", end="router")
+    handle = Faults(lab).link_down("b", end="router")
     assert lab.status()["namespaces"]["gw"]["links"]["p-b"]["state"] == "down"
     assert not lab.ping("a", "b", timeout=BLOCKED)
     assert lab.ping("a", "ntb"), "A's own segment must stay up"
     assert lab.ping("a", lab.link_addr["b"]), "the dedicated link is separate"
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert _reach(lab)
 
 
 def test_dedicated_link_down(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.link_down("a", link="dedicated", end="peer")
+    handle = Faults(lab).link_down("a", link="dedicated", end="peer")
     assert not lab.ping("a", lab.link_addr["b"], timeout=BLOCKED)
     assert lab.ping("a", "b"), "the routed path is separate"
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert wait_for(lambda: lab.ping("a", lab.link_addr["b"]), DEADLINE)
     with pytest.raises(LabError, match="end is 'host' or 'router'"):
-        lab.faults.link_down("a", end="peer")
+        Faults(lab).link_down("a", end="peer")
 
 
 # -- flow drops -----------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def test_dedicated_link_down(faults_lab: Lab) -> None:
 
 def test_main_drop_blocks_3634_only(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.drop("main")
+    handle = Faults(lab).drop("main")
     assert isinstance(handle, DropHandle) and handle.direction == "both"
     assert not lab.tcp_connect("a", "b", 3634, timeout=BLOCKED)
     assert not lab.tcp_connect("b", "a", 3634, timeout=BLOCKED)
@@ -122,110 +123,110 @@ def test_main_drop_blocks_3634_only(faults_lab: Lab) -> None:
     assert lab.tcp_connect("a", "b", 3635), "aux must pass"
     assert lab.tcp_connect("a", "b", 3633), "vswitch must pass"
     assert lab.ping("a", "b"), "ICMP must pass"
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert _tcp(lab, 3634)
 
 
 def test_icmp_drop_blocks_ping_not_tcp(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.drop("icmp")
+    handle = Faults(lab).drop("icmp")
     assert not lab.ping("a", "b", timeout=BLOCKED)
     assert not lab.ping("b", "a", timeout=BLOCKED)
     assert lab.ping("a", "nta"), "only A<->B ICMP is dropped, NetTest A still answers"
     assert lab.tcp_connect("a", "b", 3634) and lab.tcp_connect("a", "b", 3635)
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert _reach(lab) and _reach(lab, "b", "a")
 
 
 def test_vswitch_and_aux_presets(faults_lab: Lab) -> None:
     lab = faults_lab
-    vs = lab.faults.drop("vswitch")
-    aux = lab.faults.drop("aux")
+    vs = Faults(lab).drop("vswitch")
+    aux = Faults(lab).drop("aux")
     assert not lab.tcp_connect("a", "b", 3633, timeout=BLOCKED)
     assert not lab.tcp_connect("a", "b", 3635, timeout=BLOCKED)
     assert lab.tcp_connect("a", "b", 3634)
-    lab.faults.heal(vs)  # exactly that one: aux stays dropped
+    Faults(lab).heal(vs)  # exactly that one: aux stays dropped
     assert _tcp(lab, 3633)
     assert not lab.tcp_connect("a", "b", 3635, timeout=BLOCKED)
-    assert aux.id in lab.faults.ruleset("b") and vs.id not in lab.faults.ruleset("b")
-    lab.faults.heal(aux)
+    assert aux.id in Faults(lab).ruleset("b") and vs.id not in Faults(lab).ruleset("b")
+    Faults(lab).heal(aux)
     assert _tcp(lab, 3635)
 
 
 def test_one_direction_puts_rules_on_the_receiving_side(faults_lab: Lab) -> None:
     lab = faults_lab
-    fwd = lab.faults.drop("main", "a->b")
+    fwd = Faults(lab).drop("main", "a->b")
     assert fwd.direction == "forward" and fwd.rules == (("b", "input"),)
-    assert fwd.id in lab.faults.ruleset("b") and fwd.id not in lab.faults.ruleset("a")
+    assert fwd.id in Faults(lab).ruleset("b") and fwd.id not in Faults(lab).ruleset("a")
     # A->B SYNs are dropped; B->A SYNs pass but A's answers (sport 3634) towards B are dropped
     assert not lab.tcp_connect("a", "b", 3634, timeout=BLOCKED)
     assert not lab.tcp_connect("b", "a", 3634, timeout=BLOCKED)
-    rev = lab.faults.drop(preset("icmp"), "reverse")
+    rev = Faults(lab).drop(preset("icmp"), "reverse")
     assert rev.rules == (("a", "input"),)
     assert not lab.ping("a", "b", timeout=BLOCKED), "B's echo replies towards A are dropped"
-    lab.faults.heal(fwd)
-    lab.faults.heal(rev)
+    Faults(lab).heal(fwd)
+    Faults(lab).heal(rev)
     assert _tcp(lab, 3634) and _reach(lab)
-    assert fwd.id not in lab.faults.ruleset("b")
+    assert fwd.id not in Faults(lab).ruleset("b")
 
 
 def test_all_drop_at_the_router_spares_the_dedicated_link(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.drop("all", at="router")
+    handle = Faults(lab).drop("all", at="router")
     assert handle.rules == (("gw", "forward"), ("gw", "forward"))
     assert not lab.ping("a", "b", timeout=BLOCKED)
     assert not lab.tcp_connect("a", "b", 3634, timeout=BLOCKED)
     assert lab.ping("a", lab.link_addr["b"]), "the dedicated link does not cross the router"
     assert lab.ping("a", "nta") and lab.ping("b", "ntb"), "other flows through the router pass"
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert _reach(lab)
 
 
 def test_all_drop_at_input_cuts_every_path(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.drop("all")
+    handle = Faults(lab).drop("all")
     assert not lab.ping("a", "b", timeout=BLOCKED)
     assert not lab.ping("a", lab.link_addr["b"], timeout=BLOCKED)
     assert not lab.tcp_connect("b", "a", 3635, timeout=BLOCKED)
     assert lab.ping("a", "gw_a") and lab.ping("b", "nta"), "A and B still reach the rest"
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert _reach(lab) and wait_for(lambda: lab.ping("a", lab.link_addr["b"]), DEADLINE)
 
 
 def test_custom_flow_to_the_gateway(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.drop(Flow("icmp", None, "a", "gw", "gw-icmp"), "forward")
+    handle = Faults(lab).drop(Flow("icmp", None, "a", "gw", "gw-icmp"), "forward")
     assert handle.rules == (("gw", "input"),)
     assert not lab.ping("a", "gw_a", timeout=BLOCKED)
     assert lab.ping("a", "b"), "forwarded ICMP does not hit the router's input chain"
-    lab.faults.heal(handle)
+    Faults(lab).heal(handle)
     assert wait_for(lambda: lab.ping("a", "gw_a"), DEADLINE)
 
 
 def test_heal_from_another_process_by_id(faults_lab: Lab) -> None:
     lab = faults_lab
-    handle = lab.faults.drop("main")
+    handle = Faults(lab).drop("main")
     other = Lab.load(lab.dir)  # what a second runner process would do
-    assert [h.id for h in other.faults.handles()] == [handle.id]
-    other.faults.heal(handle.id)
+    assert [h.id for h in Faults(other).handles()] == [handle.id]
+    Faults(other).heal(handle.id)
     assert not lab.read_state()["faults"]
     assert _tcp(lab, 3634)
     with pytest.raises(LabError, match="no fault"):
-        other.faults.heal(handle.id)
+        Faults(other).heal(handle.id)
 
 
 def test_heal_all_restores_everything(faults_lab: Lab) -> None:
     lab = faults_lab
-    lab.faults.drop("icmp")
-    lab.faults.drop("main", at="router")
-    lab.faults.link_down("b")
+    Faults(lab).drop("icmp")
+    Faults(lab).drop("main", at="router")
+    Faults(lab).link_down("b")
     assert len(lab.read_state()["faults"]) == 3
     assert not lab.ping("a", "b", timeout=BLOCKED)
-    lab.faults.heal_all()
+    Faults(lab).heal_all()
     assert not lab.read_state()["faults"]
     assert _reach(lab) and _tcp(lab, 3634) and _tcp(lab, 3634, "b", "a")
     for host in lab.netns:
-        assert lab.faults.ruleset(host) == ""
+        assert Faults(lab).ruleset(host) == ""
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def _netns_inode(lab: Lab, host: str) -> int:
 
 
 def test_process_runs_in_its_namespace_and_logs(lab: Lab) -> None:
-    procs = lab.procs
+    procs = Procs(lab)
     info = procs.start(
         "echoer", "nta", [sys.executable, "-c", "import signal; print('hello lab', flush=True); signal.pause()"]
     )
@@ -258,7 +259,7 @@ def test_process_runs_in_its_namespace_and_logs(lab: Lab) -> None:
 
 
 def test_kill9_sigstop_sigcont(lab: Lab) -> None:
-    procs = lab.procs
+    procs = Procs(lab)
     procs.start("victim", "a", ["sleep", "300"])
     assert procs.sigstop("victim")
     assert wait_for(lambda: procs.status("victim") == "stopped", DEADLINE)
@@ -272,7 +273,7 @@ def test_kill9_sigstop_sigcont(lab: Lab) -> None:
 
 
 def test_terminate_escalates_to_sigkill_after_the_deadline(lab: Lab) -> None:
-    procs = lab.procs
+    procs = Procs(lab)
     stubborn = (
         "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
         "while True: signal.pause()"
@@ -290,10 +291,10 @@ def test_terminate_escalates_to_sigkill_after_the_deadline(lab: Lab) -> None:
 def test_sigstopped_listener_still_answers_icmp_and_resumes(faults_lab: Lab) -> None:
     """SIGSTOP on the listener: the kernel still completes handshakes (backlog), ICMP still answers."""
     lab = faults_lab
-    assert lab.procs.sigstop("listen-b")
+    assert Procs(lab).sigstop("listen-b")
     try:
-        assert lab.procs.status("listen-b") == "stopped"
+        assert Procs(lab).status("listen-b") == "stopped"
         assert lab.ping("a", "b")
     finally:
-        assert lab.procs.sigcont("listen-b")
+        assert Procs(lab).sigcont("listen-b")
     assert _tcp(lab, 3634)

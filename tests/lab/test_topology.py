@@ -10,6 +10,8 @@ import sys
 import psutil
 import pytest
 
+from deploy.lab.faults import Faults
+from deploy.lab.procs import Procs
 from deploy.lab.topology import (
     HOSTS,
     ROOT_ERROR,
@@ -60,7 +62,7 @@ def test_a_and_b_reach_each_other_over_the_router(lab: Lab) -> None:
 
 
 def test_tcp_connect_a_to_b_main_port(lab: Lab) -> None:
-    assert lab.procs.alive("listen-b")
+    assert Procs(lab).alive("listen-b")
     assert wait_for(lambda: lab.tcp_connect("a", "b", 3634), DEADLINE)
     assert wait_for(lambda: lab.tcp_connect("b", "a", 3634), DEADLINE)
     assert not lab.tcp_connect("a", "b", 3699, timeout=0.5), "nothing listens on 3699: must be refused"
@@ -98,7 +100,7 @@ def test_status(lab: Lab) -> None:
     # the state is on disk: another process (here: a fresh Lab) sees the same lab
     other = Lab.load(lab.dir)
     assert other.addr == lab.addr and other.config == lab.config
-    assert other.status()["processes"]["listen-a"]["pid"] == lab.procs.pid("listen-a")
+    assert other.status()["processes"]["listen-a"]["pid"] == Procs(lab).pid("listen-a")
 
 
 def test_status_from_another_process(lab: Lab) -> None:
@@ -118,7 +120,7 @@ def test_up_is_idempotent(lab: Lab) -> None:
     lab.up()
     lab.up()
     assert wait_for(lambda: lab.ping("a", "b"), DEADLINE)
-    assert lab.procs.alive("listen-b")
+    assert Procs(lab).alive("listen-b")
     addrs = lab.status()["namespaces"]["a"]["links"]["eth0"]["addresses"]
     assert addrs == ["10.231.1.10/24"]
 
@@ -153,7 +155,7 @@ def test_down_leaves_nothing_behind(lab_factory: LabFactory) -> None:
     extra = lab_factory.make(dedicated_link=True)
     extra.up()
     assert wait_for(lambda: extra.ping("a", "b"), DEADLINE)
-    procs = extra.procs
+    procs = Procs(extra)
     for host in ("a", "b", "gw", "nta"):
         procs.start(f"sleep-{host}", host, ["sleep", "300"])
     # a process that ignores SIGTERM, so down must escalate to SIGKILL
@@ -166,8 +168,8 @@ def test_down_leaves_nothing_behind(lab_factory: LabFactory) -> None:
             "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: signal.pause()",
         ],
     )
-    extra.faults.drop("main")
-    extra.faults.link_down("a", end="router")
+    Faults(extra).drop("main")
+    Faults(extra).link_down("a", end="router")
     pids = [p.pid for p in procs.list().values()]
     for ns in extra.netns.values():
         pids += netns_pids(ns)
@@ -188,7 +190,7 @@ def test_down_leaves_nothing_behind(lab_factory: LabFactory) -> None:
 def test_cleanup_prefix_after_a_crashed_runner(lab_factory: LabFactory) -> None:
     extra = lab_factory.make()
     extra.up()
-    info = extra.procs.start("orphan", "a", ["sleep", "300"])
+    info = Procs(extra).start("orphan", "a", ["sleep", "300"])
     # a link in the host namespace named with the prefix (as an older or hand-made lab might leave)
     host_link = f"{extra.prefix}-v0"
     subprocess.run(
@@ -200,7 +202,7 @@ def test_cleanup_prefix_after_a_crashed_runner(lab_factory: LabFactory) -> None:
     assert host_link in removed["links"]
     assert not [ns for ns in _list_netns() if ns.startswith(extra.prefix + "-")]
     assert not [name for name in _host_links() if name.startswith(extra.prefix)]
-    assert wait_for(lambda: not extra.procs.alive("orphan"), DEADLINE), info.pid
+    assert wait_for(lambda: not Procs(extra).alive("orphan"), DEADLINE), info.pid
     assert cleanup_prefix(extra.prefix) == {"netns": [], "links": [], "nft_tables": [], "pids": []}
 
 
@@ -213,7 +215,7 @@ def test_cleanup_prefix_respects_lab_boundaries(lab: Lab, lab_factory: LabFactor
     assert set(lab.netns.values()) <= set(_list_netns())
     cleanup_prefix(lab.prefix[:-1] + "Z")  # no match at all
     assert set(lab.netns.values()) <= set(_list_netns())
-    assert lab.procs.alive("listen-a")
+    assert Procs(lab).alive("listen-a")
 
 
 def test_cli_status(lab: Lab) -> None:
