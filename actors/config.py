@@ -1,16 +1,23 @@
 """Node configuration: a TOML file checked strictly against a schema.
 
 Every error names the key and says what was wrong and what was expected: a missing key,
-a value of the wrong type, an unknown key (with a suggestion), an unreadable file.
+a value of the wrong type, an unknown key (with a suggestion), an unreadable file, an address
+that is neither an IP address nor a host name, a server parameter under ``[parameters]`` or
+``[paths]`` that the catalog (:mod:`replication.params`, the one parser of parameter names and
+values) does not know or whose value it refuses.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from replication.params import PATH_PARAMS, ParamError, find_param, validate
 
 
 class ConfigError(ValueError):
@@ -139,6 +146,41 @@ def _build(section: str, data: Any, cls: Any) -> Any:
     return cls(**values)
 
 
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is neither an IP address nor a host name (None when it is one)."""
+    if not address.strip():
+        return "is empty"
+    try:
+        ipaddress.ip_address(address)
+        return None
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", address):
+        return "is not a valid IPv4 address"
+    labels = address.rstrip(".").split(".")
+    if len(address) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return "is not an IP address or a host name"
+    return None
+
+
+def _check_parameters(cfg: NodeConfig) -> None:
+    """Names and values of ``[parameters]`` and ``[paths]``, checked by the parameter catalog."""
+    for table, values in (("parameters", cfg.parameters), ("paths", cfg.paths)):
+        for name, value in values.items():
+            try:
+                canonical = find_param(name).name
+                if table == "paths" and canonical not in PATH_PARAMS:
+                    raise ParamError(
+                        f"{name!r} is not a path parameter; expected one of {', '.join(PATH_PARAMS)}"
+                    )
+                validate(canonical, value)
+            except ParamError as exc:
+                raise ConfigError(f"{table}.{name}: {exc}") from None
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
     node = data.get("node")
     if node is None:
@@ -166,6 +208,11 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         raise ConfigError(f"node.log_level: {cfg.log_level!r} is not one of {', '.join(sorted(_LOG_LEVELS))}")
     for srv in ("server_a", "server_b"):
         s: ServerConfig = getattr(cfg, srv)
+        problem = address_problem(s.address)
+        if problem is not None:
+            raise ConfigError(
+                f'{srv}.address: {s.address!r} {problem} (expected e.g. "10.0.0.1" or "server-a.example.com")'
+            )
         for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port"):
             port = getattr(s, port_key)
             if not 0 < port < 65536:
@@ -177,6 +224,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         )
     if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
         raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
+    _check_parameters(cfg)
     object.__setattr__(cfg, "source", source)
     return cfg
 

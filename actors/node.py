@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import zmq
 from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
-from actors.config import NodeConfig
+from actors.config import NodeConfig, ServerConfig
 from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
@@ -26,6 +27,7 @@ from actors.roles.virtual_switch import GetPeerStatus, VirtualSwitch
 from actors.runtime.base import CrashActor
 from actors.runtime.clock import RealClock
 from actors.runtime.context import NodeContext
+from actors.runtime.data_lock import DataDirLock
 from actors.runtime.logs import configure_logging
 from actors.runtime.supervision import Intensity
 from actors.runtime.supervisor import GetActorStatus, actor_spec
@@ -42,6 +44,34 @@ def security_of(cfg: NodeConfig) -> Security:
     if cfg.security.insecure:
         return Security.plain()
     return Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start (a port it must listen on is taken...); the text says which and why."""
+
+
+LISTEN_PORTS = ("vswitch_port", "notifier_port", "notifier_aux_port")
+
+
+def check_listen_ports(me: ServerConfig) -> None:
+    """Bind (and release at once) every TCP port this server listens on, the way ZeroMQ will
+    (SO_REUSEADDR), so a port held by another process or an address that is not on this host
+    stops the start with a message naming them, instead of a node idling in Error."""
+    problems: list[str] = []
+    for key in LISTEN_PORTS:
+        port = int(getattr(me, key))
+        try:
+            family, kind, proto, _, where = socket.getaddrinfo(
+                me.address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(where)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            problems.append(f"cannot listen on {me.address}:{port} ({key} of server {me.name}): {why}")
+    if problems:
+        raise NodeStartError("; ".join(problems))
 
 
 def _seconds(params: dict[str, str], name: str, default: float, low: float, high: float | None) -> float:
@@ -71,6 +101,7 @@ class Node:
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.store: Store | None = None
         self.params: ServerParams | None = None
+        self.lock = DataDirLock(Path(config.data_dir))
         self.log = logger.bind(actor="Node", node=config.name)
 
     # ------------------------------------------------------------------------------ ops
@@ -168,8 +199,15 @@ class Node:
         cfg = self.config
         data = Path(cfg.data_dir)
         data.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()  # before anything in the directory is touched: DataDirInUse if it is taken
         configure_logging(cfg.name, cfg.log_level, data)
         self.log.info("starting node {} (release {}), data in {}", cfg.name, cfg.release, data)
+        try:
+            check_listen_ports(cfg.me)
+        except NodeStartError as exc:
+            self.log.error("cannot start node {}: {}", cfg.name, exc)
+            self.lock.release()
+            raise
         security = security_of(cfg)
         self.store = Store.open_dir(data)
         seeded = seed_from_config(self.store, cfg.server_a.name, cfg.server_b.name, cfg.paths, cfg.parameters)
@@ -263,6 +301,7 @@ class Node:
         (Path(self.config.data_dir) / ADMIN_SOCKET).unlink(missing_ok=True)
         self.ctx.zmq.term()
         self.log.info("node {} stopped", self.config.name)
+        self.lock.release()
 
     def run(self) -> int:
         def request_stop(signum: int, frame: Any) -> None:

@@ -30,10 +30,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"switchover node: config error: {exc}", file=sys.stderr)
         return 2
-    from actors.node import Node
+    from actors.node import Node, NodeStartError
+    from actors.runtime.data_lock import DataDirInUse
 
     try:
         return Node(cfg, force_backup=args.force_backup, manual_switch_only=args.manual_switch_only).run()
-    except OSError as exc:
+    except DataDirInUse as exc:
+        print(f"switchover node: refused: {exc}", file=sys.stderr)
+        return 2
+    except (NodeStartError, OSError) as exc:
         print(f"switchover node: cannot start: {exc}", file=sys.stderr)
         return 3

@@ -32,7 +32,7 @@ max_restarts = 3
 window = 5
 
 [parameters]
-service = "db"
+"Switchover Reconnect Timeout" = "45"
 """
 
 
@@ -72,7 +72,7 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
     assert cfg.release == "2.1.0"
     assert cfg.supervisor.max_restarts == 3 and cfg.supervisor.window == 5.0
     assert isinstance(cfg.supervisor.window, float)  # an integer is accepted for a number
-    assert cfg.parameters == {"service": "db"}
+    assert cfg.parameters == {"Switchover Reconnect Timeout": "45"}
     assert cfg.data_dir == str((tmp_path / "data").resolve())  # relative to the file
     assert cfg.source == str(tmp_path / "node.toml")
 
@@ -258,3 +258,52 @@ def test_bad_supervisor_intensity(key: str, value: Any) -> None:
     data = good_data()
     data["supervisor"] = {key: value}
     rejected(data, "supervisor", key)
+
+
+# ------------------------------------------- server parameters and addresses (issue 9, defect 5)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        (
+            "Switchover Reconect Timeout",
+            "30",
+            ("unknown server parameter", "did you mean 'Switchover Reconnect Timeout'"),
+        ),
+        ("No Such Thing", "1", ("unknown server parameter", "param list")),
+        ("Switchover Reconnect Timeout", "soon", ("'soon' is not valid", "expected")),
+    ],
+)
+def test_parameters_are_checked_by_the_catalog(name: str, value: str, words: tuple[str, ...]) -> None:
+    data = good_data()
+    data["parameters"] = {name: value}
+    rejected(data, f"parameters.{name}", *words)
+
+
+def test_a_known_parameter_in_any_case_is_accepted() -> None:
+    data = good_data()
+    data["parameters"] = {"switchover reconnect timeout": "45"}
+    assert parse_config(data).parameters == {"switchover reconnect timeout": "45"}
+
+
+def test_paths_take_path_parameters_only() -> None:
+    data = good_data()
+    data["paths"] = {"Switchover Reconnect Timeout": "/x"}
+    rejected(data, "paths.Switchover Reconnect Timeout", "not a path parameter")
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.300", "1.2.3", "", "  ", "host name", "-bad-.example", "a..b", "x" * 300]
+)
+def test_a_bad_address_is_a_config_error(address: str) -> None:
+    data = good_data()
+    data["server_b"]["address"] = address
+    rejected(data, "server_b.address", "expected e.g.")
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "::1", "server-a", "server-a.example.com", "localhost"])
+def test_good_addresses(address: str) -> None:
+    data = good_data()
+    data["server_b"]["address"] = address
+    assert parse_config(data).server_b.address == address
