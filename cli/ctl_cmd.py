@@ -51,11 +51,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     rj.add_argument("--server", help="server name (default: the stale one)")
     rj.add_argument("--wait", type=float, default=15.0)
     hist = ops.add_parser("history", help="both servers' state changes in time order, with reasons")
-    hist.add_argument("--limit", type=int, default=200)
+    hist.add_argument(
+        "--limit", type=positive_int, default=200, help="print the last N state changes (default 200)"
+    )
     qb = ops.add_parser("query-backup", help="exit 0 when the local server (or --server) is the backup")
     qb.add_argument("--server", help="server name (default: the config's own node)")
     on_every_operation(ops, ctl_options)
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def nobody_answered(states: dict[str, StatusReport | str]) -> str | None:
+    """The error when no server answered at all (None when at least one did)."""
+    if any(isinstance(s, StatusReport) for s in states.values()):
+        return None
+    return "no server answered: " + "; ".join(f"{n}: {s}" for n, s in states.items())
 
 
 def ctl_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -272,19 +292,23 @@ def do_rejoin(args: argparse.Namespace, servers: list[Server], security: Securit
 def do_history(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
     own: dict[str, list[EventRecord]] = {}
     copies: dict[str, list[EventRecord]] = {}
+    failures: list[str] = []
     for server in servers:
         try:
             reply = request_once(server.address, HistoryRequest(args.limit), args.timeout, security)
         except Unreachable as exc:
             print(f"warning: {exc}", file=sys.stderr)
+            failures.append(f"{server.name}: {exc}")
             continue
         if isinstance(reply, HistoryReply):
             own[reply.node] = [EventRecord.from_dict(r) for r in reply.records]
             for r in reply.peer_records:
                 rec = EventRecord.from_dict(r)
                 copies.setdefault(rec.node, []).append(rec)
+    if len(failures) == len(servers):
+        return error("no server answered: " + "; ".join(failures))
     histories = list(own.values()) + [recs for node, recs in copies.items() if node not in own]
-    merged = merge_histories(histories)
+    merged = merge_histories(histories)[-args.limit :]  # each server sends its last N: keep the last N of all
     if args.json:
         print_json([r.to_dict() for r in merged])
         return 0
@@ -309,9 +333,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return error(str(exc))
     if args.ctl_op == "status":
-        view = status_view(poll_both(servers, args.timeout, security))
+        states = poll_both(servers, args.timeout, security)
+        view = status_view(states)
         print_json(view) if args.json else print_status(view)
-        return 0
+        nobody = nobody_answered(states)
+        return error(nobody) if nobody else 0
     if args.ctl_op == "switch":
         return do_switch(args, servers, security)
     if args.ctl_op == "rejoin":

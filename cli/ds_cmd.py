@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from cli.output import add_node_options, error, on_every_operation, print_json, print_table
+from cli.output import add_node_options, error, on_every_operation, print_json, print_table, stdout_console
 from transport.admin_client import AdminCallError, admin_call
 
 WRITE_OPS = ("set", "rm", "import")
@@ -167,7 +167,7 @@ def show(op: str, result: dict[str, Any]) -> None:
             print(f"(showing {len(rows)} of {result['total']}; use --limit)")
     elif op == "tree":
         tree = _rich_tree(result["tree"])
-        Console().print(tree)
+        stdout_console().print(tree)
         if result.get("truncated"):
             print(f"(truncated at {result['nodes']} keys; use --depth or --max-nodes)")
     elif op == "set":

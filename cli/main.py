@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 # Subcommand modules, each with register(subparsers); a module missing here is a packaging bug.
@@ -31,10 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the exit code of a command whose reader went away (``switchover ctl history | head``), as a
+#: command killed by SIGPIPE would give
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    """Run one subcommand; its exit code. A closed output pipe ends it quietly (no traceback)."""
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+        sys.stdout.flush()  # a broken pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader (head, less, grep -q) has gone: stop writing. Point stdout at /dev/null so the
+        # interpreter's final flush of what is still buffered does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

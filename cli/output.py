@@ -13,6 +13,20 @@ from rich.console import Console
 from rich.table import Table
 
 
+class _Console(Console):
+    """A rich console that leaves a closed output pipe to ``cli.main`` (the one place that handles
+    it) instead of exiting on its own."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # drop what is still buffered
+        raise BrokenPipeError("stdout reader has gone")
+
+
+def stdout_console(**kwargs: Any) -> Console:
+    """The rich console for a command's output (a closed pipe goes to ``cli.main``)."""
+    return _Console(**kwargs)
+
+
 def add_node_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """``--node``, ``--json``, ``--timeout`` for commands that talk to one node's admin socket.
 
@@ -52,7 +66,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         table.add_column(col)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console(width=max(120, Console().width)).print(table)
+    _Console(width=max(120, Console().width)).print(table)
 
 
 def error(message: str) -> int:

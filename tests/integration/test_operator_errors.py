@@ -3,10 +3,14 @@ a clear one-line message and the documented exit code, and nothing of a running 
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +151,81 @@ def test_config_errors_exit_2_with_one_line(
     for word in words:
         assert word in lines[0], lines[0]
     assert not pair.a.data_dir.exists()  # refused before anything was created
+
+
+# ------------------------------------------------------------------------------- ctl (the control panel)
+
+
+def test_ctl_status_and_history_exit_non_zero_when_no_node_answers(pair: NodePair) -> None:
+    config = str(pair.a.config)
+    status = run_switchover("ctl", "--config", config, "status", "--timeout", "0.5")
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "not connected" in status.stdout  # the view is still printed
+    assert "no server answered" in status.stderr and "Traceback" not in status.stderr
+    as_json = run_switchover("ctl", "--config", config, "status", "--json", "--timeout", "0.5")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["active"] is None
+    history = run_switchover("ctl", "--config", config, "history", "--timeout", "0.5")
+    assert history.returncode == 1, history.stdout + history.stderr
+    assert "no server answered" in history.stderr and "Traceback" not in history.stderr
+
+
+def test_ctl_history_limit_prints_that_many_rows(pair: NodePair) -> None:
+    for node in pair.nodes:
+        node.start()
+    pair.wait_ready()
+    config = str(pair.a.config)
+    wait_until(lambda: pair.b.call("status")["role"] == "Backup", 20, 0.05, "B to become Backup")
+
+    def rows(*extra: str) -> list[dict[str, Any]]:
+        done = run_switchover("ctl", "--config", config, "history", "--json", *extra)
+        assert done.returncode == 0, done.stderr
+        result: list[dict[str, Any]] = json.loads(done.stdout)
+        return result
+
+    def at_least_three() -> list[dict[str, Any]] | None:
+        found = rows()
+        return found if len(found) >= 3 else None
+
+    everything = wait_until(at_least_three, 10, 0.2, "3 history rows")
+    assert len(rows("--limit", "1")) == 1
+    two = rows("--limit", "2")
+    assert len(two) == 2
+    assert two == everything[-2:]  # the most recent ones
+    table = run_switchover("ctl", "--config", config, "history", "--limit", "1")
+    assert table.returncode == 0, table.stderr
+    assert sum(" -> " in line for line in table.stdout.splitlines()) == 1
+    refused = run_switchover("ctl", "--config", config, "history", "--limit", "0")
+    assert refused.returncode == 2 and "--limit" in refused.stderr
+    # ``ctl history | head``: the table into a pipe nobody reads any more
+    assert_quiet_broken_pipe(run_into_a_closed_pipe("ctl", "--config", config, "history"))
+
+
+def run_into_a_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``switchover ARGV`` with stdout a pipe whose reader is already gone (``| head`` after it
+    read its line): every write fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [*switchover_command(), *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(write_end)
+
+
+def assert_quiet_broken_pipe(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 128 + signal.SIGPIPE, done.stderr
+
+
+@pytest.mark.parametrize("args", [("keys", "generate"), ("ctl", "{config}", "status", "--timeout", "0.3")])
+def test_no_broken_pipe_traceback_when_the_reader_has_gone(pair: NodePair, args: tuple[str, ...]) -> None:
+    assert_quiet_broken_pipe(
+        run_into_a_closed_pipe(*(a.format(config=f"--config={pair.a.config}") for a in args))
+    )
