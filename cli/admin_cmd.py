@@ -19,9 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ops.add_parser("status", help="the node's role and generation")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
-    inj.add_argument("--drop-all", action="store_true")
-    inj.add_argument("--drop-fraction", type=float, default=0.0)
-    inj.add_argument("--delay-ms", type=float, default=0.0)
+    inj.add_argument(
+        "--drop-all", action="store_true", help="drop every message through the endpoint (both ways)"
+    )
+    inj.add_argument(
+        "--drop-fraction", type=float, default=0.0, help="drop this fraction (0-1) of the messages through it"
+    )
+    inj.add_argument(
+        "--delay-ms", type=float, default=0.0, help="delay every message through it by this many milliseconds"
+    )
     inj.add_argument("--cut", action="store_true", help="disconnect a client endpoint until cleared")
     inj.add_argument("--clear", action="store_true", help="clear the endpoint's faults")
     inj.add_argument("--clear-all", action="store_true", help="clear the faults of every endpoint")

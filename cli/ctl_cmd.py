@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rejoin", help="make a stale (or halted) server renegotiate its role and become backup"
     )
     rj.add_argument("--server", help="server name (default: the stale one)")
-    rj.add_argument("--wait", type=float, default=15.0)
+    rj.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the server to take a role")
     hist = ops.add_parser("history", help="both servers' state changes in time order, with reasons")
     hist.add_argument(
         "--limit", type=positive_int, default=200, help="print the last N state changes (default 200)"

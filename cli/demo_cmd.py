@@ -3,11 +3,16 @@
 It starts server A (alpha) and server B (beta) on 127.0.0.1 with a fast parameter profile,
 a reference ``TsServer`` module beside each, shows the control panel status, performs a
 manual switch, shows the status again, and (unless ``--keep``) stops everything.
+
+Its files (configs, data directories, logs) go to a new temporary directory that is removed at
+the end, unless ``--keep-files`` or ``--keep`` is given, the demo fails (the logs are kept to read),
+or ``--dir`` names the place (a directory of yours is never removed). The last line says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import tempfile
 import threading
@@ -19,7 +24,14 @@ from deploy.pair import FAST_PARAMETERS, LocalPair, wait_until
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a two-node pair with its reference module on this machine")
     p.add_argument("--dir", help="where to put configs and data (default: a new temporary directory)")
-    p.add_argument("--keep", action="store_true", help="keep the pair running until Ctrl-C")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the pair running until Ctrl-C (and keep its files)"
+    )
+    p.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="keep the configs, data and logs after the demo (default: remove the temporary directory)",
+    )
     p.add_argument(
         "--crash-module",
         action="store_true",
@@ -32,6 +44,20 @@ def show(pair: LocalPair, title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
     out = pair.ctl("status")
     print(out.stdout.rstrip() or out.stderr.rstrip(), flush=True)
+
+
+def keep_files(args: argparse.Namespace, ok: bool) -> bool:
+    """Whether the demo's directory stays: a --dir of the operator's always does, a temporary one
+    with --keep/--keep-files, or when the demo failed (its logs say why)."""
+    return bool(args.dir or args.keep or args.keep_files or not ok)
+
+
+def finish(base: Path, keep: bool) -> str:
+    """Remove the demo directory unless it is kept; the line that tells the operator which."""
+    if keep:
+        return f"demo files kept in {base} (configs, data directories, logs)"
+    shutil.rmtree(base, ignore_errors=True)
+    return f"demo files removed ({base}); pass --keep-files to keep them"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
             stop.wait()
     except TimeoutError as exc:
         print(f"demo failed: {exc}; logs in {base}/*/node.stderr")
-        return 1
+        code = 1
+    else:
+        code = 0
     finally:
         pair.stop()
-    return 0
+    print(f"\n{finish(base, keep_files(args, code == 0))}", flush=True)
+    return code

@@ -30,23 +30,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = ops.add_parser("get", help="the attributes and children of a key")
     q.add_argument("key", help="DS path, e.g. '/Config/Users/alice'")
     q = ops.add_parser("ls", help="the children of a key, with attribute and child counts")
-    q.add_argument("key", nargs="?", default="/")
+    q.add_argument("key", nargs="?", default="/", help="DS path (default: the root '/')")
     q.add_argument("--limit", type=int, default=1000, help="list at most this many children")
     q = ops.add_parser(
         "set", help="set attributes of a key (creating it); NAME=VALUE, repeat NAME for a list of values"
     )
-    q.add_argument("key")
-    q.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    q.add_argument("key", help="DS path of the key to set, e.g. '/Config/Users/alice'")
+    q.add_argument(
+        "assignments", nargs="+", metavar="NAME=VALUE", help="attribute assignments; repeat NAME for a list"
+    )
     q = ops.add_parser("rm", help="delete a key and everything below it, or one attribute with --attr")
-    q.add_argument("key")
+    q.add_argument("key", help="DS path of the key to delete")
     q.add_argument("--attr", help="remove only this attribute")
     q.add_argument("--force", action="store_true", help="allow deleting '/' (the whole tree)")
     q = ops.add_parser("tree", help="the subtree of a key")
-    q.add_argument("key", nargs="?", default="/")
+    q.add_argument("key", nargs="?", default="/", help="DS path (default: the root '/')")
     q.add_argument("--depth", type=int, help="levels below KEY to show")
-    q.add_argument("--max-nodes", type=int, default=10_000)
+    q.add_argument(
+        "--max-nodes", type=int, default=10_000, help="show at most this many keys (default 10000)"
+    )
     q = ops.add_parser("export", help="the subtree of a key as a JSON document (for backups and seeding)")
-    q.add_argument("key", nargs="?", default="/")
+    q.add_argument("key", nargs="?", default="/", help="DS path (default: the root '/')")
     q.add_argument("-o", "--output", help="write to this file instead of standard output")
     q = ops.add_parser(
         "import", help="replace (or --merge into) the subtree at --at with an exported document"

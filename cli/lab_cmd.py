@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(down, "solab")
     status = ops.add_parser("status", help="namespaces, processes, roles and faults of the lab")
     common(status, "solab")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
     run = ops.add_parser("run", help="run fault scenarios (deploy/scenarios/*.toml), each in a fresh lab")
     common(run, "solabrun")
     run.add_argument(

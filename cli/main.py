@@ -7,6 +7,7 @@ import importlib
 import os
 import signal
 import sys
+from importlib import metadata
 
 # Subcommand modules, each with register(subparsers); a module missing here is a packaging bug.
 COMMANDS = [
@@ -22,12 +23,21 @@ COMMANDS = [
 ]
 
 
+def package_version() -> str:
+    """The installed package's version (its metadata: setup.cfg ``version``)."""
+    try:
+        return metadata.version("switchover")
+    except metadata.PackageNotFoundError:
+        return "(not installed: no package metadata)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchover",
         description="High-availability pair: an active and a backup server that switch over.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
     return parser

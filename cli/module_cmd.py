@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             what.add_argument("--pidfile", help="the service's PID file")
             what.add_argument("--pid", type=int, help="the service's PID")
             what.add_argument("--health-cmd", help="a command that exits 0 while the service is healthy")
-            q.add_argument("--check-interval", type=float, default=2.0)
+            q.add_argument(
+                "--check-interval", type=float, default=2.0, help="seconds between two health checks"
+            )
         q.set_defaults(func=run)
 
 

@@ -229,3 +229,24 @@ def test_no_broken_pipe_traceback_when_the_reader_has_gone(pair: NodePair, args:
     assert_quiet_broken_pipe(
         run_into_a_closed_pipe(*(a.format(config=f"--config={pair.a.config}") for a in args))
     )
+
+
+# ---------------------------------------------------------------------------------------- demo
+
+
+def test_demo_runs_and_says_what_became_of_its_files(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # its temporary directory goes under tmp_path
+    done = subprocess.run(
+        [*switchover_command(), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("switchover-demo-")]
+    assert last.startswith("demo files removed (") and "--keep-files" in last, last
+    assert made == [], f"left behind: {made}"
+    assert str(tmp_path / "switchover-demo-") in last
