@@ -180,16 +180,6 @@ def nft_table_name(prefix: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", prefix)
 
 
-def _pid_matches(pid: int, create_time: float | None) -> psutil.Process | None:
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return None
-        return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
 #: children started by this Python process (see :mod:`deploy.lab.procs`), kept so they can be reaped
 #: (no zombies, no ResourceWarning); they live here, at the bottom, because ``is_running`` reaps them
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -304,7 +294,7 @@ def cleanup_prefix(
             state = json.loads((labdir / STATE_FILE).read_text())
             pids = []
             for info in state.get("procs", {}).values():
-                if _pid_matches(int(info["pid"]), info.get("create_time")) is not None:
+                if recorded_process(info) is not None:
                     pids.append(int(info["pid"]))
             kill_pids(pids)
             removed["pids"] += [str(p) for p in pids]
