@@ -23,7 +23,8 @@ Cadence (spec lines 318-411 and 735-792, defaults in brackets)
 * ``Switchover Ping on Aux Connection`` swaps the roles: the auxiliary connection is the first one
   used and the main connection is the fallback.
 * ``Switchover Monitoring = IP`` monitors the module ``IP`` with ``Switchover IP Timeout`` and
-  ``Switchover IP Retry Delay`` in place of the TS ones (:meth:`ModuleMonitorParams.from_server_params`).
+  ``Switchover IP Retry Delay`` in place of the TS ones (the catalog picks them:
+  :func:`actors.monitoring.monitor_params.module_monitor_params`).
 * ``Switchover TS Timeout``, ``TS Failure Retry Delay`` and ``Max TS Failures`` are dynamic: a new value
   takes effect from the next ping (a ping already in flight keeps the timeout it was sent with; a ping
   already scheduled keeps its delay).
@@ -67,7 +68,7 @@ logic; the actor does that by turning each callback into a message to itself.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
@@ -176,12 +177,13 @@ class RejectedRetry(StrEnum):
 
 @dataclass(frozen=True)
 class ModuleMonitorParams:
-    """Effective Module Monitor parameters (seconds as floats).
+    """Module Monitor parameters (seconds as floats), as the catalog resolved them
+    (:func:`actors.monitoring.monitor_params.module_monitor_params`).
 
     ``ping_timeout`` is ``Switchover TS Timeout`` (or ``IP Timeout``): both the reply timeout and the
     regular interval between pings. ``retry_delay`` is ``TS Failure Retry Delay`` (or ``IP Retry
-    Delay``). The dynamic ones are ``ping_timeout``, ``retry_delay`` and ``max_failures``
-    (:meth:`with_dynamic`).
+    Delay``). Which ones follow a change live is the catalog's ``dynamic`` flag
+    (:class:`actors.monitoring.monitor_params.AppliedParams`).
     """
 
     module_name: str = "TsServer"
@@ -193,8 +195,6 @@ class ModuleMonitorParams:
     max_sequential_restarts: int = 2
     ping_on_aux: bool = False
     rejected_retry: RejectedRetry = RejectedRetry.RETRY_DELAY
-
-    DYNAMIC = ("ping_timeout", "retry_delay", "max_failures")
 
     def __post_init__(self) -> None:
         if not self.module_name:
@@ -233,97 +233,6 @@ class ModuleMonitorParams:
             retry_delay=self.retry_delay if retry_delay is None else float(retry_delay),
             max_failures=self.max_failures if max_failures is None else int(max_failures),
         )
-
-    @classmethod
-    def from_server_params(
-        cls, values: Mapping[str, object], *, rejected_retry: RejectedRetry = RejectedRetry.RETRY_DELAY
-    ) -> ModuleMonitorParams:
-        """Build from server parameter values keyed by their specification names (missing = default).
-
-        Out-of-range values are clamped (or replaced by the default) with a warning.
-        """
-        module = str(values.get("Switchover Monitoring") or "TsServer").strip() or "TsServer"
-        ip = module.upper() == "IP"
-        if ip:
-            module = "IP"
-        timeout_name = "Switchover IP Timeout" if ip else "Switchover TS Timeout"
-        retry_name = "Switchover IP Retry Delay" if ip else "Switchover TS Failure Retry Delay"
-        return cls(
-            module_name=module,
-            ping_timeout=param_float(values, timeout_name, 10.0, low=5.0, high=60.0),
-            retry_delay=param_float(values, retry_name, 1.0, low=0.0, high=None, exclusive_low=True),
-            max_failures=param_int(values, "Switchover Max TS Failures", 2, low=1, high=None),
-            max_restarts=param_int(values, "Switchover Max Restarts", 2, low=0, high=None),
-            max_restarts_period=param_float(
-                values, "Switchover Max Restarts Period", 300.0, low=0.0, high=None, exclusive_low=True
-            ),
-            max_sequential_restarts=param_int(
-                values, "Switchover Max Sequential Restarts", 2, low=0, high=None
-            ),
-            ping_on_aux=param_bool(values, "Switchover Ping on Aux Connection", False),
-            rejected_retry=rejected_retry,
-        )
-
-
-def _raw(values: Mapping[str, object], name: str) -> object | None:
-    if name in values:
-        return values[name]
-    lowered = name.lower()
-    for key, value in values.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
-def param_float(
-    values: Mapping[str, object],
-    name: str,
-    default: float,
-    *,
-    low: float | None,
-    high: float | None,
-    exclusive_low: bool = False,
-) -> float:
-    """A numeric server parameter; unparsable -> default, out of range -> clamped (or default)."""
-    raw = _raw(values, name)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return default
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        logger.warning("Server parameter [{}]={!r} is not a number, using the default {}", name, raw, default)
-        return default
-    if low is not None and (value < low or (exclusive_low and value <= low)):
-        fixed = default if exclusive_low else low
-        logger.warning("Server parameter [{}]={} is below its minimum, using {}", name, value, fixed)
-        return fixed
-    if high is not None and value > high:
-        logger.warning("Server parameter [{}]={} is above its maximum, using {}", name, value, high)
-        return high
-    return value
-
-
-def param_int(
-    values: Mapping[str, object], name: str, default: int, *, low: int | None, high: int | None
-) -> int:
-    return int(param_float(values, name, float(default), low=low, high=high))
-
-
-def param_bool(values: Mapping[str, object], name: str, default: bool) -> bool:
-    raw = _raw(values, name)
-    if raw is None:
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "yes", "true", "on", "y"):
-        return True
-    if text in ("0", "no", "false", "off", "n"):
-        return False
-    if not text:
-        return default
-    logger.warning("Server parameter [{}]={!r} is not Yes/No, using the default {}", name, raw, default)
-    return default
 
 
 # --------------------------------------------------------------------------------------------------

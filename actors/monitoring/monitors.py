@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from actors.monitoring.module_monitor_logic import (
     Cancellable,
@@ -19,6 +19,13 @@ from actors.monitoring.module_monitor_logic import (
     ModuleEvent,
     ModuleMonitorLogic,
     PingResult,
+)
+from actors.monitoring.monitor_params import (
+    MODULE_MONITOR_PARAMS,
+    PRIMARY_MONITOR_PARAMS,
+    AppliedParams,
+    module_monitor_params,
+    primary_monitor_params,
 )
 from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
 from actors.monitoring.primary_monitor_logic import (
@@ -44,21 +51,21 @@ from transport.messages import (
 )
 
 LIVENESS_POLL = 1.0
-DYNAMIC_MODULE_PARAMS = (
-    "Switchover TS Timeout",
-    "Switchover TS Failure Retry Delay",
-    "Switchover Max TS Failures",
-    "Switchover IP Timeout",
-    "Switchover IP Retry Delay",
-)
 
 
 def this_server(ctx: NodeContext) -> Literal["A", "B"]:
     return "A" if ctx.config.is_server_a else "B"
 
 
-def primary_monitor_params(ctx: NodeContext) -> PrimaryMonitorParams:
-    return PrimaryMonitorParams.from_server_params(dict(ctx.parameters()), this_server=this_server(ctx))
+def _applied(actor: NodeActor, names: tuple[str, ...]) -> AppliedParams:
+    if actor.ctx.server_params is None:
+        raise RuntimeError(f"{actor.name} needs the server parameters (the node opens them before the monitors)")
+    return AppliedParams(actor.name, actor.ctx.server_params, names)
+
+
+@dataclass(frozen=True)
+class GetMonitorParams:
+    """Admin -> monitor: the parameter values the monitor uses now (actor-internal)."""
 
 
 class _Token:
@@ -160,28 +167,32 @@ class ModuleMonitor(NodeActor):
         super().__init__(ctx, incarnation, name)
         self.links = LinksOverActors(self)
         self.logic: ModuleMonitorLogic | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self.applied: AppliedParams | None = None
 
     def started(self) -> None:
-        params = primary_monitor_params(self.ctx).module
-        self.logic = ModuleMonitorLogic(ActorClock(self), params, self.links, self._report)
+        self.applied = _applied(self, MODULE_MONITOR_PARAMS)
+        self.logic = ModuleMonitorLogic(
+            ActorClock(self), module_monitor_params(self.applied.values), self.links, self._report
+        )
         self.logic.start()
-        if self.ctx.server_params is not None:
-            self._unsubscribe = self.ctx.server_params.subscribe(
-                DYNAMIC_MODULE_PARAMS, self.on_own_thread(self._parameter_changed)
-            )
+        self.applied.follow(self.on_own_thread(self._parameter_changed))
 
     def stopped(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        if self.applied is not None:
+            self.applied.close()
         if self.logic is not None:
             self.logic.stop()
 
     def _parameter_changed(self, change: ParamChange) -> None:
-        """TS Timeout, TS Failure Retry Delay, Max TS Failures: dynamic, effective from the next ping."""
-        self.log.info("server parameter {} changed: {!r} -> {!r}", change.name, change.old, change.new)
-        if self.logic is not None:
-            self.logic.update_params(primary_monitor_params(self.ctx).module)
+        """A dynamic parameter (TS Timeout, TS Failure Retry Delay, Max TS Failures, or one that follows
+        them) changed: effective from the next ping."""
+        if self.applied is not None and self.applied.apply(change) and self.logic is not None:
+            self.logic.update_params(module_monitor_params(self.applied.values))
+
+    @handles(GetMonitorParams)
+    def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
+        report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
+        return {**report, "running": bool(self.logic and self.logic.running)}
 
     def _report(self, event: ModuleEvent) -> None:
         self.tell_actor("PrimaryMonitor", ModuleMonitorReport(event))
@@ -229,6 +240,7 @@ class PrimaryMonitor(NodeActor):
         super().__init__(ctx, incarnation, name)
         self.links = LinksOverActors(self)
         self.logic: PrimaryMonitorLogic | None = None
+        self.applied: AppliedParams | None = None
         self.icmp: IcmpPinger | None = None
 
     def started(self) -> None:
@@ -236,11 +248,11 @@ class PrimaryMonitor(NodeActor):
             self.icmp = IcmpPinger()
         except IcmpUnavailableError as exc:
             self.log.error("ICMP is not available, gateway/NetTest/primary pings will fail: {}", exc)
-        params = primary_monitor_params(self.ctx)
+        self.applied = _applied(self, PRIMARY_MONITOR_PARAMS)
         peer_address = self.ctx.config.peer.address
         self.logic = PrimaryMonitorLogic(
             ActorClock(self),
-            params,
+            self._params(),
             self.links,
             self.links,
             ActorPinger(self, self.icmp),
@@ -250,13 +262,29 @@ class PrimaryMonitor(NodeActor):
             primary_address=lambda: peer_address,
         )
         self.logic.start()
+        self.applied.follow(self.on_own_thread(self._parameter_changed))
         self.schedule(LIVENESS_POLL, Tick("liveness"))
 
+    def _params(self) -> PrimaryMonitorParams:
+        assert self.applied is not None
+        return primary_monitor_params(self.applied.values, this_server=this_server(self.ctx))
+
     def stopped(self) -> None:
+        if self.applied is not None:
+            self.applied.close()
         if self.logic is not None:
             self.logic.stop()
         if self.icmp is not None:
             self.icmp.close()
+
+    def _parameter_changed(self, change: ParamChange) -> None:
+        if self.applied is not None and self.applied.apply(change) and self.logic is not None:
+            self.logic.update_params(self._params())
+
+    @handles(GetMonitorParams)
+    def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
+        report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
+        return {**report, "running": bool(self.logic and self.logic.running)}
 
     # ModuleMonitorControl (the logic starts and stops the module monitor)
     def start_module_monitor(self) -> None:

@@ -21,8 +21,9 @@ included, runs in virtual time under :class:`~actors.runtime.clock.FakeClock`.
 
 Notifier ping cadence (parameter table, defaults in brackets)
 -------------------------------------------------------------
-* ``Ping Delay`` [0, max 300] between a reply and the next ping. **0 means 1 s** here
-  (:data:`DEFAULT_PING_DELAY`): pinging back-to-back would flood the link.
+* ``Ping Delay`` [0, max 300] between a reply and the next ping. **0 means 1 s** here (resolved by
+  the catalog, :meth:`replication.params.ServerParams.primary_monitor_ping_delay`): pinging back to
+  back would flood the link.
 * ``Primary Monitor Timeout`` [0, max 300]; 0 means half the module timeout (TS or IP Timeout).
 * After a timeout or a *rejected* reply, up to ``Retry Count`` [2, 1-50] retry pings are sent,
   ``Retry Ping Delay`` [0, 0-300] apart; when the last one fails the diagnosis starts. A reply resets
@@ -104,7 +105,7 @@ the module monitor ... performs no other processing after the restart").
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar, Literal, Protocol
@@ -121,19 +122,12 @@ from actors.monitoring.module_monitor_logic import (
     ModulePingLink,
     PingResult,
     PingResultKind,
-    RejectedRetry,
-    param_bool,
-    param_float,
-    param_int,
 )
 from actors.runtime.clock import Clock, Timer
 
 log = logger.bind(topic="PrimaryMonitor")
 MAIN_RECHECK_INTERVAL = 5.0  # seconds between side pings on main while notifier pings go on aux
 selflog = logger.bind(topic="SelfMonitor")
-
-DEFAULT_PING_DELAY = 1.0
-"""Seconds between notifier pings when ``Switchover Primary Monitor Ping Delay`` is 0."""
 
 ICMP_GUARD_GRACE = 1.0
 """A pinger that has not answered ``timeout + ICMP_GUARD_GRACE`` seconds after the echo counts as a miss."""
@@ -183,16 +177,16 @@ class ModuleMonitorControl(Protocol):
 
 @dataclass(frozen=True)
 class PrimaryMonitorParams:
-    """Effective Primary Monitor parameters (seconds as floats); ``module`` holds the module's.
-
-    ``ping_delay`` and ``timeout`` keep the raw values (0 = derived, see :attr:`effective_ping_delay`
-    and :attr:`effective_timeout`). ``unreachable_primary_ping_count`` is ``None`` when the parameter is
-    not set.
+    """The Primary Monitor's parameters as the catalog resolved them (seconds as floats); ``module``
+    holds the Module Monitor's. Built by :func:`actors.monitoring.monitor_params.primary_monitor_params`
+    from :class:`replication.params.ServerParams`; special values are already resolved there
+    (``ping_delay`` 0 = 1 s, ``timeout`` 0 = half the module timeout, ``extra_unreachable_ping_sets``:
+    ``None`` = unlimited, 0 = switch at once).
     """
 
     module: ModuleMonitorParams = field(default_factory=ModuleMonitorParams)
-    ping_delay: float = 0.0
-    timeout: float = 0.0
+    ping_delay: float = 1.0
+    timeout: float = 5.0
     retry_count: int = 2
     retry_ping_delay: float = 0.0
     disable_gateway_ping: bool = True
@@ -200,46 +194,17 @@ class PrimaryMonitorParams:
     nettest_b: str = ""
     this_server: Literal["A", "B"] = "A"
     nettest_timeout: float = 1.0
-    unreachable_primary_ping_count: int | None = None
+    extra_unreachable_ping_sets: int | None = 0
     unreachable_primary_ping_delay: float = 10.0
     primary_pings_per_set: int = 3
 
     def __post_init__(self) -> None:
         if self.this_server not in ("A", "B"):
             raise ValueError(f"this_server must be 'A' or 'B' (got {self.this_server!r})")
-        if self.retry_count < 1:
-            raise ValueError(f"retry_count must be >= 1 (got {self.retry_count})")
-        if self.ping_delay < 0 or self.timeout < 0 or self.retry_ping_delay < 0:
-            raise ValueError("ping_delay, timeout and retry_ping_delay must be >= 0")
-        if self.nettest_timeout <= 0 or self.unreachable_primary_ping_delay <= 0:
-            raise ValueError("nettest_timeout and unreachable_primary_ping_delay must be > 0")
-        if self.primary_pings_per_set < 1:
-            raise ValueError("primary_pings_per_set must be >= 1")
-        if self.unreachable_primary_ping_count is not None and self.unreachable_primary_ping_count < -1:
-            raise ValueError("unreachable_primary_ping_count must be -1 or more")
-
-    @property
-    def effective_ping_delay(self) -> float:
-        return self.ping_delay if self.ping_delay > 0 else DEFAULT_PING_DELAY
-
-    @property
-    def effective_timeout(self) -> float:
-        return self.timeout if self.timeout > 0 else self.module.ping_timeout / 2
 
     @property
     def nettest_addresses(self) -> tuple[str, ...]:
-        raw = self.nettest_a if self.this_server == "A" else self.nettest_b
-        return tuple(a for a in re.split(r"[;,\s]+", raw.strip()) if a)
-
-    @property
-    def extra_unreachable_ping_sets(self) -> int | None:
-        """Ping sets after the first one when the primary does not answer; ``None`` = unlimited."""
-        n = self.unreachable_primary_ping_count
-        if n is None:
-            return 0
-        if n == -1:
-            return None
-        return 3 if n <= 3 else n
+        return nettest_addresses(self.nettest_a if self.this_server == "A" else self.nettest_b)
 
     @property
     def module_monitor_max_silence(self) -> float:
@@ -249,39 +214,10 @@ class PrimaryMonitorParams:
     def with_module(self, module: ModuleMonitorParams) -> PrimaryMonitorParams:
         return replace(self, module=module)
 
-    @classmethod
-    def from_server_params(
-        cls,
-        values: Mapping[str, object],
-        *,
-        this_server: Literal["A", "B"],
-        rejected_retry: RejectedRetry = RejectedRetry.RETRY_DELAY,
-    ) -> PrimaryMonitorParams:
-        """Build from server parameter values keyed by their specification names (missing = default)."""
-        count_raw = values.get("Switchover Unreachable Primary Ping Count")
-        count: int | None = None
-        if count_raw is not None and str(count_raw).strip():
-            count = param_int(values, "Switchover Unreachable Primary Ping Count", 0, low=-1, high=None)
-        return cls(
-            module=ModuleMonitorParams.from_server_params(values, rejected_retry=rejected_retry),
-            ping_delay=param_float(values, "Switchover Primary Monitor Ping Delay", 0.0, low=0.0, high=300.0),
-            timeout=param_float(values, "Switchover Primary Monitor Timeout", 0.0, low=0.0, high=300.0),
-            retry_count=param_int(values, "Switchover Primary Monitor Retry Count", 2, low=1, high=50),
-            retry_ping_delay=param_float(
-                values, "Switchover Primary Monitor Retry Ping Delay", 0.0, low=0.0, high=300.0
-            ),
-            disable_gateway_ping=param_bool(values, "Switchover Disable Gateway Ping", True),
-            nettest_a=str(values.get("Switchover NetTest A") or ""),
-            nettest_b=str(values.get("Switchover NetTest B") or ""),
-            this_server=this_server,
-            nettest_timeout=param_float(
-                values, "Switchover NetTest Timeout", 1.0, low=0.0, high=None, exclusive_low=True
-            ),
-            unreachable_primary_ping_count=count,
-            unreachable_primary_ping_delay=param_float(
-                values, "Switchover Unreachable Primary Ping Delay", 10.0, low=1.0, high=300.0
-            ),
-        )
+
+def nettest_addresses(text: str) -> tuple[str, ...]:
+    """``Switchover NetTest A``/``B`` may name several hosts separated by ';', ',' or spaces."""
+    return tuple(a for a in re.split(r"[;,\s]+", text.strip()) if a)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -668,8 +604,8 @@ class PrimaryMonitorLogic:
             "Primary monitor started: notifier ping every {:g} s (timeout {:g} s, {} retry ping(s) "
             "{:g} s apart); "
             "gateways {} (gateway ping {}); NetTest {}; primary address {}",
-            p.effective_ping_delay,
-            p.effective_timeout,
+            p.ping_delay,
+            p.timeout,
             p.retry_count,
             p.retry_ping_delay,
             self._gateways or "none",
@@ -679,7 +615,7 @@ class PrimaryMonitorLogic:
         )
         self._module_monitor.start_module_monitor()
         self.resume_liveness_tracking()
-        self._schedule_tick(p.effective_ping_delay)
+        self._schedule_tick(p.ping_delay)
 
     def stop(self) -> None:
         """Stop: cancel pings, timers and a diagnosis in progress; stop the Module Monitor."""
@@ -764,7 +700,7 @@ class PrimaryMonitorLogic:
             self._module_monitor.stop_module_monitor()
             self._module_monitor.start_module_monitor()
             self._last_module_event_at = self._clock.now()
-            self._schedule_tick(self._params.effective_ping_delay)
+            self._schedule_tick(self._params.ping_delay)
             return
         self._send_ping(retry=False)
 
@@ -780,7 +716,7 @@ class PrimaryMonitorLogic:
             self._recheck_main()
         self._tokens += 1
         token = self._tokens
-        timeout = p.effective_timeout
+        timeout = p.timeout
         out = _NotifierOutstanding(token, conn, retry)
         self._outstanding = out
         out.guard = self._clock.call_later(timeout, lambda: self._on_ping_result(token, PingResult.timeout()))
@@ -822,7 +758,7 @@ class PrimaryMonitorLogic:
                 log.info("The notifier on the primary answered on the {} connection again", out.connection)
             self._retries = 0
             self._standard_after_loss = 0
-            self._schedule_tick(p.effective_ping_delay)
+            self._schedule_tick(p.ping_delay)
         elif kind is PingResultKind.CANCELLED:
             log.debug("Notifier ping cancelled: nothing to do")
         elif kind is PingResultKind.CONNECTION_LOST and self._notifier.is_connected(Connection.MAIN):
@@ -854,7 +790,7 @@ class PrimaryMonitorLogic:
                 self._prefer_aux = False
                 log.info("The notifier on the primary answers on the main connection again: pinging on main")
 
-        self._notifier.ping_notifier(Connection.MAIN, self._params.effective_timeout, answered)
+        self._notifier.ping_notifier(Connection.MAIN, self._params.timeout, answered)
 
     def _retry_or_diagnose(self, result: PingResult, conn: Connection) -> None:
         self._failed_on = conn
@@ -983,7 +919,7 @@ class PrimaryMonitorLogic:
                 )
             self._module_monitor.start_module_monitor()
             self.resume_liveness_tracking()
-            self._schedule_tick(self._params.effective_ping_delay)
+            self._schedule_tick(self._params.ping_delay)
             self._post(NoError(diagnosis, now))
             return
         self._idle = True
@@ -1058,7 +994,7 @@ class PrimaryMonitorLogic:
 
         # 2. confirmation over whatever is up
         if conn is not ConnectionStatus.BOTH_DOWN:
-            timeout = p.effective_timeout
+            timeout = p.timeout
             if trigger is Trigger.MODULE_MONITOR:
                 via = Connection.MAIN if conn.main_up else Connection.AUX
                 count = p.module.max_failures
@@ -1243,7 +1179,7 @@ class PrimaryMonitorLogic:
             and conn in (ConnectionStatus.MAIN_ONLY, ConnectionStatus.AUX_ONLY)
         ):
             via = conn.up_connections[0]
-            answer = yield _NotifierPing(via, p.effective_timeout)
+            answer = yield _NotifierPing(via, p.timeout)
             assert isinstance(answer, PingResult)
             notifier_alive = answer.kind is PingResultKind.OK
             log.info(

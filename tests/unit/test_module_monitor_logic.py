@@ -460,41 +460,13 @@ def test_a_lower_max_ts_failures_takes_effect_on_the_next_failure(clock: FakeClo
 
 
 def test_the_ip_variant_monitors_ip_with_the_ip_timeout_and_retry_delay(clock: FakeClock) -> None:
-    params = ModuleMonitorParams.from_server_params(
-        {
-            "Switchover Monitoring": "IP",
-            "Switchover IP Timeout": "20",
-            "Switchover IP Retry Delay": "2",
-            "Switchover TS Timeout": "7",
-        }
-    )
-    assert (params.module_name, params.ping_timeout, params.retry_delay) == ("IP", 20.0, 2.0)
+    params = ModuleMonitorParams(module_name="IP", ping_timeout=20.0, retry_delay=2.0)
     mm, link, rec = make(clock, params, never)
     mm.start()
     clock.advance(100)
     assert link.calls[0].module_name == "IP"
     assert link.times()[:4] == [0.0, 22.0, 44.0, 66.0]
     assert rec.of(ModuleDown)[0].at == 86.0
-
-
-def test_server_parameters_are_read_by_name_with_defaults_and_clamped_to_their_ranges() -> None:
-    assert ModuleMonitorParams.from_server_params({}) == ModuleMonitorParams()
-    p = ModuleMonitorParams.from_server_params(
-        {
-            "Switchover TS Timeout": "3",
-            "switchover ts failure retry delay": "0",
-            "Switchover Max TS Failures": "4",
-            "Switchover Max Restarts": 5,
-            "Switchover Max Restarts Period": "600",
-            "Switchover Max Sequential Restarts": "1",
-            "Switchover Ping on Aux Connection": "Yes",
-        }
-    )
-    assert p.ping_timeout == 5.0 and p.retry_delay == 1.0 and p.max_failures == 4
-    assert (p.max_restarts, p.max_restarts_period, p.max_sequential_restarts) == (5, 600.0, 1)
-    assert p.ping_on_aux and p.first_connection is Connection.AUX
-    assert ModuleMonitorParams.from_server_params({"Switchover TS Timeout": "500"}).ping_timeout == 60.0
-    assert ModuleMonitorParams.from_server_params({"Switchover TS Timeout": "soon"}).ping_timeout == 10.0
 
 
 def test_invalid_parameters_are_refused() -> None:
