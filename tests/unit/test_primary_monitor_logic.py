@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pytest
