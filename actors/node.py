@@ -35,7 +35,7 @@ from replication.params import ServerParams, seed_from_config
 from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
 from transport.faults import NO_FAULTS, Faults
-from transport.icmp import IcmpPinger
+from transport.icmp import IcmpPinger, gateways
 from transport.security import Security
 
 
@@ -230,8 +230,9 @@ class Node:
     def network_check(self) -> bool:
         assert self.params is not None
         values = resolved_values(self.params, PRIMARY_MONITOR_PARAMS)
+        params = primary_monitor_params(values, this_server=this_server(self.ctx))
         with IcmpPinger() as pinger:
-            return backup_network_ok(primary_monitor_params(values, this_server=this_server(self.ctx)), pinger)
+            return backup_network_ok(params, pinger.ping_sync, gateways)
 
     def shutdown_requested(self, why: str) -> None:
         self.log.info("state machine: {}", why)

@@ -112,6 +112,14 @@ from typing import ClassVar, Literal, Protocol
 
 from loguru import logger
 
+from actors.monitoring.local_network import (
+    Icmp,
+    LocalChecks,
+    NetworkStatus,
+    check_local_network,
+    clean_addresses,
+    local_network_ok,
+)
 from actors.monitoring.module_monitor_logic import (
     Cancellable,
     Connection,
@@ -254,34 +262,6 @@ class ConnectionStatus(StrEnum):
         return tuple(c for c, up in ((Connection.MAIN, self.main_up), (Connection.AUX, self.aux_up)) if up)
 
 
-class NetworkStatus(StrEnum):
-    NOT_CHECKED = "NotChecked"
-    GATEWAY_PING_DISABLED = "GatewayPingDisabled"
-    GATEWAY_UNAVAILABLE = "GatewayUnavailable"
-    GATEWAY_REACHED = "GatewayReached"
-    GATEWAY_UNREACHABLE = "GatewayUnreachable"
-    NETTEST_UNAVAILABLE = "NetTestUnavailable"
-    NETTEST_REACHED = "NetTestReached"
-    NETTEST_UNREACHABLE = "NetTestUnreachable"
-    PRIMARY_ADDRESS_UNKNOWN = "PrimaryAddressUnknown"
-    PRIMARY_REACHED = "PrimaryReached"
-    PRIMARY_UNREACHABLE = "PrimaryUnreachable"
-
-    @property
-    def good(self) -> bool:
-        return self not in _BAD_NETWORK
-
-    @property
-    def phrase(self) -> str:
-        return re.sub(r"(?<!^)(?=[A-Z])", " ", self.value).lower().replace("net test", "nettest")
-
-
-_BAD_NETWORK = frozenset(
-    {NetworkStatus.GATEWAY_UNREACHABLE, NetworkStatus.NETTEST_UNREACHABLE, NetworkStatus.PRIMARY_UNREACHABLE}
-)
-_LOCAL_FAILURES = frozenset({NetworkStatus.GATEWAY_UNREACHABLE, NetworkStatus.NETTEST_UNREACHABLE})
-
-
 class Trigger(StrEnum):
     NOTIFIER_PING = "notifier ping failures"
     MODULE_MONITOR = "module monitor MODULE_DOWN"
@@ -322,7 +302,7 @@ class Diagnosis:
     @property
     def local_network_ok(self) -> bool:
         """The backup's own network (gateway / NetTest), the state machine's ``Facts.network_ok``."""
-        return not any(s in _LOCAL_FAILURES for s in self.network_steps)
+        return local_network_ok(self.network_steps)
 
     @property
     def main_up(self) -> bool:
@@ -418,7 +398,7 @@ def decide(
     notifier_alive: bool | None = None,
 ) -> Outcome:
     """The decision list (spec lines 673-684), for a failed confirmation; see the module docstring."""
-    local_failed = any(s in _LOCAL_FAILURES for s in network_steps)
+    local_failed = not local_network_ok(network_steps)
     primary_reachable = NetworkStatus.PRIMARY_UNREACHABLE not in network_steps
     if local_failed or not primary_reachable:  # Network NOT OK
         if primary_reachable:
@@ -461,7 +441,7 @@ class _Sleep:
     seconds: float
 
 
-_Op = _Icmp | _ModulePing | _NotifierPing | _Sleep
+_Op = Icmp | _ModulePing | _NotifierPing | _Sleep
 _Diag = Generator[_Op, object, Diagnosis]
 
 
@@ -597,7 +577,7 @@ class PrimaryMonitorLogic:
         self._retries = 0
         self._standard_after_loss = 0
         self._restart_requested = False
-        self._gateways = _clean_addresses(self._gateways_source())
+        self._gateways = clean_addresses(self._gateways_source())
         self._primary_address = self._primary_address_source()
         p = self._params
         log.info(
@@ -879,7 +859,7 @@ class PrimaryMonitorLogic:
 
         if isinstance(op, _Sleep):
             pending.timers.append(self._clock.call_later(op.seconds, lambda: complete(None)))
-        elif isinstance(op, _Icmp):
+        elif isinstance(op, Icmp):
             pending.timers.append(
                 self._clock.call_later(op.timeout + ICMP_GUARD_GRACE, lambda: complete(False))
             )
@@ -949,6 +929,15 @@ class PrimaryMonitorLogic:
         self._post(posted)
 
     # -- the diagnosis itself -----------------------------------------------------------------------
+
+    def _local_checks(self) -> LocalChecks:
+        def gateways() -> list[str]:
+            if not self._gateways:
+                self._gateways = clean_addresses(self._gateways_source())
+            return self._gateways
+
+        p = self._params
+        return LocalChecks(not p.disable_gateway_ping, gateways, p.nettest_addresses, p.nettest_timeout)
 
     def _diagnose(self, trigger: Trigger, module_event: ModuleDown | None) -> _Diag:
         p = self._params
@@ -1047,74 +1036,9 @@ class PrimaryMonitorLogic:
                     "/".join(conn.up_connections),
                 )
 
-        # 3. the backup's own network: gateways, then NetTest
-        icmp_timeout = p.nettest_timeout
-        if p.disable_gateway_ping:
-            log.debug("check_local_gateway_connections : gateway ping disabled")
-            steps.append(NetworkStatus.GATEWAY_PING_DISABLED)
-        else:
-            if not self._gateways:
-                self._gateways = _clean_addresses(self._gateways_source())
-            if not self._gateways:
-                log.warning(
-                    "check_local_gateway_connections : No local gateway addresses to ping, setting network "
-                    "connection status to 'GatewayUnavailable'"
-                )
-                steps.append(NetworkStatus.GATEWAY_UNAVAILABLE)
-            else:
-                reached = False
-                for gw in self._gateways:
-                    ok = yield _Icmp(gw, icmp_timeout)
-                    if ok:
-                        log.info(
-                            "check_local_gateway_connections : Successfully pinged local gateway "
-                            "address [{}], "
-                            "setting network connection status to 'GatewayReached'",
-                            gw,
-                        )
-                        reached = True
-                        break
-                    log.warning(
-                        "check_local_gateway_connections : No reply from local gateway address [{}]", gw
-                    )
-                if not reached:
-                    log.error(
-                        "check_local_gateway_connections : No local gateway address answered {}, "
-                        "setting network "
-                        "connection status to 'GatewayUnreachable'",
-                        self._gateways,
-                    )
-                steps.append(NetworkStatus.GATEWAY_REACHED if reached else NetworkStatus.GATEWAY_UNREACHABLE)
-        if NetworkStatus.GATEWAY_UNREACHABLE not in steps:
-            nettest = p.nettest_addresses
-            if not nettest:
-                log.info(
-                    "check_net_test_connections : No NetTest addresses to ping, setting network connection "
-                    "status to 'NetTestUnavailable'"
-                )
-                steps.append(NetworkStatus.NETTEST_UNAVAILABLE)
-            else:
-                reached = False
-                for addr in nettest:
-                    ok = yield _Icmp(addr, icmp_timeout)
-                    if ok:
-                        log.info(
-                            "check_net_test_connections : Successfully pinged NetTest address [{}], setting "
-                            "network connection status to 'NetTestReached'",
-                            addr,
-                        )
-                        reached = True
-                        break
-                    log.warning("check_net_test_connections : No reply from NetTest address [{}]", addr)
-                if not reached:
-                    log.error(
-                        "check_net_test_connections : No NetTest address answered {}, setting "
-                        "network connection "
-                        "status to 'NetTestUnreachable'",
-                        list(nettest),
-                    )
-                steps.append(NetworkStatus.NETTEST_REACHED if reached else NetworkStatus.NETTEST_UNREACHABLE)
-        local_ok = not any(s in _LOCAL_FAILURES for s in steps)
+        # 3. the backup's own network: gateways, then NetTest (one rule: actors.monitoring.local_network)
+        steps += yield from check_local_network(self._local_checks())
+        local_ok = local_network_ok(steps)
 
         # 4. the primary's address, in ping sets
         if self._primary_address is None:
@@ -1134,7 +1058,7 @@ class PrimaryMonitorLogic:
             while True:
                 sets += 1
                 for _ in range(p.primary_pings_per_set):
-                    ok = yield _Icmp(address, icmp_timeout)
+                    ok = yield Icmp(address, p.nettest_timeout)
                     if ok:
                         reached = True
                         break
@@ -1196,12 +1120,3 @@ class PrimaryMonitorLogic:
             outcome.value,
         )
         return result(outcome, notifier_alive=notifier_alive, sets=sets)
-
-
-def _clean_addresses(addresses: Sequence[str]) -> list[str]:
-    seen: list[str] = []
-    for a in addresses:
-        a = a.strip()
-        if a and a not in seen:
-            seen.append(a)
-    return seen
