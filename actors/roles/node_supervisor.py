@@ -34,6 +34,7 @@ from actors.roles.state_machine import (
     State,
     Step,
     SwitchoverStateMachine,
+    compare_release,
     negotiate_startup_role,
     outranks,
 )
@@ -98,18 +99,6 @@ class NetworkChecked(Message):
 @dataclass(frozen=True)
 class StopNode(Message):
     reason: str = "stop requested"
-
-
-def compare_release(local: str, peer: str) -> Release:
-    def key(v: str) -> tuple[Any, ...]:
-        return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
-
-    if not peer or local == peer:
-        return Release.SAME
-    try:
-        return Release.HIGHER if key(local) > key(peer) else Release.LOWER
-    except TypeError:
-        return Release.HIGHER if local > peer else Release.LOWER
 
 
 @dataclass
@@ -242,6 +231,8 @@ class NodeSupervisor(Supervisor):
             )
             self.schedule(timeout, Tick("reconnect-timeout", self.reconnect_token))
             self._probe(True)
+        elif action is Action.CHECK_NETWORK:
+            self._check_network(self.reconnect_token)
         elif action is Action.CANCEL_RECONNECT_TIMER:
             self.reconnect_token += 1
             self._probe(False)
@@ -465,12 +456,7 @@ class NodeSupervisor(Supervisor):
         if msg.name == "reconnect-timeout":
             if msg.token == self.reconnect_token:
                 self.log.error("SwitchoverState::Reconnecting: Reconnect period expired")
-                if self.network_ok or self.network_check is None:
-                    self.post(
-                        Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0)
-                    )
-                else:
-                    self._check_network(msg.token)
+                self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
         elif msg.name == "negotiate":
             if msg.token == self.negotiations and self.sm.state is State.INIT:
                 self.tell_actor("VirtualSwitch", Negotiate(self.negotiations))
@@ -480,14 +466,15 @@ class NodeSupervisor(Supervisor):
             super().on_tick(msg)
 
     def _check_network(self, token: int) -> None:
-        """The backup's own network was down: look again (off this thread) before deciding."""
+        """Carry out check-network: look at the backup's own network again, off this thread; the
+        answer comes back as NetworkChecked and is posted as network-recovered / network-still-down."""
         check, ref = self.network_check, self.actor_ref
-        assert check is not None
 
         def work() -> None:
             try:
-                ok = check()
+                ok = check() if check is not None else False
             except Exception:
+                self.log.exception("the network check failed; counting the network as down")
                 ok = False
             ref.tell(NetworkChecked(ok, token))
 
@@ -495,20 +482,10 @@ class NodeSupervisor(Supervisor):
 
     @handles(NetworkChecked)
     def on_network_checked(self, msg: NetworkChecked) -> None:
-        if msg.token != self.reconnect_token or self.sm.state is not State.RECONNECTING:
-            return
+        if msg.token != self.reconnect_token:
+            return  # a later step restarted or cancelled the reconnect period meanwhile
         self.network_ok = msg.ok
-        if msg.ok:
-            # The links had no chance to reconnect while the network was down: give them a fresh
-            # reconnect period before concluding anything about the primary.
-            self.log.warning("backup's own network is back: starting a fresh reconnect period")
-            self._do(
-                Action.START_RECONNECT_TIMER,
-                Step(State.RECONNECTING, State.RECONNECTING, Event.RECONNECT_TIMEOUT, (), ""),
-            )
-            return
-        self.log.info("backup's own network is still down")
-        self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=False, reconnect_timeout=1.0))
+        self.post(Event.NETWORK_RECOVERED if msg.ok else Event.NETWORK_STILL_DOWN, Facts(network_ok=msg.ok))
 
     @handles(LinkAnswering)
     def on_link_answering(self, msg: LinkAnswering) -> None:
