@@ -57,6 +57,11 @@ Refinements and interpretations (where the specification is ambiguous)
   pings in between (a restarting module is briefly unregistered) do not. Exceeding the maximum posts
   :class:`ModuleDown`. After a restart-caused :class:`ModuleDown` the restart history is cleared, so a
   later one needs fresh evidence.
+* **Never registered.** The active's Notifier answers ``not-registered`` when no module of that name
+  has ever registered with it (a pair run without a module, or a module not started yet). That is
+  not a failure: it posts :class:`ModuleNotRegistered` (logged once: "monitored module TsServer is
+  not registered on the active"), keeps the error count at 0 and pings again at the regular interval.
+  A module that registered and then went away is answered ``rejected``: a failure, as above.
 * Besides the specification's SYSTEM_OK / MODULE_DOWN the monitor posts :class:`ModulePingFailed` for
   every failure and :class:`ModuleRestarted` for every tolerated restart; they feed the Primary
   Monitor's liveness tracking and the logs.
@@ -102,6 +107,7 @@ class PingResultKind(StrEnum):
     REJECTED = "rejected"
     CONNECTION_LOST = "connection_lost"
     CANCELLED = "cancelled"
+    NOT_REGISTERED = "not_registered"  # no module of that name has ever registered on the active
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,10 @@ class PingResult:
     @classmethod
     def connection_lost(cls, detail: str = "") -> PingResult:
         return cls(PingResultKind.CONNECTION_LOST, detail=detail)
+
+    @classmethod
+    def not_registered(cls, detail: str = "") -> PingResult:
+        return cls(PingResultKind.NOT_REGISTERED, detail=detail)
 
     @classmethod
     def cancelled(cls) -> PingResult:
@@ -293,7 +303,20 @@ class ModuleDown:
     detail: str = ""
 
 
-ModuleEvent = SystemOk | ModulePingFailed | ModuleRestarted | ModuleDown
+@dataclass(frozen=True)
+class ModuleNotRegistered:
+    """The active's Notifier says no module of this name has ever registered there: nothing to monitor
+    yet, and its absence is not a failure (a pair may run without a module). ``first`` is True for the
+    first answer of this kind since the module was last seen or the monitor started."""
+
+    module_name: str
+    connection: Connection
+    at: float
+    detail: str = ""
+    first: bool = True
+
+
+ModuleEvent = SystemOk | ModulePingFailed | ModuleRestarted | ModuleDown | ModuleNotRegistered
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,6 +370,7 @@ class ModuleMonitorLogic:
         self._outstanding: _Outstanding | None = None
         self._next: Timer | None = None
         self._tokens = 0
+        self._not_registered = False
 
     # -- inspection ---------------------------------------------------------------------------------
 
@@ -384,6 +408,7 @@ class ModuleMonitorLogic:
             return
         self._running = True
         self._error_count = 0
+        self._not_registered = False
         self._connection = self._params.first_connection
         log.info(
             "Module monitor started: pinging the {} module every {:g} s (timeout {:g} s, retry delay {:g} s, "
@@ -487,7 +512,10 @@ class ModuleMonitorLogic:
         self._drop_outstanding(cancel_link=result.kind is PingResultKind.TIMEOUT)
         if result.has_pid:
             assert result.pid is not None
+            self._not_registered = False
             self._on_success(result.pid, out.connection)
+        elif result.kind is PingResultKind.NOT_REGISTERED:
+            self._on_not_registered(result, out.connection)
         elif result.kind is PingResultKind.CANCELLED:
             log.warning(
                 "The ping to the {} module on the {} connection was cancelled by the link; "
@@ -575,6 +603,24 @@ class ModuleMonitorLogic:
             events.append(SystemOk(p.module_name, pid, conn, now))
         self._schedule(p.interval)
         self._post(events)
+
+    def _on_not_registered(self, result: PingResult, conn: Connection) -> None:
+        """Not a failure: the error count starts afresh and the next ping goes at the regular interval."""
+        p = self._params
+        first = not self._not_registered
+        self._not_registered = True
+        self._error_count = 0
+        self._connection = p.first_connection
+        detail = result.detail or f"monitored module {p.module_name} is not registered on the active"
+        if first:
+            log.warning(
+                "{}: it has never registered there, so its absence is not a failure and does not cause a "
+                "switch; it is monitored once it registers (pinging every {:g} s)",
+                detail,
+                p.interval,
+            )
+        self._schedule(p.interval)
+        self._post([ModuleNotRegistered(p.module_name, conn, self._clock.now(), detail, first)])
 
     def _on_failure(self, result: PingResult, conn: Connection) -> None:
         p = self._params

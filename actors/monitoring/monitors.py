@@ -9,6 +9,7 @@ The PrimaryMonitor posts its verdicts to the Supervisor as ``MonitorEvent``s.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,7 +19,9 @@ from actors.monitoring.module_monitor_logic import (
     Connection,
     ModuleEvent,
     ModuleMonitorLogic,
+    ModuleNotRegistered,
     PingResult,
+    SystemOk,
 )
 from actors.monitoring.monitor_params import (
     MODULE_MONITOR_PARAMS,
@@ -27,6 +30,7 @@ from actors.monitoring.monitor_params import (
     module_monitor_params,
     primary_monitor_params,
 )
+from actors.monitoring.notifier import NOT_REGISTERED
 from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
 from actors.monitoring.primary_monitor_logic import (
     NoError,
@@ -145,6 +149,8 @@ def _ping_result(result: LinkResult, kind: str) -> PingResult:
     if isinstance(reply, ModulePingReply):
         if reply.status == "ok":
             return PingResult.ok(reply.pid)
+        if reply.status == NOT_REGISTERED:
+            return PingResult.not_registered(reply.detail)
         return PingResult.rejected(reply.detail or "rejected")
     return PingResult.rejected(f"unexpected answer {reply.TYPE if reply else None}")
 
@@ -168,6 +174,7 @@ class ModuleMonitor(NodeActor):
         self.links = LinksOverActors(self)
         self.logic: ModuleMonitorLogic | None = None
         self.applied: AppliedParams | None = None
+        self.waiting_for_registration = False
 
     def started(self) -> None:
         self.applied = _applied(self, MODULE_MONITOR_PARAMS)
@@ -192,10 +199,23 @@ class ModuleMonitor(NodeActor):
     @handles(GetMonitorParams)
     def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
         report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
-        return {**report, "running": bool(self.logic and self.logic.running)}
+        return {
+            **report,
+            "running": bool(self.logic and self.logic.running),
+            "module_registered_on_active": not self.waiting_for_registration,
+        }
 
     def _report(self, event: ModuleEvent) -> None:
+        if isinstance(event, ModuleNotRegistered) and event.first:
+            self._status(event.detail)
+            self.waiting_for_registration = True
+        elif isinstance(event, SystemOk) and self.waiting_for_registration:
+            self.waiting_for_registration = False
+            self._status(f"monitored module {event.module_name} answers on the active (pid {event.pid})")
         self.tell_actor("PrimaryMonitor", ModuleMonitorReport(event))
+
+    def _status(self, line: str) -> None:
+        self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {line}")
 
     @handles(LinkResult)
     def on_link_result(self, result: LinkResult) -> None:

@@ -14,6 +14,7 @@ from actors.monitoring.module_monitor_logic import (
     ModuleEvent,
     ModuleMonitorLogic,
     ModuleMonitorParams,
+    ModuleNotRegistered,
     ModulePingFailed,
     ModuleRestarted,
     PingResult,
@@ -474,3 +475,30 @@ def test_invalid_parameters_are_refused() -> None:
         ModuleMonitorParams(retry_delay=0)
     with pytest.raises(ValueError):
         ModuleMonitorParams(max_failures=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# A module that has never registered on the active (issue 9, defect 4)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_module_never_registered_on_the_active_is_not_a_failure_and_never_down(
+    clock: FakeClock, logs: list[LogLine]
+) -> None:
+    state = {"answer": PingResult.not_registered("monitored module TsServer is not registered on the active (A)")}
+    mm, link, rec = make(clock, ModuleMonitorParams(retry_delay=0.2), lambda call: (0.0, state["answer"]))
+    mm.start()
+    clock.advance(300)
+    assert rec.of(ModuleDown) == [] and rec.of(ModulePingFailed) == []
+    not_registered = rec.of(ModuleNotRegistered)
+    assert len(not_registered) == 31 and link.times()[:3] == [0.0, 10.0, 20.0]  # the regular interval
+    assert [e.first for e in not_registered[:2]] == [True, False]
+    said = [line.message for line in logs if "is not registered on the active" in line.message]
+    assert len(said) == 1 and "does not cause a switch" in said[0]
+    # once it registered, it is monitored: its going away is a failure and, in the end, MODULE_DOWN
+    state["answer"] = PingResult.ok(4242)
+    clock.advance(10)
+    assert rec.of(SystemOk)
+    state["answer"] = PingResult.rejected("no module registered as TsServer")
+    clock.advance(30)
+    assert rec.of(ModuleDown)[0].reason is ModuleDownReason.PING_FAILURES
