@@ -76,101 +76,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
 
 from loguru import logger
 
+from actors.monitoring.ping import Cancellable, Connection, ModulePingLink, PingResult, PingResultKind
 from actors.runtime.clock import Clock, Timer
 
 log = logger.bind(topic="ModuleMonitor")
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared vocabulary (the Primary Monitor uses it too)
-# --------------------------------------------------------------------------------------------------
-
-
-class Connection(StrEnum):
-    """The two redundant notifier connections from the backup to the primary."""
-
-    MAIN = "main"
-    AUX = "aux"
-
-    @property
-    def other(self) -> Connection:
-        return Connection.AUX if self is Connection.MAIN else Connection.MAIN
-
-
-class PingResultKind(StrEnum):
-    OK = "ok"
-    TIMEOUT = "timeout"
-    REJECTED = "rejected"
-    CONNECTION_LOST = "connection_lost"
-    CANCELLED = "cancelled"
-    NOT_REGISTERED = "not_registered"  # no module of that name has ever registered on the active
-
-
-@dataclass(frozen=True)
-class PingResult:
-    """The answer to a ping sent through a notifier connection.
-
-    ``pid`` is set for module pings answered by the module (``None``/``0`` means an empty reply).
-    ``detail`` is free text for logs (e.g. the Notifier's rejection reason).
-    """
-
-    kind: PingResultKind
-    pid: int | None = None
-    detail: str = ""
-
-    @classmethod
-    def ok(cls, pid: int | None = None) -> PingResult:
-        return cls(PingResultKind.OK, pid)
-
-    @classmethod
-    def timeout(cls, detail: str = "") -> PingResult:
-        return cls(PingResultKind.TIMEOUT, detail=detail)
-
-    @classmethod
-    def rejected(cls, detail: str = "module not registered") -> PingResult:
-        return cls(PingResultKind.REJECTED, detail=detail)
-
-    @classmethod
-    def connection_lost(cls, detail: str = "") -> PingResult:
-        return cls(PingResultKind.CONNECTION_LOST, detail=detail)
-
-    @classmethod
-    def not_registered(cls, detail: str = "") -> PingResult:
-        return cls(PingResultKind.NOT_REGISTERED, detail=detail)
-
-    @classmethod
-    def cancelled(cls) -> PingResult:
-        return cls(PingResultKind.CANCELLED)
-
-    @property
-    def has_pid(self) -> bool:
-        return self.kind is PingResultKind.OK and self.pid is not None and self.pid > 0
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-class ModulePingLink(Protocol):
-    """Sends a Diagnostic Ping to a module registered with the primary's Notifier.
-
-    ``on_result`` is called exactly once with the answer (it may be called synchronously, from inside
-    ``ping_module``). The logic arms its own timer at ``timeout`` as well, so a link that never answers
-    is still a timeout; a result that arrives after the logic gave up, or after ``cancel()``, is
-    ignored.
-    """
-
-    def ping_module(
-        self,
-        connection: Connection,
-        module_name: str,
-        timeout: float,
-        on_result: Callable[[PingResult], None],
-    ) -> Cancellable | None: ...
 
 
 # --------------------------------------------------------------------------------------------------

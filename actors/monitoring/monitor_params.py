@@ -4,7 +4,8 @@
 Monitor Timeout 0 = half the module timeout, Ping Delay 0 = 1 s, Unreachable Primary Ping Count unset =
 switch at once, ...). This module only *selects* the resolved values a monitor needs and puts them in
 the typed objects its logic takes (:class:`ModuleMonitorParams`, :class:`PrimaryMonitorParams`); it
-parses nothing.
+parses nothing (``Switchover NetTest A``/``B`` may list several hosts; :func:`nettest_addresses` splits
+the list).
 
 :class:`AppliedParams` is what a monitor actor holds: the values it uses now. It subscribes to
 ``ServerParams`` changes; a change that the catalog says applies at once (``ParamChange.dynamic``: the
@@ -14,14 +15,61 @@ remembered as pending until the monitor restarts. ``admin monitors`` shows both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from loguru import logger
 
 from actors.monitoring.module_monitor_logic import ModuleMonitorParams, RejectedRetry
-from actors.monitoring.primary_monitor_logic import PrimaryMonitorParams
 from replication.params import ParamChange, ServerParams, jsonable, module_param_names, monitors_ip
+
+
+@dataclass(frozen=True)
+class PrimaryMonitorParams:
+    """The Primary Monitor's parameters as the catalog resolved them (seconds as floats); ``module``
+    holds the Module Monitor's. Built by :func:`primary_monitor_params`
+    from :class:`replication.params.ServerParams`; special values are already resolved there
+    (``ping_delay`` 0 = 1 s, ``timeout`` 0 = half the module timeout, ``extra_unreachable_ping_sets``:
+    ``None`` = unlimited, 0 = switch at once).
+    """
+
+    module: ModuleMonitorParams = field(default_factory=ModuleMonitorParams)
+    ping_delay: float = 1.0
+    timeout: float = 5.0
+    retry_count: int = 2
+    retry_ping_delay: float = 0.0
+    disable_gateway_ping: bool = True
+    nettest_a: str = ""
+    nettest_b: str = ""
+    this_server: Literal["A", "B"] = "A"
+    nettest_timeout: float = 1.0
+    extra_unreachable_ping_sets: int | None = 0
+    unreachable_primary_ping_delay: float = 10.0
+    primary_pings_per_set: int = 3
+
+    def __post_init__(self) -> None:
+        if self.this_server not in ("A", "B"):
+            raise ValueError(f"this_server must be 'A' or 'B' (got {self.this_server!r})")
+
+    @property
+    def nettest_addresses(self) -> tuple[str, ...]:
+        return nettest_addresses(self.nettest_a if self.this_server == "A" else self.nettest_b)
+
+    @property
+    def module_monitor_max_silence(self) -> float:
+        m = self.module
+        return m.interval + 2 * m.max_failures * (m.ping_timeout + m.retry_delay) + m.ping_timeout
+
+    def with_module(self, module: ModuleMonitorParams) -> PrimaryMonitorParams:
+        return replace(self, module=module)
+
+
+def nettest_addresses(text: str) -> tuple[str, ...]:
+    """``Switchover NetTest A``/``B`` may name several hosts separated by ';', ',' or spaces."""
+    return tuple(a for a in re.split(r"[;,\s]+", text.strip()) if a)
+
 
 MODULE_MONITOR_PARAMS: tuple[str, ...] = (
     "Switchover Monitoring",

@@ -3,7 +3,8 @@
 The logic (``actors.monitoring.primary_monitor_logic``, ``actors.monitoring.module_monitor_logic``) decides; these
 actors give it a clock whose timers fire on the actor's thread, links that carry its pings
 through the NotifierLink actors, and an ICMP pinger whose answers come back as messages.
-The PrimaryMonitor posts its verdicts to the Supervisor as ``MonitorEvent``s.
+The PrimaryMonitor posts its verdicts to the Supervisor as a state machine ``Event`` with its ``Facts``
+(``MonitorVerdict``; the one mapping is :data:`primary_monitor_logic.OUTCOME_EVENTS`).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from actors.monitoring.monitor_params import (
 from actors.monitoring.notifier import NOT_REGISTERED
 from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
 from actors.monitoring.primary_monitor_logic import (
-    NoError,
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
     PrimaryMonitorParams,
+    state_machine_input,
 )
-from actors.roles.node_supervisor import MonitorEvent
+from actors.roles.node_supervisor import MonitorVerdict
 from actors.runtime.base import ActorClock, NodeActor, handles
 from actors.runtime.context import NodeContext
 from replication.params import ParamChange
@@ -314,17 +315,17 @@ class PrimaryMonitor(NodeActor):
         self.tell_actor("ModuleMonitor", ModuleMonitorControl(False))
 
     def _post(self, event: PrimaryMonitorEvent) -> None:
-        if isinstance(event, NoError) or not event.state_machine_event:
+        verdict = state_machine_input(event)
+        if verdict is None:
             return
+        sm_event, facts = verdict
         d = event.diagnosis
         detail = (
             f"{event.log_event}: connections: {d.connection_status.value}; network: {d.network_status.value}"
         )
-        self.log.warning("Primary monitor posting {} ({})", event.state_machine_event, detail)
+        self.log.warning("Primary monitor posting {} ({})", sm_event, detail)
         if self.ctx.supervisor is not None:
-            self.ctx.supervisor.tell(
-                MonitorEvent(event.state_machine_event, d.local_network_ok, d.main_up, d.aux_up, detail)
-            )
+            self.ctx.supervisor.tell(MonitorVerdict(sm_event, facts, detail))
 
     @handles(LinkResult)
     def on_link_result(self, result: LinkResult) -> None:

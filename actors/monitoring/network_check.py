@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from actors.monitoring.local_network import LocalChecks, check_local_network, local_network_ok, run_sync
-from actors.monitoring.primary_monitor_logic import PrimaryMonitorParams
+from actors.monitoring.monitor_params import PrimaryMonitorParams
 
 
 def backup_network_ok(

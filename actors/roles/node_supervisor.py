@@ -65,15 +65,13 @@ from transport.messages import (
 GROUPS = ("core", "backup", "monitors", "active")
 
 
-@register("MonitorEvent")
 @dataclass(frozen=True)
-class MonitorEvent(Message):
-    """PrimaryMonitor -> Supervisor: an event for the state machine with the facts behind it."""
+class MonitorVerdict:
+    """PrimaryMonitor -> Supervisor (actor-internal): an event for the state machine with the facts the
+    diagnosis found; the Supervisor adds the reconnect timeout."""
 
-    event: str
-    network_ok: bool = True
-    main_up: bool = True
-    aux_up: bool = True
+    event: Event
+    facts: Facts
     detail: str = ""
 
 
@@ -376,16 +374,10 @@ class NodeSupervisor(Supervisor):
             self.generation.observe(msg.generation)
             self._publish()
 
-    @handles(MonitorEvent)
-    def on_monitor_event(self, msg: MonitorEvent) -> None:
-        self.network_ok = msg.network_ok
-        facts = Facts(
-            network_ok=msg.network_ok,
-            main_up=msg.main_up,
-            aux_up=msg.aux_up,
-            reconnect_timeout=self.reconnect_timeout(),
-        )
-        self.post(Event(msg.event), facts, msg.detail)
+    @handles(MonitorVerdict)
+    def on_monitor_verdict(self, msg: MonitorVerdict) -> None:
+        self.network_ok = msg.facts.network_ok
+        self.post(msg.event, replace(msg.facts, reconnect_timeout=self.reconnect_timeout()), msg.detail)
 
     @handles(Forwarded)
     def on_forwarded(self, msg: Forwarded) -> None:

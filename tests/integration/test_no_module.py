@@ -23,7 +23,9 @@ NOT_REGISTERED = "monitored module TsServer is not registered on the active"
 
 @pytest.fixture
 def bare_pair(tmp_path: Path) -> Iterator[LocalPair]:
-    pair = LocalPair(tmp_path / "pair", extra=TIMING)
+    # TS Timeout at its minimum (5 s) so that a module that registers is seen within 5 s; the retry
+    # delay and failure count stay at their defaults (before the fix: a switch about 3 s after start)
+    pair = LocalPair(tmp_path / "pair", parameters={"Switchover TS Timeout": "5"}, extra=TIMING)
     try:
         pair.start_node("alpha")
         wait_until(lambda: pair.role("alpha") == "Primary", 20, 0.05, "alpha to be Primary")
@@ -53,7 +55,7 @@ def test_a_pair_without_a_module_keeps_its_roles_and_switches_once_a_registered_
 ) -> None:
     pair = bare_pair
     wait_until(lambda: module_registered(pair) is False, 10, 0.05, "beta to see TsServer is not registered")
-    hold(pair, 5.0)  # the default module parameters switched after about 3 s before the fix
+    hold(pair, 4.0)  # the default module parameters switched after about 3 s before the fix
     status = pair.ctl("status")
     assert NOT_REGISTERED in status.stdout, status.stdout
     assert NOT_REGISTERED in (pair.b.data_dir / "switchover.log").read_text(errors="replace")
@@ -68,7 +70,8 @@ def test_a_pair_without_a_module_keeps_its_roles_and_switches_once_a_registered_
     rejoin = pair.ctl("rejoin", "--server", "alpha")
     assert rejoin.returncode == 0, rejoin.stdout + rejoin.stderr
     wait_until(lambda: pair.role("alpha") == "Backup", 20, 0.05, "alpha to rejoin as Backup")
-    deadline = time.monotonic() + 5.0
+    wait_until(lambda: module_registered(pair, "alpha") is False, 10, 0.05, "alpha to see no TsServer on beta")
+    deadline = time.monotonic() + 4.0
     while time.monotonic() < deadline:
         assert pair.roles() == {"alpha": "Backup", "beta": "Primary"}, "the pair swapped again"
         time.sleep(0.1)

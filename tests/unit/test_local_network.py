@@ -14,8 +14,8 @@ from actors.monitoring.local_network import (
     local_network_ok,
     run_sync,
 )
+from actors.monitoring.monitor_params import PrimaryMonitorParams
 from actors.monitoring.network_check import backup_network_ok
-from actors.monitoring.primary_monitor_logic import PrimaryMonitorParams
 
 GATEWAY, NETTEST = "10.0.9.1", "10.1.0.1"
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from actors.monitoring.module_monitor_logic import (
-    Connection,
     ModuleDown,
     ModuleDownReason,
     ModuleEvent,
@@ -17,11 +16,10 @@ from actors.monitoring.module_monitor_logic import (
     ModuleNotRegistered,
     ModulePingFailed,
     ModuleRestarted,
-    PingResult,
-    PingResultKind,
     RejectedRetry,
     SystemOk,
 )
+from actors.monitoring.ping import Connection, PingResult, PingResultKind
 from actors.runtime.clock import FakeClock
 from tests.unit.conftest import LogLine
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.monitoring.module_monitor_logic import Connection
 from actors.monitoring.monitor_params import (
     MODULE_MONITOR_PARAMS,
     PRIMARY_MONITOR_PARAMS,
     AppliedParams,
+    PrimaryMonitorParams,
     module_monitor_params,
     primary_monitor_params,
     resolved_values,
 )
-from actors.monitoring.primary_monitor_logic import PrimaryMonitorParams
+from actors.monitoring.ping import Connection
 from replication.params import ParamChange, ServerParams, param_key
 from replication.store import Store
 

@@ -8,33 +8,29 @@ from typing import Literal
 
 import pytest
 
+from actors.monitoring.diagnosis import ConnectionStatus, Diagnosis, Outcome, Trigger, decide
+from actors.monitoring.local_network import NetworkStatus
 from actors.monitoring.module_monitor_logic import (
-    Connection,
     ModuleDown,
     ModuleDownReason,
     ModuleMonitorLogic,
     ModuleMonitorParams,
-    PingResult,
-    PingResultKind,
     RejectedRetry,
     SystemOk,
 )
+from actors.monitoring.monitor_params import PrimaryMonitorParams
+from actors.monitoring.ping import Connection, PingResult, PingResultKind
 from actors.monitoring.primary_monitor_logic import (
-    ConnectionStatus,
-    Diagnosis,
     MonitoredModuleDown,
     NetworkDown,
-    NetworkStatus,
     NoError,
     NotifierDown,
-    Outcome,
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
-    PrimaryMonitorParams,
     PrimaryUnreachable,
-    Trigger,
-    decide,
+    state_machine_input,
 )
+from actors.roles.state_machine import Event, Facts
 from actors.runtime.clock import FakeClock
 from tests.unit.conftest import LogLine
 from tests.unit.test_module_monitor_logic import Answer, FakeHandle, FakeModuleLink, LinkCall
@@ -413,7 +409,7 @@ def test_network_ok_both_connections_up_and_the_module_not_answering_means_modul
     assert ev.connection_status is ConnectionStatus.BOTH_UP
     assert diagnosis(ev).confirmation is PingResultKind.REJECTED
     assert [c.connection for c in r.module_link.calls] == [Connection.MAIN, Connection.MAIN]
-    assert ev.state_machine_event == "module-down"
+    assert state_machine_input(ev) == (Event.MODULE_DOWN, Facts(network_ok=True, main_up=True, aux_up=True))
 
 
 def test_network_ok_both_connections_up_and_the_module_answering_again_means_no_error(
