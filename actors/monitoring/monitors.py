@@ -62,15 +62,52 @@ def this_server(ctx: NodeContext) -> Literal["A", "B"]:
     return "A" if ctx.config.is_server_a else "B"
 
 
-def _applied(actor: NodeActor, names: tuple[str, ...]) -> AppliedParams:
-    if actor.ctx.server_params is None:
-        raise RuntimeError(f"{actor.name} needs the server parameters (the node opens them before the monitors)")
-    return AppliedParams(actor.name, actor.ctx.server_params, names)
-
-
 @dataclass(frozen=True)
 class GetMonitorParams:
     """Admin -> monitor: the parameter values the monitor uses now (actor-internal)."""
+
+
+class MonitorActor(NodeActor):
+    """What both monitors share: the parameter values they use (:class:`AppliedParams`, following the
+    catalog's dynamic changes) and the ``admin monitors`` report."""
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
+        super().__init__(ctx, incarnation, name)
+        self.links = LinksOverActors(self)
+        self.applied: AppliedParams | None = None
+
+    def open_params(self) -> AppliedParams:
+        if self.ctx.server_params is None:
+            raise RuntimeError(f"{self.name} needs the server parameters (the node opens them before the monitors)")
+        self.applied = AppliedParams(self.name, self.ctx.server_params, self.param_names)
+        return self.applied
+
+    def follow_params(self) -> None:
+        if self.applied is not None:
+            self.applied.follow(self.on_own_thread(self._parameter_changed))
+
+    def close_params(self) -> None:
+        if self.applied is not None:
+            self.applied.close()
+
+    def _parameter_changed(self, change: ParamChange) -> None:
+        """A change that applies now (a dynamic parameter, or one following it): from the next ping."""
+        if self.applied is not None and self.applied.apply(change):
+            self.params_changed()
+
+    def params_changed(self) -> None:
+        """Give the logic the new values."""
+
+    def report(self) -> dict[str, Any]:
+        """Besides the parameters, what ``admin monitors`` shows of this monitor."""
+        return {}
+
+    @handles(GetMonitorParams)
+    def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
+        report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
+        return {**report, **self.report()}
 
 
 class _Token:
@@ -167,41 +204,34 @@ class ModuleMonitorControl(Message):
     run: bool
 
 
-class ModuleMonitor(NodeActor):
+class ModuleMonitor(MonitorActor):
     actor_name = "ModuleMonitor"
+    param_names = MODULE_MONITOR_PARAMS
 
     def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
         super().__init__(ctx, incarnation, name)
-        self.links = LinksOverActors(self)
         self.logic: ModuleMonitorLogic | None = None
-        self.applied: AppliedParams | None = None
         self.waiting_for_registration = False
 
     def started(self) -> None:
-        self.applied = _applied(self, MODULE_MONITOR_PARAMS)
+        applied = self.open_params()
         self.logic = ModuleMonitorLogic(
-            ActorClock(self), module_monitor_params(self.applied.values), self.links, self._report
+            ActorClock(self), module_monitor_params(applied.values), self.links, self._report
         )
         self.logic.start()
-        self.applied.follow(self.on_own_thread(self._parameter_changed))
+        self.follow_params()
 
     def stopped(self) -> None:
-        if self.applied is not None:
-            self.applied.close()
+        self.close_params()
         if self.logic is not None:
             self.logic.stop()
 
-    def _parameter_changed(self, change: ParamChange) -> None:
-        """A dynamic parameter (TS Timeout, TS Failure Retry Delay, Max TS Failures, or one that follows
-        them) changed: effective from the next ping."""
-        if self.applied is not None and self.applied.apply(change) and self.logic is not None:
+    def params_changed(self) -> None:
+        if self.logic is not None and self.applied is not None:
             self.logic.update_params(module_monitor_params(self.applied.values))
 
-    @handles(GetMonitorParams)
-    def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
-        report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
+    def report(self) -> dict[str, Any]:
         return {
-            **report,
             "running": bool(self.logic and self.logic.running),
             "module_registered_on_active": not self.waiting_for_registration,
         }
@@ -254,14 +284,13 @@ class ActorPinger:
         self.pinger.ping(address, timeout, self.actor.on_own_thread(on_result))
 
 
-class PrimaryMonitor(NodeActor):
+class PrimaryMonitor(MonitorActor):
     actor_name = "PrimaryMonitor"
+    param_names = PRIMARY_MONITOR_PARAMS
 
     def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
         super().__init__(ctx, incarnation, name)
-        self.links = LinksOverActors(self)
         self.logic: PrimaryMonitorLogic | None = None
-        self.applied: AppliedParams | None = None
         self.icmp: IcmpPinger | None = None
 
     def started(self) -> None:
@@ -269,7 +298,7 @@ class PrimaryMonitor(NodeActor):
             self.icmp = IcmpPinger()
         except IcmpUnavailableError as exc:
             self.log.error("ICMP is not available, gateway/NetTest/primary pings will fail: {}", exc)
-        self.applied = _applied(self, PRIMARY_MONITOR_PARAMS)
+        self.open_params()
         peer_address = self.ctx.config.peer.address
         self.logic = PrimaryMonitorLogic(
             ActorClock(self),
@@ -283,7 +312,7 @@ class PrimaryMonitor(NodeActor):
             primary_address=lambda: peer_address,
         )
         self.logic.start()
-        self.applied.follow(self.on_own_thread(self._parameter_changed))
+        self.follow_params()
         self.schedule(LIVENESS_POLL, Tick("liveness"))
 
     def _params(self) -> PrimaryMonitorParams:
@@ -291,21 +320,18 @@ class PrimaryMonitor(NodeActor):
         return primary_monitor_params(self.applied.values, this_server=this_server(self.ctx))
 
     def stopped(self) -> None:
-        if self.applied is not None:
-            self.applied.close()
+        self.close_params()
         if self.logic is not None:
             self.logic.stop()
         if self.icmp is not None:
             self.icmp.close()
 
-    def _parameter_changed(self, change: ParamChange) -> None:
-        if self.applied is not None and self.applied.apply(change) and self.logic is not None:
+    def params_changed(self) -> None:
+        if self.logic is not None:
             self.logic.update_params(self._params())
 
-    @handles(GetMonitorParams)
-    def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
-        report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
-        return {**report, "running": bool(self.logic and self.logic.running)}
+    def report(self) -> dict[str, Any]:
+        return {"running": bool(self.logic and self.logic.running)}
 
     # ModuleMonitorControl (the logic starts and stops the module monitor)
     def start_module_monitor(self) -> None:
