@@ -17,7 +17,8 @@ from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig, ServerConfig
-from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
+from actors.monitoring.monitor_params import PRIMARY_MONITOR_PARAMS, primary_monitor_params, resolved_values
+from actors.monitoring.monitors import GetMonitorParams, ModuleMonitor, PrimaryMonitor, this_server
 from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
 from actors.monitoring.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
@@ -32,11 +33,11 @@ from actors.runtime.logs import configure_logging
 from actors.runtime.supervision import Intensity
 from actors.runtime.supervisor import GetActorStatus, actor_spec
 from replication import ds_admin
-from replication.params import CATALOG, ServerParams, format_value, seed_from_config
+from replication.params import ServerParams, seed_from_config
 from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
 from transport.faults import NO_FAULTS, Faults
-from transport.icmp import IcmpPinger
+from transport.icmp import IcmpPinger, gateways
 from transport.security import Security
 
 
@@ -74,19 +75,6 @@ def check_listen_ports(me: ServerConfig) -> None:
         raise NodeStartError("; ".join(problems))
 
 
-def _seconds(params: dict[str, str], name: str, default: float, low: float, high: float | None) -> float:
-    try:
-        value = float(params.get(name, default))
-    except ValueError:
-        logger.warning("{}: {!r} is not a number; using {}", name, params.get(name), default)
-        return default
-    return max(low, value if high is None else min(high, value))
-
-
-def _flag(params: dict[str, str], name: str) -> bool:
-    return str(params.get(name, "0")).strip().lower() in ("1", "yes", "true")
-
-
 class Node:
     def __init__(
         self, config: NodeConfig, *, force_backup: bool = False, manual_switch_only: bool = False
@@ -113,6 +101,7 @@ class Node:
             "endpoints": self.op_endpoints,
             "inject": self.op_inject,
             "status": self.op_status,
+            "monitors": self.op_monitors,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
         }
@@ -154,6 +143,19 @@ class Node:
             "release": self.config.release,
             "pid": os.getpid(),
         }
+
+    def op_monitors(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The parameter values each running monitor uses now (and changes waiting for a restart)."""
+        out: dict[str, Any] = {"node": self.config.name, "role": self.ctx.role.role, "monitors": {}}
+        for name in ("PrimaryMonitor", "ModuleMonitor"):
+            ref = self.ctx.directory.lookup(name)
+            if ref is None or not ref.is_alive():
+                continue
+            try:
+                out["monitors"][name] = ref.ask(GetMonitorParams(), timeout=2)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                out["monitors"][name] = {"error": f"{name} did not answer"}
+        return out
 
     def op_actors(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.supervisor is not None
@@ -213,15 +215,12 @@ class Node:
         seeded = seed_from_config(self.store, cfg.server_a.name, cfg.server_b.name, cfg.paths, cfg.parameters)
         if seeded:
             self.log.info("seeded server parameters from the configuration: {}", ", ".join(seeded))
-        self.params = ServerParams(self.store)
-        self.ctx.server_params = self.params
-        self.ctx.parameters = self.parameters
-        params = self.parameters()
-        reconnect_delay = _seconds(params, "Switchover Notifier Reconnect Delay", 5.0, 5.0, 60.0)
-        qos = _flag(params, "Switchover Use QoS For Ping") and _flag(
-            params, "Switchover Ping on Aux Connection"
-        )
-        dscp = int(_seconds(params, "Switchover QoS DSCP", 34, 0, 63)) if qos else 0
+        self.params = params = ServerParams(self.store)
+        self.ctx.server_params = params
+        reconnect_delay = params.seconds("Switchover Notifier Reconnect Delay")
+        # spec: QoS marks the ping only when it goes on the auxiliary connection
+        qos = params.flag("Switchover Use QoS For Ping") and params.flag("Switchover Ping on Aux Connection")
+        dscp = params.integer("Switchover QoS DSCP") if qos else 0
         specs = {
             "core": [
                 actor_spec("Admin", AdminServer, ops=self.admin_ops()),
@@ -262,24 +261,16 @@ class Node:
             network_check=self.network_check,
         )
 
-    def parameters(self) -> dict[str, str]:
-        """The server parameters set in the DS tree, by specification name, as validated text
-        (an invalid stored value comes back as its documented fallback, with a warning)."""
-        if self.params is None:
-            return dict(self.config.parameters)
-        values: dict[str, str] = {}
-        for name in CATALOG:
-            effective = self.params.effective(name)
-            if effective.stored is not None:
-                values[name] = format_value(name, effective.value)
-        return values
-
     def reconnect_timeout(self) -> float:
-        return _seconds(self.parameters(), "Switchover Reconnect Timeout", 30.0, 0.0, None)
+        assert self.params is not None
+        return self.params.seconds("Switchover Reconnect Timeout")
 
     def network_check(self) -> bool:
+        assert self.params is not None
+        values = resolved_values(self.params, PRIMARY_MONITOR_PARAMS)
+        params = primary_monitor_params(values, this_server=this_server(self.ctx))
         with IcmpPinger() as pinger:
-            return backup_network_ok(primary_monitor_params(self.ctx), pinger)
+            return backup_network_ok(params, pinger.ping_sync, gateways)
 
     def shutdown_requested(self, why: str) -> None:
         self.log.info("state machine: {}", why)

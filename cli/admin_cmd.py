@@ -1,4 +1,4 @@
-"""``switchover admin --node DIR actors|ping|endpoints|status|inject``."""
+"""``switchover admin --node DIR actors|ping|endpoints|status|monitors|inject``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ops.add_parser("ping", help="round-trip to the node")
     ops.add_parser("endpoints", help="each ZeroMQ endpoint with its faults and counters")
     ops.add_parser("status", help="the node's role and generation")
+    ops.add_parser("monitors", help="the parameter values the running monitors use (backup only)")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
     inj.add_argument(

@@ -34,6 +34,7 @@ from replication.store import Change, DeleteOp, InvalidKey, Op, SetOp, Store, va
 
 __all__ = [
     "CATALOG",
+    "DEFAULT_PRIMARY_MONITOR_PING_DELAY",
     "DYNAMIC_PARAMS",
     "PARAMS_ROOT",
     "PATH_PARAMS",
@@ -47,9 +48,12 @@ __all__ = [
     "ParamType",
     "ServerParams",
     "close_matches",
+    "default_text",
     "find_param",
     "format_value",
     "jsonable",
+    "module_param_names",
+    "monitors_ip",
     "param_key",
     "parse_value",
     "seed_from_config",
@@ -263,8 +267,8 @@ _PARAMS: list[Param] = [
     Param("Switchover Ping on Aux Connection", B, "0",
           "1/Yes: send the module ping on the auxiliary connection instead of the main one.", "1611, 1825"),
     Param("Switchover Primary Monitor Ping Delay", S, "0",
-          "Delay between the primary monitor's pings to the active's Notifier.", "1612", minimum=0,
-          maximum=300),
+          "Delay between the primary monitor's pings to the active's Notifier; 0 = 1 s (pinging back to "
+          "back would flood the link).", "1612", minimum=0, maximum=300, special="0 = 1 s"),
     Param("Switchover Primary Monitor Retry Ping Delay", S, "0",
           "Delay between the primary monitor's pings in retry mode.", "1613", minimum=0, maximum=300),
     Param("Switchover Primary Monitor Retry Count", INT, "2",
@@ -288,9 +292,11 @@ _PARAMS: list[Param] = [
           "Module ping timeout, and the wait after a success before the next ping.", "331, 1623-1626",
           minimum=5, maximum=60, dynamic=True),
     Param("Switchover Unreachable Primary Ping Count", INT, "0",
-          "Ping sets sent to an unreachable primary before switching; 0-3 = 3, -1 = unlimited (never "
-          "switch while the primary is unreachable).", "1627", minimum=-1,
-          special="-1 = unlimited; 0-3 = 3"),
+          "More ping sets sent to an unreachable primary before switching: unset = none (switch at once, "
+          "spec line 620: 'the default is to switch over immediately'); 0-3 = 3; -1 = unlimited (never "
+          "switch while the primary is unreachable). The resolved value is the number of extra ping "
+          "sets (none = unlimited).", "620, 1627", minimum=-1,
+          special="unset = switch at once; 0-3 = 3; -1 = unlimited"),
     Param("Switchover Unreachable Primary Ping Delay", S, "10",
           "Seconds between ping sets to an unreachable primary.", "1628", minimum=1, maximum=300),
     Param("Switchover Upgrade Higher DS Exclusions", DL, "",
@@ -308,6 +314,20 @@ _PARAMS: list[Param] = [
 ]
 
 CATALOG: dict[str, Param] = {p.name: p for p in _PARAMS}
+DEFAULT_PRIMARY_MONITOR_PING_DELAY = 1.0
+"""Seconds between the primary monitor's pings when ``Switchover Primary Monitor Ping Delay`` is 0."""
+
+
+def monitors_ip(monitoring: str) -> bool:
+    """``Switchover Monitoring = IP`` selects the IP ping parameters (any case)."""
+    return monitoring.strip().casefold() == "ip"
+
+
+def module_param_names(monitoring: str) -> tuple[str, str]:
+    """The (timeout, retry delay) parameters of the monitored module named by ``Switchover Monitoring``."""
+    if monitors_ip(monitoring):
+        return "Switchover IP Timeout", "Switchover IP Retry Delay"
+    return "Switchover TS Timeout", "Switchover TS Failure Retry Delay"
 DYNAMIC_PARAMS: frozenset[str] = frozenset(p.name for p in _PARAMS if p.dynamic)
 PATH_PARAMS: tuple[str, ...] = ("Handler Path", "Resource Path", "I3Tables Path")
 _BY_FOLD: dict[str, Param] = {p.name.casefold(): p for p in _PARAMS}
@@ -570,6 +590,11 @@ def _default_value(p: Param) -> Any:
     return _DEFAULTS[p.name]
 
 
+def default_text(name: str) -> str:
+    """The default in canonical form (``No`` rather than ``0`` for a flag), as ``param list`` shows it."""
+    return format_value(name, _default_value(find_param(name)))
+
+
 def format_value(name: str, value: Any) -> str:
     """Canonical text of a typed value (what ``param set`` would store for it)."""
     p = find_param(name)
@@ -654,6 +679,7 @@ class ServerParams:
         self._warned: set[tuple[str, str]] = set()
         self._subs: list[_Sub] = []
         self._last: dict[str, Any] = {}
+        self._last_texts: dict[str, str | None] = {}
         self._unsubscribe = store.subscribe(self._on_change)
 
     def close(self) -> None:
@@ -701,6 +727,11 @@ class ServerParams:
                                     f"unknown server parameter {child!r} under {self.root}: "
                                     f"did you mean {close[0]!r}? It is ignored")
         return snap
+
+    def _texts(self) -> dict[str, str | None]:
+        """The stored text of every catalog parameter (``None`` = not set)."""
+        stored = self._snapshot().stored
+        return {name: stored.get(name.casefold(), (name, None))[1] for name in CATALOG}
 
     def _warn_once(self, name: str, value: str, message: str) -> None:
         key = (name, value)
@@ -779,24 +810,35 @@ class ServerParams:
 
     # ------------------------------------------------------------------------------ resolved values
     def monitors_ip(self) -> bool:
-        return self.text("Switchover Monitoring").casefold() == "ip"
+        return monitors_ip(self.text("Switchover Monitoring"))
 
     def module_timeout(self) -> float:
         """Module ping timeout: Switchover IP Timeout when monitoring IP, else Switchover TS Timeout."""
-        return self.seconds("Switchover IP Timeout" if self.monitors_ip() else "Switchover TS Timeout")
+        return self.seconds(module_param_names(self.text("Switchover Monitoring"))[0])
 
     def module_retry_delay(self) -> float:
-        return self.seconds("Switchover IP Retry Delay" if self.monitors_ip()
-                            else "Switchover TS Failure Retry Delay")
+        return self.seconds(module_param_names(self.text("Switchover Monitoring"))[1])
 
     def primary_monitor_timeout(self) -> float:
         """Switchover Primary Monitor Timeout, with 0 meaning half the module timeout."""
         v = self.seconds("Switchover Primary Monitor Timeout")
         return v if v > 0 else self.module_timeout() / 2
 
+    def primary_monitor_ping_delay(self) -> float:
+        """Switchover Primary Monitor Ping Delay, with 0 meaning 1 s."""
+        v = self.seconds("Switchover Primary Monitor Ping Delay")
+        return v if v > 0 else DEFAULT_PRIMARY_MONITOR_PING_DELAY
+
     def unreachable_primary_ping_count(self) -> int | None:
-        """Ping sets before an unreachable primary causes a switch: ``None`` = unlimited (-1); 0-3 give 3."""
-        v = self.integer("Switchover Unreachable Primary Ping Count")
+        """Ping sets sent after the first one to a primary that does not answer before switching.
+
+        Unset (or unusable) = 0: switch at once (spec line 620, "the default is to switch over
+        immediately"); -1 = ``None``: unlimited; 0-3 = 3; N > 3 = N.
+        """
+        eff = self.effective("Switchover Unreachable Primary Ping Count")
+        if eff.stored is None or not _INT_RE.fullmatch(eff.stored.strip()):
+            return 0  # unset, or unusable (its problem is logged): the default, switch at once
+        v = int(eff.value)
         if v < 0:
             return None
         return max(v, 3)
@@ -817,6 +859,8 @@ class ServerParams:
         p = find_param(name)
         if p.name == "Switchover Primary Monitor Timeout":
             return self.primary_monitor_timeout()
+        if p.name == "Switchover Primary Monitor Ping Delay":
+            return self.primary_monitor_ping_delay()
         if p.name == "Switchover Unreachable Primary Ping Count":
             return self.unreachable_primary_ping_count()
         if p.name == "Switchover File Monitor Health Check Interval":
@@ -872,6 +916,8 @@ class ServerParams:
             watched = {n for s in self._subs for n in s.names}
             for n in resolved - watched:
                 self._last[n] = self.resolved(n)
+            if not self._subs:
+                self._last_texts = self._texts()
             self._subs.append(sub)
 
         def unsubscribe() -> None:
@@ -898,19 +944,44 @@ class ServerParams:
             changed = {n for n in watched if before[n] != after[n]}
             for n in changed:
                 self._last[n] = after[n]
+            texts = self._texts()
+            edited = {n for n in CATALOG if self._last_texts.get(n) != texts.get(n)}
+            self._last_texts = texts
+            dynamic = {n: _applies_now(n, edited) for n in changed}
             subs = list(self._subs)
         for n in sorted(changed):
-            p = CATALOG[n]
-            when = "takes effect immediately" if p.dynamic else "takes effect after restart"
+            when = "takes effect immediately" if dynamic[n] else "takes effect after restart"
             logger.info("server parameter {!r} changed from {!r} to {!r} ({})", n, jsonable(before[n]),
                         jsonable(after[n]), when)
         for s in subs:
             for n in sorted(changed & s.names):
-                event = ParamChange(n, before[n], after[n], CATALOG[n].dynamic, change.revision)
+                event = ParamChange(n, before[n], after[n], dynamic[n], change.revision)
                 try:
                     s.callback(event)
                 except Exception:
                     logger.exception("server parameter subscriber {!r} failed on {}", s.callback, n)
+
+
+def _sources(name: str) -> set[str]:
+    """The parameters whose values ``name``'s resolved value is derived from (inherited or depended on)."""
+    p = CATALOG[name]
+    direct = ({p.inherits} if p.inherits else set()) | set(p.depends_on)
+    out = set(direct)
+    for d in direct:
+        out |= _sources(d)
+    return out
+
+
+def _applies_now(name: str, edited: set[str]) -> bool:
+    """A change of ``name``'s resolved value is dynamic when ``name`` is dynamic, or when ``name`` itself
+    was not edited and every edited parameter it derives from is dynamic (``Switchover IP Timeout``
+    unset follows a live change of ``Switchover TS Timeout``)."""
+    if CATALOG[name].dynamic:
+        return True
+    if name in edited:
+        return False
+    causes = _sources(name) & edited
+    return bool(causes) and all(CATALOG[c].dynamic for c in causes)
 
 
 def seed_from_config(store: Store, server_a: str, server_b: str, paths: Mapping[str, str],

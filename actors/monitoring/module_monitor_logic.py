@@ -23,7 +23,8 @@ Cadence (spec lines 318-411 and 735-792, defaults in brackets)
 * ``Switchover Ping on Aux Connection`` swaps the roles: the auxiliary connection is the first one
   used and the main connection is the fallback.
 * ``Switchover Monitoring = IP`` monitors the module ``IP`` with ``Switchover IP Timeout`` and
-  ``Switchover IP Retry Delay`` in place of the TS ones (:meth:`ModuleMonitorParams.from_server_params`).
+  ``Switchover IP Retry Delay`` in place of the TS ones (the catalog picks them:
+  :func:`actors.monitoring.monitor_params.module_monitor_params`).
 * ``Switchover TS Timeout``, ``TS Failure Retry Delay`` and ``Max TS Failures`` are dynamic: a new value
   takes effect from the next ping (a ping already in flight keeps the timeout it was sent with; a ping
   already scheduled keeps its delay).
@@ -56,6 +57,11 @@ Refinements and interpretations (where the specification is ambiguous)
   pings in between (a restarting module is briefly unregistered) do not. Exceeding the maximum posts
   :class:`ModuleDown`. After a restart-caused :class:`ModuleDown` the restart history is cleared, so a
   later one needs fresh evidence.
+* **Never registered.** The active's Notifier answers ``not-registered`` when no module of that name
+  has ever registered with it (a pair run without a module, or a module not started yet). That is
+  not a failure: it posts :class:`ModuleNotRegistered` (logged once: "monitored module TsServer is
+  not registered on the active"), keeps the error count at 0 and pings again at the regular interval.
+  A module that registered and then went away is answered ``rejected``: a failure, as above.
 * Besides the specification's SYSTEM_OK / MODULE_DOWN the monitor posts :class:`ModulePingFailed` for
   every failure and :class:`ModuleRestarted` for every tolerated restart; they feed the Primary
   Monitor's liveness tracking and the logs.
@@ -67,99 +73,16 @@ logic; the actor does that by turning each callback into a message to itself.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
 
 from loguru import logger
 
+from actors.monitoring.ping import Cancellable, Connection, ModulePingLink, PingResult, PingResultKind
 from actors.runtime.clock import Clock, Timer
 
 log = logger.bind(topic="ModuleMonitor")
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared vocabulary (the Primary Monitor uses it too)
-# --------------------------------------------------------------------------------------------------
-
-
-class Connection(StrEnum):
-    """The two redundant notifier connections from the backup to the primary."""
-
-    MAIN = "main"
-    AUX = "aux"
-
-    @property
-    def other(self) -> Connection:
-        return Connection.AUX if self is Connection.MAIN else Connection.MAIN
-
-
-class PingResultKind(StrEnum):
-    OK = "ok"
-    TIMEOUT = "timeout"
-    REJECTED = "rejected"
-    CONNECTION_LOST = "connection_lost"
-    CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class PingResult:
-    """The answer to a ping sent through a notifier connection.
-
-    ``pid`` is set for module pings answered by the module (``None``/``0`` means an empty reply).
-    ``detail`` is free text for logs (e.g. the Notifier's rejection reason).
-    """
-
-    kind: PingResultKind
-    pid: int | None = None
-    detail: str = ""
-
-    @classmethod
-    def ok(cls, pid: int | None = None) -> PingResult:
-        return cls(PingResultKind.OK, pid)
-
-    @classmethod
-    def timeout(cls, detail: str = "") -> PingResult:
-        return cls(PingResultKind.TIMEOUT, detail=detail)
-
-    @classmethod
-    def rejected(cls, detail: str = "module not registered") -> PingResult:
-        return cls(PingResultKind.REJECTED, detail=detail)
-
-    @classmethod
-    def connection_lost(cls, detail: str = "") -> PingResult:
-        return cls(PingResultKind.CONNECTION_LOST, detail=detail)
-
-    @classmethod
-    def cancelled(cls) -> PingResult:
-        return cls(PingResultKind.CANCELLED)
-
-    @property
-    def has_pid(self) -> bool:
-        return self.kind is PingResultKind.OK and self.pid is not None and self.pid > 0
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-class ModulePingLink(Protocol):
-    """Sends a Diagnostic Ping to a module registered with the primary's Notifier.
-
-    ``on_result`` is called exactly once with the answer (it may be called synchronously, from inside
-    ``ping_module``). The logic arms its own timer at ``timeout`` as well, so a link that never answers
-    is still a timeout; a result that arrives after the logic gave up, or after ``cancel()``, is
-    ignored.
-    """
-
-    def ping_module(
-        self,
-        connection: Connection,
-        module_name: str,
-        timeout: float,
-        on_result: Callable[[PingResult], None],
-    ) -> Cancellable | None: ...
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,12 +99,13 @@ class RejectedRetry(StrEnum):
 
 @dataclass(frozen=True)
 class ModuleMonitorParams:
-    """Effective Module Monitor parameters (seconds as floats).
+    """Module Monitor parameters (seconds as floats), as the catalog resolved them
+    (:func:`actors.monitoring.monitor_params.module_monitor_params`).
 
     ``ping_timeout`` is ``Switchover TS Timeout`` (or ``IP Timeout``): both the reply timeout and the
     regular interval between pings. ``retry_delay`` is ``TS Failure Retry Delay`` (or ``IP Retry
-    Delay``). The dynamic ones are ``ping_timeout``, ``retry_delay`` and ``max_failures``
-    (:meth:`with_dynamic`).
+    Delay``). Which ones follow a change live is the catalog's ``dynamic`` flag
+    (:class:`actors.monitoring.monitor_params.AppliedParams`).
     """
 
     module_name: str = "TsServer"
@@ -193,8 +117,6 @@ class ModuleMonitorParams:
     max_sequential_restarts: int = 2
     ping_on_aux: bool = False
     rejected_retry: RejectedRetry = RejectedRetry.RETRY_DELAY
-
-    DYNAMIC = ("ping_timeout", "retry_delay", "max_failures")
 
     def __post_init__(self) -> None:
         if not self.module_name:
@@ -233,97 +155,6 @@ class ModuleMonitorParams:
             retry_delay=self.retry_delay if retry_delay is None else float(retry_delay),
             max_failures=self.max_failures if max_failures is None else int(max_failures),
         )
-
-    @classmethod
-    def from_server_params(
-        cls, values: Mapping[str, object], *, rejected_retry: RejectedRetry = RejectedRetry.RETRY_DELAY
-    ) -> ModuleMonitorParams:
-        """Build from server parameter values keyed by their specification names (missing = default).
-
-        Out-of-range values are clamped (or replaced by the default) with a warning.
-        """
-        module = str(values.get("Switchover Monitoring") or "TsServer").strip() or "TsServer"
-        ip = module.upper() == "IP"
-        if ip:
-            module = "IP"
-        timeout_name = "Switchover IP Timeout" if ip else "Switchover TS Timeout"
-        retry_name = "Switchover IP Retry Delay" if ip else "Switchover TS Failure Retry Delay"
-        return cls(
-            module_name=module,
-            ping_timeout=param_float(values, timeout_name, 10.0, low=5.0, high=60.0),
-            retry_delay=param_float(values, retry_name, 1.0, low=0.0, high=None, exclusive_low=True),
-            max_failures=param_int(values, "Switchover Max TS Failures", 2, low=1, high=None),
-            max_restarts=param_int(values, "Switchover Max Restarts", 2, low=0, high=None),
-            max_restarts_period=param_float(
-                values, "Switchover Max Restarts Period", 300.0, low=0.0, high=None, exclusive_low=True
-            ),
-            max_sequential_restarts=param_int(
-                values, "Switchover Max Sequential Restarts", 2, low=0, high=None
-            ),
-            ping_on_aux=param_bool(values, "Switchover Ping on Aux Connection", False),
-            rejected_retry=rejected_retry,
-        )
-
-
-def _raw(values: Mapping[str, object], name: str) -> object | None:
-    if name in values:
-        return values[name]
-    lowered = name.lower()
-    for key, value in values.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
-def param_float(
-    values: Mapping[str, object],
-    name: str,
-    default: float,
-    *,
-    low: float | None,
-    high: float | None,
-    exclusive_low: bool = False,
-) -> float:
-    """A numeric server parameter; unparsable -> default, out of range -> clamped (or default)."""
-    raw = _raw(values, name)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return default
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        logger.warning("Server parameter [{}]={!r} is not a number, using the default {}", name, raw, default)
-        return default
-    if low is not None and (value < low or (exclusive_low and value <= low)):
-        fixed = default if exclusive_low else low
-        logger.warning("Server parameter [{}]={} is below its minimum, using {}", name, value, fixed)
-        return fixed
-    if high is not None and value > high:
-        logger.warning("Server parameter [{}]={} is above its maximum, using {}", name, value, high)
-        return high
-    return value
-
-
-def param_int(
-    values: Mapping[str, object], name: str, default: int, *, low: int | None, high: int | None
-) -> int:
-    return int(param_float(values, name, float(default), low=low, high=high))
-
-
-def param_bool(values: Mapping[str, object], name: str, default: bool) -> bool:
-    raw = _raw(values, name)
-    if raw is None:
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "yes", "true", "on", "y"):
-        return True
-    if text in ("0", "no", "false", "off", "n"):
-        return False
-    if not text:
-        return default
-    logger.warning("Server parameter [{}]={!r} is not Yes/No, using the default {}", name, raw, default)
-    return default
 
 
 # --------------------------------------------------------------------------------------------------
@@ -384,7 +215,20 @@ class ModuleDown:
     detail: str = ""
 
 
-ModuleEvent = SystemOk | ModulePingFailed | ModuleRestarted | ModuleDown
+@dataclass(frozen=True)
+class ModuleNotRegistered:
+    """The active's Notifier says no module of this name has ever registered there: nothing to monitor
+    yet, and its absence is not a failure (a pair may run without a module). ``first`` is True for the
+    first answer of this kind since the module was last seen or the monitor started."""
+
+    module_name: str
+    connection: Connection
+    at: float
+    detail: str = ""
+    first: bool = True
+
+
+ModuleEvent = SystemOk | ModulePingFailed | ModuleRestarted | ModuleDown | ModuleNotRegistered
 
 
 # --------------------------------------------------------------------------------------------------
@@ -438,6 +282,7 @@ class ModuleMonitorLogic:
         self._outstanding: _Outstanding | None = None
         self._next: Timer | None = None
         self._tokens = 0
+        self._not_registered = False
 
     # -- inspection ---------------------------------------------------------------------------------
 
@@ -475,6 +320,7 @@ class ModuleMonitorLogic:
             return
         self._running = True
         self._error_count = 0
+        self._not_registered = False
         self._connection = self._params.first_connection
         log.info(
             "Module monitor started: pinging the {} module every {:g} s (timeout {:g} s, retry delay {:g} s, "
@@ -578,7 +424,10 @@ class ModuleMonitorLogic:
         self._drop_outstanding(cancel_link=result.kind is PingResultKind.TIMEOUT)
         if result.has_pid:
             assert result.pid is not None
+            self._not_registered = False
             self._on_success(result.pid, out.connection)
+        elif result.kind is PingResultKind.NOT_REGISTERED:
+            self._on_not_registered(result, out.connection)
         elif result.kind is PingResultKind.CANCELLED:
             log.warning(
                 "The ping to the {} module on the {} connection was cancelled by the link; "
@@ -666,6 +515,24 @@ class ModuleMonitorLogic:
             events.append(SystemOk(p.module_name, pid, conn, now))
         self._schedule(p.interval)
         self._post(events)
+
+    def _on_not_registered(self, result: PingResult, conn: Connection) -> None:
+        """Not a failure: the error count starts afresh and the next ping goes at the regular interval."""
+        p = self._params
+        first = not self._not_registered
+        self._not_registered = True
+        self._error_count = 0
+        self._connection = p.first_connection
+        detail = result.detail or f"monitored module {p.module_name} is not registered on the active"
+        if first:
+            log.warning(
+                "{}: it has never registered there, so its absence is not a failure and does not cause a "
+                "switch; it is monitored once it registers (pinging every {:g} s)",
+                detail,
+                p.interval,
+            )
+        self._schedule(p.interval)
+        self._post([ModuleNotRegistered(p.module_name, conn, self._clock.now(), detail, first)])
 
     def _on_failure(self, result: PingResult, conn: Connection) -> None:
         p = self._params

@@ -3,31 +3,43 @@
 The logic (``actors.monitoring.primary_monitor_logic``, ``actors.monitoring.module_monitor_logic``) decides; these
 actors give it a clock whose timers fire on the actor's thread, links that carry its pings
 through the NotifierLink actors, and an ICMP pinger whose answers come back as messages.
-The PrimaryMonitor posts its verdicts to the Supervisor as ``MonitorEvent``s.
+The PrimaryMonitor posts its verdicts to the Supervisor as a state machine ``Event`` with its ``Facts``
+(``MonitorVerdict``; the one mapping is :data:`primary_monitor_logic.OUTCOME_EVENTS`).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from actors.monitoring.module_monitor_logic import (
     Cancellable,
     Connection,
     ModuleEvent,
     ModuleMonitorLogic,
+    ModuleNotRegistered,
     PingResult,
+    SystemOk,
 )
+from actors.monitoring.monitor_params import (
+    MODULE_MONITOR_PARAMS,
+    PRIMARY_MONITOR_PARAMS,
+    AppliedParams,
+    module_monitor_params,
+    primary_monitor_params,
+)
+from actors.monitoring.notifier import NOT_REGISTERED
 from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
 from actors.monitoring.primary_monitor_logic import (
-    NoError,
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
     PrimaryMonitorParams,
+    state_machine_input,
 )
-from actors.roles.node_supervisor import MonitorEvent
+from actors.roles.node_supervisor import MonitorVerdict
 from actors.runtime.base import ActorClock, NodeActor, handles
 from actors.runtime.context import NodeContext
 from replication.params import ParamChange
@@ -43,21 +55,58 @@ from transport.messages import (
 )
 
 LIVENESS_POLL = 1.0
-DYNAMIC_MODULE_PARAMS = (
-    "Switchover TS Timeout",
-    "Switchover TS Failure Retry Delay",
-    "Switchover Max TS Failures",
-    "Switchover IP Timeout",
-    "Switchover IP Retry Delay",
-)
 
 
 def this_server(ctx: NodeContext) -> Literal["A", "B"]:
     return "A" if ctx.config.is_server_a else "B"
 
 
-def primary_monitor_params(ctx: NodeContext) -> PrimaryMonitorParams:
-    return PrimaryMonitorParams.from_server_params(dict(ctx.parameters()), this_server=this_server(ctx))
+@dataclass(frozen=True)
+class GetMonitorParams:
+    """Admin -> monitor: the parameter values the monitor uses now (actor-internal)."""
+
+
+class MonitorActor(NodeActor):
+    """What both monitors share: the parameter values they use (:class:`AppliedParams`, following the
+    catalog's dynamic changes) and the ``admin monitors`` report."""
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
+        super().__init__(ctx, incarnation, name)
+        self.links = LinksOverActors(self)
+        self.applied: AppliedParams | None = None
+
+    def open_params(self) -> AppliedParams:
+        if self.ctx.server_params is None:
+            raise RuntimeError(f"{self.name} needs the server parameters (the node opens them before the monitors)")
+        self.applied = AppliedParams(self.name, self.ctx.server_params, self.param_names)
+        return self.applied
+
+    def follow_params(self) -> None:
+        if self.applied is not None:
+            self.applied.follow(self.on_own_thread(self._parameter_changed))
+
+    def close_params(self) -> None:
+        if self.applied is not None:
+            self.applied.close()
+
+    def _parameter_changed(self, change: ParamChange) -> None:
+        """A change that applies now (a dynamic parameter, or one following it): from the next ping."""
+        if self.applied is not None and self.applied.apply(change):
+            self.params_changed()
+
+    def params_changed(self) -> None:
+        """Give the logic the new values."""
+
+    def report(self) -> dict[str, Any]:
+        """Besides the parameters, what ``admin monitors`` shows of this monitor."""
+        return {}
+
+    @handles(GetMonitorParams)
+    def on_get_params(self, msg: GetMonitorParams) -> dict[str, Any]:
+        report = self.applied.report() if self.applied is not None else {"params": {}, "pending_restart": {}}
+        return {**report, **self.report()}
 
 
 class _Token:
@@ -137,6 +186,8 @@ def _ping_result(result: LinkResult, kind: str) -> PingResult:
     if isinstance(reply, ModulePingReply):
         if reply.status == "ok":
             return PingResult.ok(reply.pid)
+        if reply.status == NOT_REGISTERED:
+            return PingResult.not_registered(reply.detail)
         return PingResult.rejected(reply.detail or "rejected")
     return PingResult.rejected(f"unexpected answer {reply.TYPE if reply else None}")
 
@@ -151,38 +202,49 @@ class ModuleMonitorControl:
     run: bool
 
 
-class ModuleMonitor(NodeActor):
+class ModuleMonitor(MonitorActor):
     actor_name = "ModuleMonitor"
+    param_names = MODULE_MONITOR_PARAMS
 
     def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
         super().__init__(ctx, incarnation, name)
-        self.links = LinksOverActors(self)
         self.logic: ModuleMonitorLogic | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self.waiting_for_registration = False
 
     def started(self) -> None:
-        params = primary_monitor_params(self.ctx).module
-        self.logic = ModuleMonitorLogic(ActorClock(self), params, self.links, self._report)
+        applied = self.open_params()
+        self.logic = ModuleMonitorLogic(
+            ActorClock(self), module_monitor_params(applied.values), self.links, self._report
+        )
         self.logic.start()
-        if self.ctx.server_params is not None:
-            self._unsubscribe = self.ctx.server_params.subscribe(
-                DYNAMIC_MODULE_PARAMS, self.on_own_thread(self._parameter_changed)
-            )
+        self.follow_params()
 
     def stopped(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        self.close_params()
         if self.logic is not None:
             self.logic.stop()
 
-    def _parameter_changed(self, change: ParamChange) -> None:
-        """TS Timeout, TS Failure Retry Delay, Max TS Failures: dynamic, effective from the next ping."""
-        self.log.info("server parameter {} changed: {!r} -> {!r}", change.name, change.old, change.new)
-        if self.logic is not None:
-            self.logic.update_params(primary_monitor_params(self.ctx).module)
+    def params_changed(self) -> None:
+        if self.logic is not None and self.applied is not None:
+            self.logic.update_params(module_monitor_params(self.applied.values))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "running": bool(self.logic and self.logic.running),
+            "module_registered_on_active": not self.waiting_for_registration,
+        }
 
     def _report(self, event: ModuleEvent) -> None:
+        if isinstance(event, ModuleNotRegistered) and event.first:
+            self._status(event.detail)
+            self.waiting_for_registration = True
+        elif isinstance(event, SystemOk) and self.waiting_for_registration:
+            self.waiting_for_registration = False
+            self._status(f"monitored module {event.module_name} answers on the active (pid {event.pid})")
         self.tell_actor("PrimaryMonitor", ModuleMonitorReport(event))
+
+    def _status(self, line: str) -> None:
+        self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {line}")
 
     @handles(LinkResult)
     def on_link_result(self, result: LinkResult) -> None:
@@ -220,12 +282,12 @@ class ActorPinger:
         self.pinger.ping(address, timeout, self.actor.on_own_thread(on_result))
 
 
-class PrimaryMonitor(NodeActor):
+class PrimaryMonitor(MonitorActor):
     actor_name = "PrimaryMonitor"
+    param_names = PRIMARY_MONITOR_PARAMS
 
     def __init__(self, ctx: NodeContext, incarnation: int = 1, name: str | None = None) -> None:
         super().__init__(ctx, incarnation, name)
-        self.links = LinksOverActors(self)
         self.logic: PrimaryMonitorLogic | None = None
         self.icmp: IcmpPinger | None = None
 
@@ -234,11 +296,11 @@ class PrimaryMonitor(NodeActor):
             self.icmp = IcmpPinger()
         except IcmpUnavailableError as exc:
             self.log.error("ICMP is not available, gateway/NetTest/primary pings will fail: {}", exc)
-        params = primary_monitor_params(self.ctx)
+        self.open_params()
         peer_address = self.ctx.config.peer.address
         self.logic = PrimaryMonitorLogic(
             ActorClock(self),
-            params,
+            self._params(),
             self.links,
             self.links,
             ActorPinger(self, self.icmp),
@@ -248,13 +310,26 @@ class PrimaryMonitor(NodeActor):
             primary_address=lambda: peer_address,
         )
         self.logic.start()
+        self.follow_params()
         self.schedule(LIVENESS_POLL, Tick("liveness"))
 
+    def _params(self) -> PrimaryMonitorParams:
+        assert self.applied is not None
+        return primary_monitor_params(self.applied.values, this_server=this_server(self.ctx))
+
     def stopped(self) -> None:
+        self.close_params()
         if self.logic is not None:
             self.logic.stop()
         if self.icmp is not None:
             self.icmp.close()
+
+    def params_changed(self) -> None:
+        if self.logic is not None:
+            self.logic.update_params(self._params())
+
+    def report(self) -> dict[str, Any]:
+        return {"running": bool(self.logic and self.logic.running)}
 
     # ModuleMonitorControl (the logic starts and stops the module monitor)
     def start_module_monitor(self) -> None:
@@ -264,17 +339,17 @@ class PrimaryMonitor(NodeActor):
         self.tell_actor("ModuleMonitor", ModuleMonitorControl(False))
 
     def _post(self, event: PrimaryMonitorEvent) -> None:
-        if isinstance(event, NoError) or not event.state_machine_event:
+        verdict = state_machine_input(event)
+        if verdict is None:
             return
+        sm_event, facts = verdict
         d = event.diagnosis
         detail = (
             f"{event.log_event}: connections: {d.connection_status.value}; network: {d.network_status.value}"
         )
-        self.log.warning("Primary monitor posting {} ({})", event.state_machine_event, detail)
+        self.log.warning("Primary monitor posting {} ({})", sm_event, detail)
         if self.ctx.supervisor is not None:
-            self.ctx.supervisor.tell(
-                MonitorEvent(event.state_machine_event, d.local_network_ok, d.main_up, d.aux_up, detail)
-            )
+            self.ctx.supervisor.tell(MonitorVerdict(sm_event, facts, detail))
 
     @handles(LinkResult)
     def on_link_result(self, result: LinkResult) -> None:

@@ -1,16 +1,18 @@
-"""A one-shot check of the backup's own network, as the primary monitor does it: the gateways
-when gateway ping is enabled, else the NetTest address; no check configured means ok."""
+"""A one-shot check of the backup's own network, exactly as the primary monitor's diagnosis does it
+(:func:`actors.monitoring.local_network.check_local_network`, same steps, same verdict), run
+synchronously with ICMP: the supervisor re-checks the network with it when the reconnect period
+expires while the network was down."""
 
 from __future__ import annotations
 
-from actors.monitoring.primary_monitor_logic import PrimaryMonitorParams
-from transport.icmp import IcmpPinger, gateways
+from collections.abc import Callable, Sequence
+
+from actors.monitoring.local_network import LocalChecks, check_local_network, local_network_ok, run_sync
+from actors.monitoring.monitor_params import PrimaryMonitorParams
 
 
-def backup_network_ok(params: PrimaryMonitorParams, pinger: IcmpPinger) -> bool:
-    if not params.disable_gateway_ping:
-        addresses = gateways()
-        return not addresses or any(pinger.ping_sync(a, params.nettest_timeout) for a in addresses)
-    if params.nettest_addresses:
-        return any(pinger.ping_sync(a, params.nettest_timeout) for a in params.nettest_addresses)
-    return True
+def backup_network_ok(
+    params: PrimaryMonitorParams, ping: Callable[[str, float], bool], gateways: Callable[[], Sequence[str]]
+) -> bool:
+    checks = LocalChecks(not params.disable_gateway_ping, gateways, params.nettest_addresses, params.nettest_timeout)
+    return local_network_ok(run_sync(check_local_network(checks), ping))

@@ -7,6 +7,9 @@
   registered, or its process is gone, it answers *rejected* at once, so a crashed module is
   detected without waiting for a timeout. A hung module is not answered for: the backup's
   own timeout decides, as the specification's TS ping does;
+- a ping for a module name that has never registered here (since this node started) is answered
+  ``not-registered``: the backup does not count that as a failure, so a pair without a module does
+  not switch back and forth;
 - a node that is not primary answers ``NotifierPing`` with ``serving=False`` and rejects
   module pings from the peer: it serves nothing.
 """
@@ -34,6 +37,9 @@ from transport.messages import (
 )
 from transport.security import Security
 
+NOT_REGISTERED = "not-registered"
+"""ModulePingReply status: no module of that name has registered on this node since it started (not a
+failure: a pair may run without a module). ``rejected`` means one did and is gone."""
 MAX_FORWARD_TIMEOUT = 120.0
 WATCH_INTERVAL = 0.1  # how often registered modules' processes are checked
 WATCHER_TTL = 30.0  # a peer that pinged a module this recently hears when it goes
@@ -71,6 +77,7 @@ class Notifier(NodeActor):
         self.security = security or Security.plain()
         self.forward_timeout = forward_timeout
         self.modules: dict[str, Registration] = {}
+        self.ever_registered: set[str] = set()  # names that registered since this node started
         self.endpoints: dict[str, Endpoint] = {}
         self.watchers: dict[tuple[str, bytes], float] = {}  # (endpoint, peer identity) -> last ping
 
@@ -125,6 +132,7 @@ class Notifier(NodeActor):
         if old is None or (old.pid, old.identity) != (body.pid, msg.peer):
             self.log.info("module {} registered (pid {})", body.name, body.pid)
         self.modules[body.name] = Registration(body.name, body.pid, msg.endpoint, msg.peer or b"")
+        self.ever_registered.add(body.name)
         endpoint.reply(
             msg.env, CommandReply(True, f"{body.name} registered", self.ctx.role.role), to=msg.peer
         )
@@ -140,6 +148,18 @@ class Notifier(NodeActor):
             reject(f"{self.ctx.node} is {self.ctx.role.role}, not serving")
             return
         reg = self.modules.get(body.module)
+        if reg is None and body.module not in self.ever_registered:
+            endpoint.reply(
+                msg.env,
+                ModulePingReply(
+                    body.module,
+                    NOT_REGISTERED,
+                    0,
+                    f"monitored module {body.module} is not registered on the active ({self.ctx.node})",
+                ),
+                to=msg.peer,
+            )
+            return
         if reg is None:
             reject(f"no module registered as {body.module}")
             return

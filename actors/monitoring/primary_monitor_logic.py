@@ -21,8 +21,9 @@ included, runs in virtual time under :class:`~actors.runtime.clock.FakeClock`.
 
 Notifier ping cadence (parameter table, defaults in brackets)
 -------------------------------------------------------------
-* ``Ping Delay`` [0, max 300] between a reply and the next ping. **0 means 1 s** here
-  (:data:`DEFAULT_PING_DELAY`): pinging back-to-back would flood the link.
+* ``Ping Delay`` [0, max 300] between a reply and the next ping. **0 means 1 s** here (resolved by
+  the catalog, :meth:`replication.params.ServerParams.primary_monitor_ping_delay`): pinging back to
+  back would flood the link.
 * ``Primary Monitor Timeout`` [0, max 300]; 0 means half the module timeout (TS or IP Timeout).
 * After a timeout or a *rejected* reply, up to ``Retry Count`` [2, 1-50] retry pings are sent,
   ``Retry Ping Delay`` [0, 0-300] apart; when the last one fails the diagnosis starts. A reply resets
@@ -36,6 +37,10 @@ Notifier ping cadence (parameter table, defaults in brackets)
 
 Diagnosis (the order of the specification's log sample, lines 387-397)
 ----------------------------------------------------------------------
+The steps live in :mod:`actors.monitoring.diagnosis` (each a small generator, composed by
+:func:`~actors.monitoring.diagnosis.diagnose`); the backup's own network check is the one rule of
+:mod:`actors.monitoring.local_network`; this module runs them in time and posts the result.
+
 1. **Connection status** from the links' "connected" state: both up, main only, aux only, both down.
 2. **Confirmation** while at least one connection is up. After MODULE_DOWN: up to ``Max TS Failures``
    pings to the module on the main connection (aux if main is down), back to back, each with the
@@ -103,71 +108,47 @@ the module monitor ... performs no other processing after the restart").
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from typing import ClassVar, Literal, Protocol
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 from loguru import logger
 
-from actors.monitoring.module_monitor_logic import (
+from actors.monitoring.diagnosis import (
+    ConnectionStatus,
+    Diagnosis,
+    ModulePing,
+    Op,
+    Outcome,
+    Sleep,
+    Trigger,
+    diagnose,
+)
+from actors.monitoring.local_network import Icmp, LocalChecks, NetworkStatus, clean_addresses
+from actors.monitoring.module_monitor_logic import ModuleDown, ModuleEvent
+from actors.monitoring.monitor_params import PrimaryMonitorParams
+from actors.monitoring.ping import (
+    ICMP_GUARD_GRACE,
     Cancellable,
     Connection,
-    ModuleDown,
-    ModuleDownReason,
-    ModuleEvent,
-    ModuleMonitorParams,
     ModulePingLink,
+    NotifierLink,
+    Pinger,
     PingResult,
     PingResultKind,
-    RejectedRetry,
-    param_bool,
-    param_float,
-    param_int,
 )
+from actors.roles.state_machine import Event, Facts
 from actors.runtime.clock import Clock, Timer
 
 log = logger.bind(topic="PrimaryMonitor")
 MAIN_RECHECK_INTERVAL = 5.0  # seconds between side pings on main while notifier pings go on aux
 selflog = logger.bind(topic="SelfMonitor")
 
-DEFAULT_PING_DELAY = 1.0
-"""Seconds between notifier pings when ``Switchover Primary Monitor Ping Delay`` is 0."""
-
-ICMP_GUARD_GRACE = 1.0
-"""A pinger that has not answered ``timeout + ICMP_GUARD_GRACE`` seconds after the echo counts as a miss."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Injected interfaces
 # --------------------------------------------------------------------------------------------------
-
-
-class NotifierLink(Protocol):
-    """The two notifier connections to the primary, as the Primary Monitor needs them."""
-
-    def is_connected(self, connection: Connection) -> bool:
-        """The connection's current "connected" state."""
-        ...
-
-    def ping_notifier(
-        self, connection: Connection, timeout: float, on_result: Callable[[PingResult], None]
-    ) -> Cancellable | None:
-        """Ping the Notifier itself; ``on_result`` once (OK, timeout, rejected, connection lost,
-        cancelled), possibly synchronously. The logic also enforces ``timeout`` with its own timer."""
-        ...
-
-
-class Pinger(Protocol):
-    """ICMP echo. ``on_result(True)`` when ``address`` answered within ``timeout`` seconds.
-
-    Asynchronous on purpose: the real pinger answers from a worker thread (the actor marshals the
-    callback), a fake one answers through the fake clock. A pinger that never calls back is treated
-    as "no answer" after ``timeout + ICMP_GUARD_GRACE``.
-    """
-
-    def ping(self, address: str, timeout: float, on_result: Callable[[bool], None]) -> None: ...
 
 
 class ModuleMonitorControl(Protocol):
@@ -177,231 +158,14 @@ class ModuleMonitorControl(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------
-# Parameters
+# Events
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PrimaryMonitorParams:
-    """Effective Primary Monitor parameters (seconds as floats); ``module`` holds the module's.
-
-    ``ping_delay`` and ``timeout`` keep the raw values (0 = derived, see :attr:`effective_ping_delay`
-    and :attr:`effective_timeout`). ``unreachable_primary_ping_count`` is ``None`` when the parameter is
-    not set.
-    """
-
-    module: ModuleMonitorParams = field(default_factory=ModuleMonitorParams)
-    ping_delay: float = 0.0
-    timeout: float = 0.0
-    retry_count: int = 2
-    retry_ping_delay: float = 0.0
-    disable_gateway_ping: bool = True
-    nettest_a: str = ""
-    nettest_b: str = ""
-    this_server: Literal["A", "B"] = "A"
-    nettest_timeout: float = 1.0
-    unreachable_primary_ping_count: int | None = None
-    unreachable_primary_ping_delay: float = 10.0
-    primary_pings_per_set: int = 3
-
-    def __post_init__(self) -> None:
-        if self.this_server not in ("A", "B"):
-            raise ValueError(f"this_server must be 'A' or 'B' (got {self.this_server!r})")
-        if self.retry_count < 1:
-            raise ValueError(f"retry_count must be >= 1 (got {self.retry_count})")
-        if self.ping_delay < 0 or self.timeout < 0 or self.retry_ping_delay < 0:
-            raise ValueError("ping_delay, timeout and retry_ping_delay must be >= 0")
-        if self.nettest_timeout <= 0 or self.unreachable_primary_ping_delay <= 0:
-            raise ValueError("nettest_timeout and unreachable_primary_ping_delay must be > 0")
-        if self.primary_pings_per_set < 1:
-            raise ValueError("primary_pings_per_set must be >= 1")
-        if self.unreachable_primary_ping_count is not None and self.unreachable_primary_ping_count < -1:
-            raise ValueError("unreachable_primary_ping_count must be -1 or more")
-
-    @property
-    def effective_ping_delay(self) -> float:
-        return self.ping_delay if self.ping_delay > 0 else DEFAULT_PING_DELAY
-
-    @property
-    def effective_timeout(self) -> float:
-        return self.timeout if self.timeout > 0 else self.module.ping_timeout / 2
-
-    @property
-    def nettest_addresses(self) -> tuple[str, ...]:
-        raw = self.nettest_a if self.this_server == "A" else self.nettest_b
-        return tuple(a for a in re.split(r"[;,\s]+", raw.strip()) if a)
-
-    @property
-    def extra_unreachable_ping_sets(self) -> int | None:
-        """Ping sets after the first one when the primary does not answer; ``None`` = unlimited."""
-        n = self.unreachable_primary_ping_count
-        if n is None:
-            return 0
-        if n == -1:
-            return None
-        return 3 if n <= 3 else n
-
-    @property
-    def module_monitor_max_silence(self) -> float:
-        m = self.module
-        return m.interval + 2 * m.max_failures * (m.ping_timeout + m.retry_delay) + m.ping_timeout
-
-    def with_module(self, module: ModuleMonitorParams) -> PrimaryMonitorParams:
-        return replace(self, module=module)
-
-    @classmethod
-    def from_server_params(
-        cls,
-        values: Mapping[str, object],
-        *,
-        this_server: Literal["A", "B"],
-        rejected_retry: RejectedRetry = RejectedRetry.RETRY_DELAY,
-    ) -> PrimaryMonitorParams:
-        """Build from server parameter values keyed by their specification names (missing = default)."""
-        count_raw = values.get("Switchover Unreachable Primary Ping Count")
-        count: int | None = None
-        if count_raw is not None and str(count_raw).strip():
-            count = param_int(values, "Switchover Unreachable Primary Ping Count", 0, low=-1, high=None)
-        return cls(
-            module=ModuleMonitorParams.from_server_params(values, rejected_retry=rejected_retry),
-            ping_delay=param_float(values, "Switchover Primary Monitor Ping Delay", 0.0, low=0.0, high=300.0),
-            timeout=param_float(values, "Switchover Primary Monitor Timeout", 0.0, low=0.0, high=300.0),
-            retry_count=param_int(values, "Switchover Primary Monitor Retry Count", 2, low=1, high=50),
-            retry_ping_delay=param_float(
-                values, "Switchover Primary Monitor Retry Ping Delay", 0.0, low=0.0, high=300.0
-            ),
-            disable_gateway_ping=param_bool(values, "Switchover Disable Gateway Ping", True),
-            nettest_a=str(values.get("Switchover NetTest A") or ""),
-            nettest_b=str(values.get("Switchover NetTest B") or ""),
-            this_server=this_server,
-            nettest_timeout=param_float(
-                values, "Switchover NetTest Timeout", 1.0, low=0.0, high=None, exclusive_low=True
-            ),
-            unreachable_primary_ping_count=count,
-            unreachable_primary_ping_delay=param_float(
-                values, "Switchover Unreachable Primary Ping Delay", 10.0, low=1.0, high=300.0
-            ),
-        )
-
-
-# --------------------------------------------------------------------------------------------------
-# Status values, diagnosis and events
-# --------------------------------------------------------------------------------------------------
-
-
-class ConnectionStatus(StrEnum):
-    BOTH_UP = "both connections are up"
-    MAIN_ONLY = "the main connection is up (auxiliary connection is down)"
-    AUX_ONLY = "the auxiliary connection is up (main connection is down)"
-    BOTH_DOWN = "both connections are down"
-
-    @classmethod
-    def of(cls, main_up: bool, aux_up: bool) -> ConnectionStatus:
-        if main_up and aux_up:
-            return cls.BOTH_UP
-        if main_up:
-            return cls.MAIN_ONLY
-        if aux_up:
-            return cls.AUX_ONLY
-        return cls.BOTH_DOWN
-
-    @property
-    def main_up(self) -> bool:
-        return self in (ConnectionStatus.BOTH_UP, ConnectionStatus.MAIN_ONLY)
-
-    @property
-    def aux_up(self) -> bool:
-        return self in (ConnectionStatus.BOTH_UP, ConnectionStatus.AUX_ONLY)
-
-    @property
-    def up_connections(self) -> tuple[Connection, ...]:
-        return tuple(c for c, up in ((Connection.MAIN, self.main_up), (Connection.AUX, self.aux_up)) if up)
-
-
-class NetworkStatus(StrEnum):
-    NOT_CHECKED = "NotChecked"
-    GATEWAY_PING_DISABLED = "GatewayPingDisabled"
-    GATEWAY_UNAVAILABLE = "GatewayUnavailable"
-    GATEWAY_REACHED = "GatewayReached"
-    GATEWAY_UNREACHABLE = "GatewayUnreachable"
-    NETTEST_UNAVAILABLE = "NetTestUnavailable"
-    NETTEST_REACHED = "NetTestReached"
-    NETTEST_UNREACHABLE = "NetTestUnreachable"
-    PRIMARY_ADDRESS_UNKNOWN = "PrimaryAddressUnknown"
-    PRIMARY_REACHED = "PrimaryReached"
-    PRIMARY_UNREACHABLE = "PrimaryUnreachable"
-
-    @property
-    def good(self) -> bool:
-        return self not in _BAD_NETWORK
-
-    @property
-    def phrase(self) -> str:
-        return re.sub(r"(?<!^)(?=[A-Z])", " ", self.value).lower().replace("net test", "nettest")
-
-
-_BAD_NETWORK = frozenset(
-    {NetworkStatus.GATEWAY_UNREACHABLE, NetworkStatus.NETTEST_UNREACHABLE, NetworkStatus.PRIMARY_UNREACHABLE}
-)
-_LOCAL_FAILURES = frozenset({NetworkStatus.GATEWAY_UNREACHABLE, NetworkStatus.NETTEST_UNREACHABLE})
-
-
-class Trigger(StrEnum):
-    NOTIFIER_PING = "notifier ping failures"
-    MODULE_MONITOR = "module monitor MODULE_DOWN"
-
-
-class Outcome(StrEnum):
-    NO_ERROR = "no error"
-    NETWORK_DOWN = "network down"
-    NOTIFIER_DOWN = "notifier down"
-    PRIMARY_UNREACHABLE = "primary unreachable"
-    MODULE_DOWN = "monitored module down"
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """Everything the Primary Monitor found, in the order it found it."""
-
-    trigger: Trigger
-    connection_status: ConnectionStatus
-    network_steps: tuple[NetworkStatus, ...]
-    outcome: Outcome
-    started_at: float
-    finished_at: float
-    confirmation: PingResultKind | None = None  # last confirmation ping result (None: not attempted)
-    notifier_alive: bool | None = None  # one-connection case after MODULE_DOWN
-    primary_ping_sets: int = 0
-    module_event: ModuleDown | None = None
-
-    @property
-    def network_status(self) -> NetworkStatus:
-        """The decisive network status: the first failed step, else the last step."""
-        return decisive_network_status(self.network_steps)
-
-    @property
-    def network_ok(self) -> bool:
-        return all(s.good for s in self.network_steps)
-
-    @property
-    def local_network_ok(self) -> bool:
-        """The backup's own network (gateway / NetTest), the state machine's ``Facts.network_ok``."""
-        return not any(s in _LOCAL_FAILURES for s in self.network_steps)
-
-    @property
-    def main_up(self) -> bool:
-        return self.connection_status.main_up
-
-    @property
-    def aux_up(self) -> bool:
-        return self.connection_status.aux_up
 
 
 @dataclass(frozen=True)
 class _PrimaryMonitorEvent:
     diagnosis: Diagnosis
     at: float
-    state_machine_event: ClassVar[str] = ""
     log_event: ClassVar[str] = ""
 
     @property
@@ -417,7 +181,6 @@ class _PrimaryMonitorEvent:
 class NetworkDown(_PrimaryMonitorEvent):
     """The backup's own network is down (gateway or NetTest unreachable, primary too): no switch."""
 
-    state_machine_event: ClassVar[str] = "network-down"
     log_event: ClassVar[str] = "eNetworkDown"
 
 
@@ -425,7 +188,6 @@ class NetworkDown(_PrimaryMonitorEvent):
 class NotifierDown(_PrimaryMonitorEvent):
     """The remote Notifier (or the connections to it) is down while the primary is reachable."""
 
-    state_machine_event: ClassVar[str] = "notifier-down"
     log_event: ClassVar[str] = "eNotifierDown"
 
 
@@ -433,7 +195,6 @@ class NotifierDown(_PrimaryMonitorEvent):
 class PrimaryUnreachable(_PrimaryMonitorEvent):
     """The primary's host does not answer ICMP although the backup's network is fine."""
 
-    state_machine_event: ClassVar[str] = "primary-unreachable"
     log_event: ClassVar[str] = "ePrimaryUnreachable"
 
 
@@ -442,7 +203,6 @@ class MonitoredModuleDown(_PrimaryMonitorEvent):
     """The network and connections are good and the module does not answer: switch."""
 
     module_name: str = "TsServer"
-    state_machine_event: ClassVar[str] = "module-down"
     log_event: ClassVar[str] = "eTSDown"
 
 
@@ -450,11 +210,28 @@ class MonitoredModuleDown(_PrimaryMonitorEvent):
 class NoError(_PrimaryMonitorEvent):
     """The confirmation pings were answered: nothing to do (the state machine may ignore it)."""
 
-    state_machine_event: ClassVar[str] = ""
     log_event: ClassVar[str] = ""
 
 
 PrimaryMonitorEvent = NetworkDown | NotifierDown | PrimaryUnreachable | MonitoredModuleDown | NoError
+
+OUTCOME_EVENTS: dict[Outcome, Event] = {
+    Outcome.MODULE_DOWN: Event.MODULE_DOWN,
+    Outcome.NOTIFIER_DOWN: Event.NOTIFIER_DOWN,
+    Outcome.NETWORK_DOWN: Event.NETWORK_DOWN,
+    Outcome.PRIMARY_UNREACHABLE: Event.PRIMARY_UNREACHABLE,
+}
+"""THE mapping of a diagnosis outcome to the state machine's event (no error posts nothing)."""
+
+
+def state_machine_input(event: PrimaryMonitorEvent) -> tuple[Event, Facts] | None:
+    """What the Supervisor feeds the state machine for a posted event: the event and the facts the
+    diagnosis found (own network, connections); ``None`` for :class:`NoError`."""
+    d = event.diagnosis
+    sm_event = OUTCOME_EVENTS.get(d.outcome)
+    if sm_event is None:
+        return None
+    return sm_event, Facts(network_ok=d.local_network_ok, main_up=d.main_up, aux_up=d.aux_up)
 
 
 @dataclass(frozen=True)
@@ -464,69 +241,6 @@ class ModuleMonitorStalled:
     silent_for: float
     max_silence: float
     at: float
-
-
-def decisive_network_status(steps: Sequence[NetworkStatus]) -> NetworkStatus:
-    """The first failed step, else the last step (``NotChecked`` when there is none)."""
-    for status in steps:
-        if not status.good:
-            return status
-    return steps[-1] if steps else NetworkStatus.NOT_CHECKED
-
-
-def decide(
-    trigger: Trigger,
-    connection_status: ConnectionStatus,
-    network_steps: Sequence[NetworkStatus],
-    *,
-    notifier_alive: bool | None = None,
-) -> Outcome:
-    """The decision list (spec lines 673-684), for a failed confirmation; see the module docstring."""
-    local_failed = any(s in _LOCAL_FAILURES for s in network_steps)
-    primary_reachable = NetworkStatus.PRIMARY_UNREACHABLE not in network_steps
-    if local_failed or not primary_reachable:  # Network NOT OK
-        if primary_reachable:
-            return Outcome.NOTIFIER_DOWN
-        return Outcome.NETWORK_DOWN if local_failed else Outcome.PRIMARY_UNREACHABLE
-    if connection_status is ConnectionStatus.BOTH_DOWN:
-        return Outcome.NOTIFIER_DOWN
-    if trigger is Trigger.MODULE_MONITOR:
-        if connection_status is ConnectionStatus.BOTH_UP or notifier_alive:
-            return Outcome.MODULE_DOWN
-        return Outcome.NOTIFIER_DOWN
-    return Outcome.NOTIFIER_DOWN
-
-
-# --------------------------------------------------------------------------------------------------
-# Diagnosis operations (what the diagnosis generator yields)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Icmp:
-    address: str
-    timeout: float
-
-
-@dataclass(frozen=True)
-class _ModulePing:
-    connection: Connection
-    timeout: float
-
-
-@dataclass(frozen=True)
-class _NotifierPing:
-    connection: Connection
-    timeout: float
-
-
-@dataclass(frozen=True)
-class _Sleep:
-    seconds: float
-
-
-_Op = _Icmp | _ModulePing | _NotifierPing | _Sleep
-_Diag = Generator[_Op, object, Diagnosis]
 
 
 @dataclass
@@ -591,7 +305,7 @@ class PrimaryMonitorLogic:
         self._standard_after_loss = 0
         self._restart_requested = False
 
-        self._diag: _Diag | None = None
+        self._diag: Generator[Op, object, Diagnosis] | None = None
         self._diag_pending: _Pending | None = None
         self._diagnoses: list[Diagnosis] = []
 
@@ -661,15 +375,15 @@ class PrimaryMonitorLogic:
         self._retries = 0
         self._standard_after_loss = 0
         self._restart_requested = False
-        self._gateways = _clean_addresses(self._gateways_source())
+        self._gateways = clean_addresses(self._gateways_source())
         self._primary_address = self._primary_address_source()
         p = self._params
         log.info(
             "Primary monitor started: notifier ping every {:g} s (timeout {:g} s, {} retry ping(s) "
             "{:g} s apart); "
             "gateways {} (gateway ping {}); NetTest {}; primary address {}",
-            p.effective_ping_delay,
-            p.effective_timeout,
+            p.ping_delay,
+            p.timeout,
             p.retry_count,
             p.retry_ping_delay,
             self._gateways or "none",
@@ -679,7 +393,7 @@ class PrimaryMonitorLogic:
         )
         self._module_monitor.start_module_monitor()
         self.resume_liveness_tracking()
-        self._schedule_tick(p.effective_ping_delay)
+        self._schedule_tick(p.ping_delay)
 
     def stop(self) -> None:
         """Stop: cancel pings, timers and a diagnosis in progress; stop the Module Monitor."""
@@ -764,7 +478,7 @@ class PrimaryMonitorLogic:
             self._module_monitor.stop_module_monitor()
             self._module_monitor.start_module_monitor()
             self._last_module_event_at = self._clock.now()
-            self._schedule_tick(self._params.effective_ping_delay)
+            self._schedule_tick(self._params.ping_delay)
             return
         self._send_ping(retry=False)
 
@@ -780,7 +494,7 @@ class PrimaryMonitorLogic:
             self._recheck_main()
         self._tokens += 1
         token = self._tokens
-        timeout = p.effective_timeout
+        timeout = p.timeout
         out = _NotifierOutstanding(token, conn, retry)
         self._outstanding = out
         out.guard = self._clock.call_later(timeout, lambda: self._on_ping_result(token, PingResult.timeout()))
@@ -822,7 +536,7 @@ class PrimaryMonitorLogic:
                 log.info("The notifier on the primary answered on the {} connection again", out.connection)
             self._retries = 0
             self._standard_after_loss = 0
-            self._schedule_tick(p.effective_ping_delay)
+            self._schedule_tick(p.ping_delay)
         elif kind is PingResultKind.CANCELLED:
             log.debug("Notifier ping cancelled: nothing to do")
         elif kind is PingResultKind.CONNECTION_LOST and self._notifier.is_connected(Connection.MAIN):
@@ -854,7 +568,7 @@ class PrimaryMonitorLogic:
                 self._prefer_aux = False
                 log.info("The notifier on the primary answers on the main connection again: pinging on main")
 
-        self._notifier.ping_notifier(Connection.MAIN, self._params.effective_timeout, answered)
+        self._notifier.ping_notifier(Connection.MAIN, self._params.timeout, answered)
 
     def _retry_or_diagnose(self, result: PingResult, conn: Connection) -> None:
         self._failed_on = conn
@@ -893,7 +607,15 @@ class PrimaryMonitorLogic:
         self._standard_after_loss = 0
         self.suspend_liveness_tracking()
         self._module_monitor.stop_module_monitor()
-        self._diag = self._diagnose(trigger, module_event)
+        self._diag = diagnose(
+            trigger,
+            module_event,
+            self._params,
+            now=self._clock.now,
+            connection_status=self.connection_status,
+            local_checks=self._local_checks(),
+            primary_address=self._known_primary_address,
+        )
         self._advance(None)
 
     def _abort_diagnosis(self) -> None:
@@ -926,7 +648,7 @@ class PrimaryMonitorLogic:
                 return
             value = pending.value
 
-    def _start_op(self, op: _Op) -> _Pending:
+    def _start_op(self, op: Op) -> _Pending:
         self._tokens += 1
         pending = _Pending(self._tokens)
 
@@ -941,9 +663,9 @@ class PrimaryMonitorLogic:
                 self._diag_pending = None
                 self._advance(value)
 
-        if isinstance(op, _Sleep):
+        if isinstance(op, Sleep):
             pending.timers.append(self._clock.call_later(op.seconds, lambda: complete(None)))
-        elif isinstance(op, _Icmp):
+        elif isinstance(op, Icmp):
             pending.timers.append(
                 self._clock.call_later(op.timeout + ICMP_GUARD_GRACE, lambda: complete(False))
             )
@@ -957,7 +679,7 @@ class PrimaryMonitorLogic:
                     pending.handle.cancel()  # a "cancelled" answer it may trigger is ignored
 
             pending.timers.append(self._clock.call_later(op.timeout, on_timeout))
-            if isinstance(op, _ModulePing):
+            if isinstance(op, ModulePing):
                 handle = self._module_link.ping_module(
                     op.connection, self._params.module.module_name, op.timeout, complete
                 )
@@ -983,7 +705,7 @@ class PrimaryMonitorLogic:
                 )
             self._module_monitor.start_module_monitor()
             self.resume_liveness_tracking()
-            self._schedule_tick(self._params.effective_ping_delay)
+            self._schedule_tick(self._params.ping_delay)
             self._post(NoError(diagnosis, now))
             return
         self._idle = True
@@ -1012,260 +734,18 @@ class PrimaryMonitorLogic:
         )
         self._post(posted)
 
-    # -- the diagnosis itself -----------------------------------------------------------------------
+    # -- what the diagnosis needs from here ---------------------------------------------------------
 
-    def _diagnose(self, trigger: Trigger, module_event: ModuleDown | None) -> _Diag:
-        p = self._params
-        name = p.module.module_name
-        started = self._clock.now()
-        conn = self.connection_status()
-        steps: list[NetworkStatus] = []
-        confirmation: PingResultKind | None = None
-
-        def result(outcome: Outcome, *, notifier_alive: bool | None = None, sets: int = 0) -> Diagnosis:
-            return Diagnosis(
-                trigger,
-                conn,
-                tuple(steps),
-                outcome,
-                started,
-                self._clock.now(),
-                confirmation,
-                notifier_alive,
-                sets,
-                module_event,
-            )
-
-        if module_event is not None:
-            log.warning(
-                "process_module_monitor_event : module monitor indicated the [{}] module is not responding "
-                "({}), {}",
-                name,
-                module_event.reason,
-                conn.value,
-            )
-            if module_event.reason is not ModuleDownReason.PING_FAILURES:
-                log.error(
-                    "detect_and_signal_connection_status : the [{}] module answers but is restarting too "
-                    "frequently ({}), signaling the module is down",
-                    name,
-                    module_event.detail,
-                )
-                steps.append(NetworkStatus.NOT_CHECKED)
-                return result(Outcome.MODULE_DOWN)
-        else:
-            log.warning("The notifier on the primary does not answer, {}, checking connections", conn.value)
-
-        # 2. confirmation over whatever is up
-        if conn is not ConnectionStatus.BOTH_DOWN:
-            timeout = p.effective_timeout
-            if trigger is Trigger.MODULE_MONITOR:
-                via = Connection.MAIN if conn.main_up else Connection.AUX
-                count = p.module.max_failures
-                log.info(
-                    "ping_monitored_module : Sending up to {} ping(s) to the {} module using the {} "
-                    "connection",
-                    count,
-                    name,
-                    via,
-                )
-                for _ in range(count):
-                    answer = yield _ModulePing(via, timeout)
-                    assert isinstance(answer, PingResult)
-                    confirmation = answer.kind
-                    if answer.has_pid:
-                        log.info(
-                            "ping_monitored_module : Received a reply from the {} module (pid {}) on the {} "
-                            "connection: the module is up, no error",
-                            name,
-                            answer.pid,
-                            via,
-                        )
-                        return result(Outcome.NO_ERROR)
-                log.warning(
-                    "ping_monitored_module : Did not receive a reply from the {} module after {} "
-                    "ping(s) on the "
-                    "{} connection",
-                    name,
-                    count,
-                    via,
-                )
-                log.warning(
-                    "process_module_monitor_event : Failed to ping the [{}] module, checking connections",
-                    name,
-                )
-            else:
-                for via in conn.up_connections:
-                    answer = yield _NotifierPing(via, timeout)
-                    assert isinstance(answer, PingResult)
-                    confirmation = answer.kind
-                    if answer.kind is PingResultKind.OK:
-                        log.info(
-                            "The notifier on the primary answered on the {} connection: no error, resuming",
-                            via,
-                        )
-                        return result(Outcome.NO_ERROR)
-                log.warning(
-                    "The notifier on the primary did not answer on the {} connection(s), checking "
-                    "the network",
-                    "/".join(conn.up_connections),
-                )
-
-        # 3. the backup's own network: gateways, then NetTest
-        icmp_timeout = p.nettest_timeout
-        if p.disable_gateway_ping:
-            log.debug("check_local_gateway_connections : gateway ping disabled")
-            steps.append(NetworkStatus.GATEWAY_PING_DISABLED)
-        else:
-            if not self._gateways:
-                self._gateways = _clean_addresses(self._gateways_source())
-            if not self._gateways:
-                log.warning(
-                    "check_local_gateway_connections : No local gateway addresses to ping, setting network "
-                    "connection status to 'GatewayUnavailable'"
-                )
-                steps.append(NetworkStatus.GATEWAY_UNAVAILABLE)
-            else:
-                reached = False
-                for gw in self._gateways:
-                    ok = yield _Icmp(gw, icmp_timeout)
-                    if ok:
-                        log.info(
-                            "check_local_gateway_connections : Successfully pinged local gateway "
-                            "address [{}], "
-                            "setting network connection status to 'GatewayReached'",
-                            gw,
-                        )
-                        reached = True
-                        break
-                    log.warning(
-                        "check_local_gateway_connections : No reply from local gateway address [{}]", gw
-                    )
-                if not reached:
-                    log.error(
-                        "check_local_gateway_connections : No local gateway address answered {}, "
-                        "setting network "
-                        "connection status to 'GatewayUnreachable'",
-                        self._gateways,
-                    )
-                steps.append(NetworkStatus.GATEWAY_REACHED if reached else NetworkStatus.GATEWAY_UNREACHABLE)
-        if NetworkStatus.GATEWAY_UNREACHABLE not in steps:
-            nettest = p.nettest_addresses
-            if not nettest:
-                log.info(
-                    "check_net_test_connections : No NetTest addresses to ping, setting network connection "
-                    "status to 'NetTestUnavailable'"
-                )
-                steps.append(NetworkStatus.NETTEST_UNAVAILABLE)
-            else:
-                reached = False
-                for addr in nettest:
-                    ok = yield _Icmp(addr, icmp_timeout)
-                    if ok:
-                        log.info(
-                            "check_net_test_connections : Successfully pinged NetTest address [{}], setting "
-                            "network connection status to 'NetTestReached'",
-                            addr,
-                        )
-                        reached = True
-                        break
-                    log.warning("check_net_test_connections : No reply from NetTest address [{}]", addr)
-                if not reached:
-                    log.error(
-                        "check_net_test_connections : No NetTest address answered {}, setting "
-                        "network connection "
-                        "status to 'NetTestUnreachable'",
-                        list(nettest),
-                    )
-                steps.append(NetworkStatus.NETTEST_REACHED if reached else NetworkStatus.NETTEST_UNREACHABLE)
-        local_ok = not any(s in _LOCAL_FAILURES for s in steps)
-
-        # 4. the primary's address, in ping sets
+    def _known_primary_address(self) -> str | None:
         if self._primary_address is None:
             self._primary_address = self._primary_address_source()
-        address = self._primary_address
-        sets = 0
-        if address is None:
-            log.warning(
-                "check_primary_address : The primary's address is not known, setting network "
-                "connection status "
-                "to 'PrimaryAddressUnknown'"
-            )
-            steps.append(NetworkStatus.PRIMARY_ADDRESS_UNKNOWN)
-        else:
-            extra = p.extra_unreachable_ping_sets if local_ok else 0
-            reached = False
-            while True:
-                sets += 1
-                for _ in range(p.primary_pings_per_set):
-                    ok = yield _Icmp(address, icmp_timeout)
-                    if ok:
-                        reached = True
-                        break
-                if reached:
-                    log.info(
-                        "check_primary_address : Successfully pinged primary address [{}], setting network "
-                        "connection status to 'PrimaryReached'",
-                        address,
-                    )
-                    break
-                if extra is not None and sets > extra:
-                    log.error(
-                        "check_primary_address : No reply from primary address [{}] after {} ping "
-                        "set(s), setting "
-                        "network connection status to 'PrimaryUnreachable'",
-                        address,
-                        sets,
-                    )
-                    break
-                log.warning(
-                    "check_primary_address : No reply from primary address [{}] (ping set {} of {}), "
-                    "next ping "
-                    "set in {:g} s",
-                    address,
-                    sets,
-                    "unlimited" if extra is None else extra + 1,
-                    p.unreachable_primary_ping_delay,
-                )
-                yield _Sleep(p.unreachable_primary_ping_delay)
-            steps.append(NetworkStatus.PRIMARY_REACHED if reached else NetworkStatus.PRIMARY_UNREACHABLE)
+        return self._primary_address
 
-        # 5. decide, with the connection status as it is now
-        before = conn
-        conn = self.connection_status()
-        if conn is not before:
-            log.info("Connection status changed during the diagnosis: {} -> {}", before.value, conn.value)
-        notifier_alive: bool | None = None
-        network_ok = all(s.good for s in steps)
-        if (
-            network_ok
-            and trigger is Trigger.MODULE_MONITOR
-            and conn in (ConnectionStatus.MAIN_ONLY, ConnectionStatus.AUX_ONLY)
-        ):
-            via = conn.up_connections[0]
-            answer = yield _NotifierPing(via, p.effective_timeout)
-            assert isinstance(answer, PingResult)
-            notifier_alive = answer.kind is PingResultKind.OK
-            log.info(
-                "Only the {} connection is up; the notifier on the primary {} on it",
-                via,
-                "answers" if notifier_alive else "does not answer",
-            )
-        outcome = decide(trigger, conn, steps, notifier_alive=notifier_alive)
-        log.info(
-            "detect_and_signal_connection_status : trigger [{}], {}, network connection status [{}]: {}",
-            trigger.value,
-            conn.value,
-            decisive_network_status(steps).phrase,
-            outcome.value,
-        )
-        return result(outcome, notifier_alive=notifier_alive, sets=sets)
+    def _local_checks(self) -> LocalChecks:
+        def gateways() -> list[str]:
+            if not self._gateways:
+                self._gateways = clean_addresses(self._gateways_source())
+            return self._gateways
 
-
-def _clean_addresses(addresses: Sequence[str]) -> list[str]:
-    seen: list[str] = []
-    for a in addresses:
-        a = a.strip()
-        if a and a not in seen:
-            seen.append(a)
-    return seen
+        p = self._params
+        return LocalChecks(not p.disable_gateway_ping, gateways, p.nettest_addresses, p.nettest_timeout)

@@ -34,6 +34,7 @@ from actors.roles.state_machine import (
     State,
     Step,
     SwitchoverStateMachine,
+    compare_release,
     negotiate_startup_role,
     outranks,
 )
@@ -63,13 +64,12 @@ GROUPS = ("core", "backup", "monitors", "active")
 
 
 @dataclass(frozen=True)
-class MonitorEvent:
-    """PrimaryMonitor -> Supervisor: an event for the state machine with the facts behind it."""
+class MonitorVerdict:
+    """PrimaryMonitor -> Supervisor (actor-internal): an event for the state machine with the facts the
+    diagnosis found; the Supervisor adds the reconnect timeout."""
 
-    event: str
-    network_ok: bool = True
-    main_up: bool = True
-    aux_up: bool = True
+    event: Event
+    facts: Facts
     detail: str = ""
 
 
@@ -92,18 +92,6 @@ class NetworkChecked:
 @dataclass(frozen=True)
 class StopNode:
     reason: str = "stop requested"
-
-
-def compare_release(local: str, peer: str) -> Release:
-    def key(v: str) -> tuple[Any, ...]:
-        return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
-
-    if not peer or local == peer:
-        return Release.SAME
-    try:
-        return Release.HIGHER if key(local) > key(peer) else Release.LOWER
-    except TypeError:
-        return Release.HIGHER if local > peer else Release.LOWER
 
 
 @dataclass
@@ -236,6 +224,8 @@ class NodeSupervisor(Supervisor):
             )
             self.schedule(timeout, Tick("reconnect-timeout", self.reconnect_token))
             self._probe(True)
+        elif action is Action.CHECK_NETWORK:
+            self._check_network(self.reconnect_token)
         elif action is Action.CANCEL_RECONNECT_TIMER:
             self.reconnect_token += 1
             self._probe(False)
@@ -379,16 +369,10 @@ class NodeSupervisor(Supervisor):
             self.generation.observe(msg.generation)
             self._publish()
 
-    @handles(MonitorEvent)
-    def on_monitor_event(self, msg: MonitorEvent) -> None:
-        self.network_ok = msg.network_ok
-        facts = Facts(
-            network_ok=msg.network_ok,
-            main_up=msg.main_up,
-            aux_up=msg.aux_up,
-            reconnect_timeout=self.reconnect_timeout(),
-        )
-        self.post(Event(msg.event), facts, msg.detail)
+    @handles(MonitorVerdict)
+    def on_monitor_verdict(self, msg: MonitorVerdict) -> None:
+        self.network_ok = msg.facts.network_ok
+        self.post(msg.event, replace(msg.facts, reconnect_timeout=self.reconnect_timeout()), msg.detail)
 
     @handles(Forwarded)
     def on_forwarded(self, msg: Forwarded) -> None:
@@ -459,12 +443,7 @@ class NodeSupervisor(Supervisor):
         if msg.name == "reconnect-timeout":
             if msg.token == self.reconnect_token:
                 self.log.error("SwitchoverState::Reconnecting: Reconnect period expired")
-                if self.network_ok or self.network_check is None:
-                    self.post(
-                        Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0)
-                    )
-                else:
-                    self._check_network(msg.token)
+                self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
         elif msg.name == "negotiate":
             if msg.token == self.negotiations and self.sm.state is State.INIT:
                 self.tell_actor("VirtualSwitch", Negotiate(self.negotiations))
@@ -474,14 +453,15 @@ class NodeSupervisor(Supervisor):
             super().on_tick(msg)
 
     def _check_network(self, token: int) -> None:
-        """The backup's own network was down: look again (off this thread) before deciding."""
+        """Carry out check-network: look at the backup's own network again, off this thread; the
+        answer comes back as NetworkChecked and is posted as network-recovered / network-still-down."""
         check, ref = self.network_check, self.actor_ref
-        assert check is not None
 
         def work() -> None:
             try:
-                ok = check()
+                ok = check() if check is not None else False
             except Exception:
+                self.log.exception("the network check failed; counting the network as down")
                 ok = False
             ref.tell(NetworkChecked(ok, token))
 
@@ -489,20 +469,10 @@ class NodeSupervisor(Supervisor):
 
     @handles(NetworkChecked)
     def on_network_checked(self, msg: NetworkChecked) -> None:
-        if msg.token != self.reconnect_token or self.sm.state is not State.RECONNECTING:
-            return
+        if msg.token != self.reconnect_token:
+            return  # a later step restarted or cancelled the reconnect period meanwhile
         self.network_ok = msg.ok
-        if msg.ok:
-            # The links had no chance to reconnect while the network was down: give them a fresh
-            # reconnect period before concluding anything about the primary.
-            self.log.warning("backup's own network is back: starting a fresh reconnect period")
-            self._do(
-                Action.START_RECONNECT_TIMER,
-                Step(State.RECONNECTING, State.RECONNECTING, Event.RECONNECT_TIMEOUT, (), ""),
-            )
-            return
-        self.log.info("backup's own network is still down")
-        self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=False, reconnect_timeout=1.0))
+        self.post(Event.NETWORK_RECOVERED if msg.ok else Event.NETWORK_STILL_DOWN, Facts(network_ok=msg.ok))
 
     @handles(LinkAnswering)
     def on_link_answering(self, msg: LinkAnswering) -> None:

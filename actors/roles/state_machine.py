@@ -57,6 +57,8 @@ class Event(StrEnum):
     PRIMARY_UNREACHABLE = "primary-unreachable"  # primary monitor: the primary's host does not answer
     RECONNECTED = "reconnected"  # notifier connections to the primary are back
     RECONNECT_TIMEOUT = "reconnect-timeout"  # the reconnect timer expired
+    NETWORK_RECOVERED = "network-recovered"  # check-network: the backup's own network is fine again
+    NETWORK_STILL_DOWN = "network-still-down"  # check-network: the backup's own network is still down
     MANUAL_SWITCH_REQUEST = "manual-switch-request"  # control panel Switch or /Immediate
     DISCONTINUE_RECEIVED = "discontinue-received"  # the peer took over and asks this node to stop serving
     HIGHER_GENERATION_SEEN = "higher-generation-seen"  # a primary that outranks this one exists
@@ -84,6 +86,9 @@ class Action(StrEnum):
     """(Re)arm the reconnect timer with Switchover Reconnect Timeout; on expiry post reconnect-timeout."""
     CANCEL_RECONNECT_TIMER = "cancel-reconnect-timer"
     """Cancel the reconnect timer, if armed."""
+    CHECK_NETWORK = "check-network"
+    """Check the backup's own network again (gateway / NetTest, off the Supervisor's thread, the same
+    rule as the primary monitor's diagnosis) and post network-recovered or network-still-down."""
     RESYNC = "resync"
     """Re-run the DS compare-and-update (and file/interaction full sync) against the primary."""
     REQUEST_DISCONTINUE = "request-discontinue"
@@ -306,8 +311,13 @@ TABLE: tuple[Row, ...] = (
         "Reconnected to the primary: going back to StateBackup (manual switch only) and resynchronising"),
     Row((S.RECONNECTING,), E.RECONNECTED, ALWAYS, S.BACKUP, (*RESUME, A.START_MONITORS),
         "Reconnected to the primary: going back to StateBackup and resynchronising"),
-    Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, NETWORK_DOWN, None, (A.START_RECONNECT_TIMER,),
-        "Backup's own network is down: staying Reconnecting, will not switch"),
+    Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, NETWORK_DOWN, None, (A.CHECK_NETWORK,),
+        "Reconnect period expired while the backup's own network was down: checking it again before deciding"),
+    Row((S.RECONNECTING,), E.NETWORK_RECOVERED, ALWAYS, None, (A.START_RECONNECT_TIMER,),
+        "Backup's own network is back: starting a fresh reconnect period (the connections could not "
+        "reconnect while it was down)"),
+    Row((S.RECONNECTING,), E.NETWORK_STILL_DOWN, ALWAYS, None, (A.START_RECONNECT_TIMER,),
+        "Backup's own network is still down: staying Reconnecting, will not switch"),
     Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, NO_AUTO_SWITCH, None, (),
         "Reconnect period expired but manual switch only: NOT switching, staying in StateReconnecting"),
     Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, STARTING_UP, None, (A.SCHEDULE_SWITCH_AFTER_STARTUP,),
@@ -502,6 +512,19 @@ class SwitchoverStateMachine:
             self._pending = None
             return replace(step, verdict=f"{step.verdict} (scheduled switch dropped: the primary is back)")
         return step
+
+
+def compare_release(local: str, peer: str) -> Release:
+    """The local release compared with the peer's (``1.10.0`` is higher than ``1.9.2``; numeric parts
+    compare as numbers, others as text). An unknown peer release counts as the same."""
+
+    def key(v: str) -> tuple[tuple[int, int | str], ...]:
+        # (0, n) for numbers, (1, text) otherwise: a number sorts before text, never a TypeError
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in v.replace("-", ".").split("."))
+
+    if not peer or local == peer:
+        return Release.SAME
+    return Release.HIGHER if key(local) > key(peer) else Release.LOWER
 
 
 @dataclass(frozen=True)

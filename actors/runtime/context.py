@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +97,5 @@ class NodeContext:
     status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     event_log: EventLog | None = None
     links: dict[str, bool] = field(default_factory=dict)  # NotifierLink name -> connected
-    # the server parameters' current values by specification name (the DS tree's, once it is open)
-    parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})
-    server_params: ServerParams | None = None  # change subscriptions for dynamic parameters
+    # the server parameter catalog over the DS tree (typed values, change subscriptions); set at start
+    server_params: ServerParams | None = None

@@ -47,6 +47,7 @@ REQUIRED = {
     "backup-nic-down",
     "gateway-gone",
     "nettest-gone",
+    "wan-cut",  # issue 9: the gateway answers, the NetTest and the primary do not: no switch
     "partition-healed",
     "manual-switch-only",
     "manual-switches",

@@ -172,10 +172,19 @@ def test_param_list_has_a_row_per_parameter_with_effective_stored_default_range_
     ]
 
 
+def test_param_list_shows_what_the_monitors_use_and_flags_as_yes_no(store, params):
+    rows = {row["name"]: row for row in param(store, params, "list")["params"]}
+    delay = rows["Switchover Primary Monitor Ping Delay"]
+    assert (delay["value"], delay["resolved"]) == (0.0, 1.0)  # 0 = 1 s, as the primary monitor pings
+    for name in ("Switchover Ping on Aux Connection", "Switchover Use QoS For Ping"):
+        assert (rows[name]["default"], rows[name]["value"]) == ("No", False)
+    assert rows["Switchover Disable Gateway Ping"]["default"] == "Yes"
+
+
 def test_param_get_describes_one_parameter(store, params):
     r = param(store, params, "get", name="switchover unreachable primary ping count")
     assert r["name"] == "Switchover Unreachable Primary Ping Count"
-    assert r["value"] == 0 and r["resolved"] == 3 and "-1" in r["special"]
+    assert r["value"] == 0 and r["resolved"] == 0 and "-1" in r["special"]  # unset: switch at once
     assert r["key"] == param_key("Switchover Unreachable Primary Ping Count")
 
 

@@ -8,19 +8,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from actors.monitoring.module_monitor_logic import (
-    Connection,
     ModuleDown,
     ModuleDownReason,
     ModuleEvent,
     ModuleMonitorLogic,
     ModuleMonitorParams,
+    ModuleNotRegistered,
     ModulePingFailed,
     ModuleRestarted,
-    PingResult,
-    PingResultKind,
     RejectedRetry,
     SystemOk,
 )
+from actors.monitoring.ping import Connection, PingResult, PingResultKind
 from actors.runtime.clock import FakeClock
 from tests.unit.conftest import LogLine
 
@@ -460,15 +459,7 @@ def test_a_lower_max_ts_failures_takes_effect_on_the_next_failure(clock: FakeClo
 
 
 def test_the_ip_variant_monitors_ip_with_the_ip_timeout_and_retry_delay(clock: FakeClock) -> None:
-    params = ModuleMonitorParams.from_server_params(
-        {
-            "Switchover Monitoring": "IP",
-            "Switchover IP Timeout": "20",
-            "Switchover IP Retry Delay": "2",
-            "Switchover TS Timeout": "7",
-        }
-    )
-    assert (params.module_name, params.ping_timeout, params.retry_delay) == ("IP", 20.0, 2.0)
+    params = ModuleMonitorParams(module_name="IP", ping_timeout=20.0, retry_delay=2.0)
     mm, link, rec = make(clock, params, never)
     mm.start()
     clock.advance(100)
@@ -477,28 +468,35 @@ def test_the_ip_variant_monitors_ip_with_the_ip_timeout_and_retry_delay(clock: F
     assert rec.of(ModuleDown)[0].at == 86.0
 
 
-def test_server_parameters_are_read_by_name_with_defaults_and_clamped_to_their_ranges() -> None:
-    assert ModuleMonitorParams.from_server_params({}) == ModuleMonitorParams()
-    p = ModuleMonitorParams.from_server_params(
-        {
-            "Switchover TS Timeout": "3",
-            "switchover ts failure retry delay": "0",
-            "Switchover Max TS Failures": "4",
-            "Switchover Max Restarts": 5,
-            "Switchover Max Restarts Period": "600",
-            "Switchover Max Sequential Restarts": "1",
-            "Switchover Ping on Aux Connection": "Yes",
-        }
-    )
-    assert p.ping_timeout == 5.0 and p.retry_delay == 1.0 and p.max_failures == 4
-    assert (p.max_restarts, p.max_restarts_period, p.max_sequential_restarts) == (5, 600.0, 1)
-    assert p.ping_on_aux and p.first_connection is Connection.AUX
-    assert ModuleMonitorParams.from_server_params({"Switchover TS Timeout": "500"}).ping_timeout == 60.0
-    assert ModuleMonitorParams.from_server_params({"Switchover TS Timeout": "soon"}).ping_timeout == 10.0
-
-
 def test_invalid_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         ModuleMonitorParams(retry_delay=0)
     with pytest.raises(ValueError):
         ModuleMonitorParams(max_failures=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# A module that has never registered on the active (issue 9, defect 4)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_module_never_registered_on_the_active_is_not_a_failure_and_never_down(
+    clock: FakeClock, logs: list[LogLine]
+) -> None:
+    state = {"answer": PingResult.not_registered("monitored module TsServer is not registered on the active (A)")}
+    mm, link, rec = make(clock, ModuleMonitorParams(retry_delay=0.2), lambda call: (0.0, state["answer"]))
+    mm.start()
+    clock.advance(300)
+    assert rec.of(ModuleDown) == [] and rec.of(ModulePingFailed) == []
+    not_registered = rec.of(ModuleNotRegistered)
+    assert len(not_registered) == 31 and link.times()[:3] == [0.0, 10.0, 20.0]  # the regular interval
+    assert [e.first for e in not_registered[:2]] == [True, False]
+    said = [line.message for line in logs if "is not registered on the active" in line.message]
+    assert len(said) == 1 and "does not cause a switch" in said[0]
+    # once it registered, it is monitored: its going away is a failure and, in the end, MODULE_DOWN
+    state["answer"] = PingResult.ok(4242)
+    clock.advance(10)
+    assert rec.of(SystemOk)
+    state["answer"] = PingResult.rejected("no module registered as TsServer")
+    clock.advance(30)
+    assert rec.of(ModuleDown)[0].reason is ModuleDownReason.PING_FAILURES

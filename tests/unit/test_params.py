@@ -406,6 +406,20 @@ def test_unreachable_primary_ping_count_minus_one_is_unlimited_and_0_to_3_mean_3
     assert params.unreachable_primary_ping_count() == resolved
 
 
+def test_unreachable_primary_ping_count_unset_means_switch_at_once(store, params):
+    # spec line 620: "The default is to switch over immediately": no extra ping set
+    assert params.unreachable_primary_ping_count() == 0
+    assert params.resolved("Switchover Unreachable Primary Ping Count") == 0
+    put(store, "Switchover Unreachable Primary Ping Count", "soon")
+    assert params.unreachable_primary_ping_count() == 0
+
+
+def test_primary_monitor_ping_delay_zero_resolves_to_one_second(store, params):
+    assert params.resolved("Switchover Primary Monitor Ping Delay") == 1.0
+    put(store, "Switchover Primary Monitor Ping Delay", "2.5")
+    assert params.resolved("Switchover Primary Monitor Ping Delay") == 2.5
+
+
 def test_unreachable_primary_ping_count_below_minus_one_is_clamped_to_unlimited(store, params, warnings):
     put(store, "Switchover Unreachable Primary Ping Count", "-7")
     assert params.unreachable_primary_ping_count() is None

@@ -3,38 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pytest
 
+from actors.monitoring.diagnosis import ConnectionStatus, Diagnosis, Outcome, Trigger, decide
+from actors.monitoring.local_network import NetworkStatus
 from actors.monitoring.module_monitor_logic import (
-    Connection,
     ModuleDown,
     ModuleDownReason,
     ModuleMonitorLogic,
     ModuleMonitorParams,
-    PingResult,
-    PingResultKind,
     RejectedRetry,
     SystemOk,
 )
+from actors.monitoring.monitor_params import PrimaryMonitorParams
+from actors.monitoring.ping import Connection, PingResult, PingResultKind
 from actors.monitoring.primary_monitor_logic import (
-    ConnectionStatus,
-    Diagnosis,
     MonitoredModuleDown,
     NetworkDown,
-    NetworkStatus,
     NoError,
     NotifierDown,
-    Outcome,
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
-    PrimaryMonitorParams,
     PrimaryUnreachable,
-    Trigger,
-    decide,
+    state_machine_input,
 )
+from actors.roles.state_machine import Event, Facts
 from actors.runtime.clock import FakeClock
 from tests.unit.conftest import LogLine
 from tests.unit.test_module_monitor_logic import Answer, FakeHandle, FakeModuleLink, LinkCall
@@ -413,7 +409,7 @@ def test_network_ok_both_connections_up_and_the_module_not_answering_means_modul
     assert ev.connection_status is ConnectionStatus.BOTH_UP
     assert diagnosis(ev).confirmation is PingResultKind.REJECTED
     assert [c.connection for c in r.module_link.calls] == [Connection.MAIN, Connection.MAIN]
-    assert ev.state_machine_event == "module-down"
+    assert state_machine_input(ev) == (Event.MODULE_DOWN, Facts(network_ok=True, main_up=True, aux_up=True))
 
 
 def test_network_ok_both_connections_up_and_the_module_answering_again_means_no_error(
@@ -614,8 +610,8 @@ def test_the_failure_sample_from_module_rejections_to_module_down_with_gateway_a
 # ------------------------------------------------------------------------------------------------
 
 
-def both_down_rig(clock: FakeClock, count: int | None) -> Rig:
-    r = rig(clock, PrimaryMonitorParams(unreachable_primary_ping_count=count), reachable=set())
+def both_down_rig(clock: FakeClock, extra_sets: int | None) -> Rig:
+    r = rig(clock, PrimaryMonitorParams(extra_unreachable_ping_sets=extra_sets), reachable=set())
     r.notifier.connected = {Connection.MAIN: False, Connection.AUX: False}
     r.pm.start()
     return r
@@ -628,7 +624,7 @@ def primary_sets(r: Rig) -> list[float]:
 
 
 def test_unreachable_primary_ping_count_unset_switches_after_a_single_ping_set(clock: FakeClock) -> None:
-    r = both_down_rig(clock, None)
+    r = both_down_rig(clock, 0)  # the catalog resolves "unset" to no extra ping set
     clock.advance(100)
     ev = r.last
     assert isinstance(ev, PrimaryUnreachable)
@@ -637,7 +633,7 @@ def test_unreachable_primary_ping_count_unset_switches_after_a_single_ping_set(c
 
 
 def test_unreachable_primary_ping_count_zero_sends_three_more_ping_sets(clock: FakeClock) -> None:
-    r = both_down_rig(clock, 0)
+    r = both_down_rig(clock, 3)  # the catalog resolves 0-3 to 3 extra ping sets
     clock.advance(100)
     ev = r.last
     assert isinstance(ev, PrimaryUnreachable)
@@ -658,7 +654,7 @@ def test_unreachable_primary_ping_count_five_sends_five_more_ping_sets(clock: Fa
 def test_unreachable_primary_ping_count_minus_one_never_gives_up_until_the_primary_answers(
     clock: FakeClock,
 ) -> None:
-    r = both_down_rig(clock, -1)
+    r = both_down_rig(clock, None)  # -1: unlimited
     clock.advance(1000)
     assert r.posted == [] and r.pm.diagnosing
     assert len(primary_sets(r)) == 77  # one set every 13 s
@@ -672,7 +668,7 @@ def test_unreachable_primary_ping_count_minus_one_never_gives_up_until_the_prima
 def test_unreachable_primary_ping_delay_sets_the_gap_between_ping_sets(clock: FakeClock) -> None:
     r = rig(
         clock,
-        PrimaryMonitorParams(unreachable_primary_ping_count=0, unreachable_primary_ping_delay=2),
+        PrimaryMonitorParams(extra_unreachable_ping_sets=3, unreachable_primary_ping_delay=2),
         reachable=set(),
     )
     r.notifier.connected = {Connection.MAIN: False, Connection.AUX: False}
@@ -794,7 +790,7 @@ def test_the_module_monitor_is_stopped_during_a_diagnosis_and_left_stopped_after
 
 
 def test_a_module_down_during_a_diagnosis_is_ignored(clock: FakeClock) -> None:
-    r = rig(clock, reachable=set(), params=PrimaryMonitorParams(unreachable_primary_ping_count=0))
+    r = rig(clock, reachable=set(), params=PrimaryMonitorParams(extra_unreachable_ping_sets=3))
     r.pm.start()
     r.module_down()
     clock.advance(2)
@@ -805,7 +801,7 @@ def test_a_module_down_during_a_diagnosis_is_ignored(clock: FakeClock) -> None:
 
 
 def test_stopping_during_a_diagnosis_abandons_it(clock: FakeClock) -> None:
-    r = rig(clock, reachable=set(), params=PrimaryMonitorParams(unreachable_primary_ping_count=0))
+    r = rig(clock, reachable=set(), params=PrimaryMonitorParams(extra_unreachable_ping_sets=3))
     r.pm.start()
     r.module_down()
     clock.advance(2)
@@ -847,7 +843,7 @@ def test_a_silent_module_monitor_is_reported_and_restarted_at_the_next_ping_tick
 
 
 def test_liveness_is_not_tracked_while_stopped_or_diagnosing_and_restarts_fresh(clock: FakeClock) -> None:
-    r = rig(clock, reachable=set(), params=PrimaryMonitorParams(unreachable_primary_ping_count=-1))
+    r = rig(clock, reachable=set(), params=PrimaryMonitorParams(extra_unreachable_ping_sets=None))
     r.pm.start()
     r.module_down()
     clock.advance(500)
@@ -881,57 +877,15 @@ def test_module_monitor_events_keep_it_alive(clock: FakeClock) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_a_dynamic_change_of_the_module_timeout_changes_the_derived_notifier_timeout_on_the_next_ping(
-    clock: FakeClock,
-) -> None:
+def test_a_new_notifier_timeout_takes_effect_on_the_next_ping(clock: FakeClock) -> None:
+    # (the catalog derives it from a dynamic TS Timeout change: tests/unit/test_monitor_params.py)
     r = rig(clock)
     r.notifier.respond = lambda call: (0.5, PingResult.ok())
     r.pm.start()
     clock.advance(1.2)  # a ping is in flight
-    r.pm.update_params(r.pm.params.with_module(r.pm.params.module.with_dynamic(ping_timeout=30)))
+    r.pm.update_params(replace(r.pm.params, timeout=15.0))
     clock.advance(2)
     assert [c.timeout for c in r.notifier.calls] == [5.0, 15.0]
-
-
-def test_server_parameters_are_read_by_name() -> None:
-    p = PrimaryMonitorParams.from_server_params({}, this_server="A")
-    assert p == PrimaryMonitorParams()
-    assert (p.effective_ping_delay, p.effective_timeout, p.retry_count, p.retry_ping_delay) == (
-        1.0,
-        5.0,
-        2,
-        0.0,
-    )
-    assert p.disable_gateway_ping and p.unreachable_primary_ping_count is None
-    assert p.extra_unreachable_ping_sets == 0
-    q = PrimaryMonitorParams.from_server_params(
-        {
-            "Switchover Primary Monitor Ping Delay": "3",
-            "Switchover Primary Monitor Timeout": "4",
-            "Switchover Primary Monitor Retry Count": "80",
-            "Switchover Primary Monitor Retry Ping Delay": "1",
-            "Switchover Disable Gateway Ping": "No",
-            "Switchover NetTest A": "10.1.0.1",
-            "Switchover NetTest B": "10.2.0.1",
-            "Switchover NetTest Timeout": "2",
-            "Switchover Unreachable Primary Ping Count": "0",
-            "Switchover Unreachable Primary Ping Delay": "0",
-            "Switchover TS Timeout": "20",
-        },
-        this_server="B",
-    )
-    assert (q.effective_ping_delay, q.effective_timeout, q.retry_count, q.retry_ping_delay) == (
-        3.0,
-        4.0,
-        50,
-        1.0,
-    )
-    assert not q.disable_gateway_ping and q.nettest_addresses == ("10.2.0.1",) and q.nettest_timeout == 2.0
-    assert q.unreachable_primary_ping_count == 0 and q.extra_unreachable_ping_sets == 3
-    assert q.unreachable_primary_ping_delay == 1.0 and q.module.ping_timeout == 20.0
-    assert PrimaryMonitorParams(unreachable_primary_ping_count=-1).extra_unreachable_ping_sets is None
-    assert PrimaryMonitorParams(unreachable_primary_ping_count=7).extra_unreachable_ping_sets == 7
-    assert PrimaryMonitorParams(unreachable_primary_ping_count=2).extra_unreachable_ping_sets == 3
 
 
 def test_a_main_link_that_loses_everything_moves_the_notifier_pings_to_aux_until_main_answers(

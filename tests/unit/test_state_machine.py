@@ -22,6 +22,7 @@ from actors.roles.state_machine import (
     State,
     Step,
     SwitchoverStateMachine,
+    compare_release,
     decide,
     negotiate_startup_role,
     outranks,
@@ -396,10 +397,48 @@ def test_a_backup_whose_own_network_is_down_stays_reconnecting_and_switches_once
     for _ in range(3):
         step = machine.handle(Event.RECONNECT_TIMEOUT, Facts(network_ok=False))
         assert not step.switched and machine.state is State.RECONNECTING
-        assert step.verdict == "Backup's own network is down: staying Reconnecting, will not switch"
+        assert step.actions == (Action.CHECK_NETWORK,)
+        step = machine.handle(Event.NETWORK_STILL_DOWN, Facts(network_ok=False))
+        assert not step.switched and machine.state is State.RECONNECTING
+        assert step.verdict == "Backup's own network is down: staying Reconnecting, will not switch".replace(
+            "is down", "is still down"
+        )
         assert step.actions == (Action.START_RECONNECT_TIMER,)
     step = machine.handle(Event.RECONNECT_TIMEOUT, Facts(network_ok=True))
     assert step.switched and step.reason == Reason.RECONNECT_TIMEOUT
+
+
+def test_the_network_recheck_at_reconnect_expiry_is_a_decision_of_the_table() -> None:
+    # Before issue 9 the supervisor built this step by hand; now check-network is an action and its
+    # answer an event with rows: network back -> a fresh reconnect period, never a switch at once.
+    machine = started_backup()
+    machine.handle(Event.NETWORK_DOWN, Facts(network_ok=False))
+    step = machine.handle(Event.RECONNECT_TIMEOUT, Facts(network_ok=False))
+    assert step.actions == (Action.CHECK_NETWORK,) and "checking it again" in step.verdict
+    step = machine.handle(Event.NETWORK_RECOVERED, Facts(network_ok=True))
+    assert (step.new_state, step.actions, step.switched) == (State.RECONNECTING, (Action.START_RECONNECT_TIMER,), False)
+    assert "fresh reconnect period" in step.verdict
+    # outside Reconnecting the answer of a check that is no longer wanted changes nothing
+    backup = started_backup()
+    for event in (Event.NETWORK_RECOVERED, Event.NETWORK_STILL_DOWN):
+        step = backup.handle(event, Facts())
+        assert step.actions == () and backup.state is State.BACKUP
+
+
+@pytest.mark.parametrize(
+    ("local", "peer", "expected"),
+    [
+        ("1.0.0", "1.0.0", Release.SAME),
+        ("1.0.0", "", Release.SAME),
+        ("1.10.0", "1.9.2", Release.HIGHER),
+        ("1.9.2", "1.10.0", Release.LOWER),
+        ("2.0", "2.0.1", Release.LOWER),
+        ("2.0-rc1", "2.0-1", Release.HIGHER),
+        ("2024.1", "2024.a", Release.LOWER),
+    ],
+)
+def test_compare_release_orders_numeric_parts_as_numbers(local: str, peer: str, expected: Release) -> None:
+    assert compare_release(local, peer) is expected
 
 
 def test_module_down_while_the_own_network_is_down_does_not_switch() -> None:
