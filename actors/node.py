@@ -16,6 +16,7 @@ from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig
+from actors.http_endpoint import HttpEndpoint, node_state_collector
 from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
@@ -72,6 +73,7 @@ class Node:
         self.store: Store | None = None
         self.params: ServerParams | None = None
         self.log = logger.bind(actor="Node", node=config.name)
+        self.http: HttpEndpoint | None = None
 
     # ------------------------------------------------------------------------------ ops
 
@@ -223,6 +225,24 @@ class Node:
             on_shutdown=self.shutdown_requested,
             network_check=self.network_check,
         )
+        self.start_http()
+
+    def start_http(self) -> None:
+        """The HTTP endpoint ([http]); a port that cannot be bound is logged and the node runs on."""
+        http = self.config.http
+        self.ctx.metrics.add_collector(node_state_collector(self.ctx))
+        if not http.enabled:
+            return
+        try:
+            self.http = HttpEndpoint(self.ctx, http.address, http.port, self.stop_requested.is_set).start()
+        except OSError as exc:
+            self.log.error(
+                "HTTP endpoint not started: cannot listen on {}:{} ({}); the node runs without it "
+                "(set [http] port, or enabled = false)",
+                http.address,
+                http.port,
+                exc.strerror or exc,
+            )
 
     def parameters(self) -> dict[str, str]:
         """The server parameters set in the DS tree, by specification name, as validated text
@@ -249,6 +269,9 @@ class Node:
 
     def stop(self) -> None:
         self.log.info("stopping node {}", self.config.name)
+        self.stop_requested.set()
+        if self.http is not None:
+            self.http.close()
         if self.supervisor is not None:
             try:
                 self.supervisor.stop(block=True, timeout=10)

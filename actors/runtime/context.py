@@ -17,6 +17,7 @@ import pykka
 import zmq
 
 from actors.runtime.clock import Clock
+from actors.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from actors.roles.event_log import EventLog
@@ -101,3 +102,4 @@ class NodeContext:
     # the server parameters' current values by specification name (the DS tree's, once it is open)
     parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})
     server_params: ServerParams | None = None  # change subscriptions for dynamic parameters
+    metrics: Metrics = field(default_factory=Metrics)  # Prometheus families, served at /metrics
