@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.config import ConfigError, load_config
-from actors.roles.event_log import EventRecord, merge_histories
-from cli.output import error, on_every_operation, print_json, print_table
+from cli.output import error, on_every_operation, print_json
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (
     CommandReply,
@@ -270,6 +269,9 @@ def do_rejoin(args: argparse.Namespace, servers: list[Server], security: Securit
 
 
 def do_history(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
+    from actors.roles.event_log import EventRecord, merge_histories  # not on the status path
+    from cli.output import print_table
+
     own: dict[str, list[EventRecord]] = {}
     copies: dict[str, list[EventRecord]] = {}
     for server in servers:

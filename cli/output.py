@@ -9,9 +9,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 
 def add_node_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """``--node``, ``--json``, ``--timeout`` for commands that talk to one node's admin socket.
@@ -47,6 +44,9 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console  # imported here: commands that print no table stay fast
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in columns:
         table.add_column(col)
