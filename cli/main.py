@@ -19,6 +19,7 @@ COMMANDS = {
     "param": "cli.param_cmd",
     "keys": "cli.keys_cmd",
     "lab": "cli.lab_cmd",
+    "hooks": "cli.hooks_cmd",
 }
 
 
