@@ -196,27 +196,24 @@ def _handler_class(endpoint: HttpEndpoint) -> type[BaseHTTPRequestHandler]:
         server_version = "switchover"
 
         def do_GET(self) -> None:
-            try:
-                status, ctype, body = endpoint.respond(self.path)
-            except Exception as exc:  # a bug in a collector must not kill the server
-                endpoint.log.exception("HTTP {} failed: {}", self.path, exc)
-                status, ctype, body = (
-                    500,
-                    "application/json",
-                    _json({"error": f"{type(exc).__name__}: {exc}"}),
-                )
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._reply(body=True)
 
         def do_HEAD(self) -> None:
-            status, ctype, body = endpoint.respond(self.path)
+            self._reply(body=False)
+
+        def _reply(self, body: bool) -> None:
+            try:
+                status, ctype, content = endpoint.respond(self.path)
+            except Exception as exc:  # a bug in a collector must not kill the server
+                endpoint.log.exception("HTTP {} failed: {}", self.path, exc)
+                status, ctype = 500, "application/json"
+                content = _json({"error": f"{type(exc).__name__}: {exc}"})
             self.send_response(status)
             self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(content)))
             self.end_headers()
+            if body:
+                self.wfile.write(content)
 
         def log_message(self, format: str, *args: Any) -> None:
             endpoint.log.debug("HTTP {} {}", self.address_string(), format % args)
