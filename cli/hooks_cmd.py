@@ -37,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="run even though the node is running (its admin socket answers)"
     )
     run.add_argument("--reason", default="", help="SWITCHOVER_REASON for the hooks")
+    run.add_argument(
+        "--peer-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --if-was-active: first wait (at most SECONDS) until the peer answers as Primary, so the "
+        "address moves without a gap while this server's service still answers; then run the hooks",
+    )
     for each in (ls, run):
         each.add_argument(
             "--config", required=True, help="the node's TOML configuration file (hooks dir, data dir)"
@@ -61,6 +69,29 @@ def generation_of(data_dir: Path) -> int:
     except (OSError, ValueError) as exc:
         print(f"switchover: {exc}; SWITCHOVER_GENERATION=0", file=sys.stderr)
         return 0
+
+
+def wait_for_peer(config: str, peer: str, timeout: float) -> str:
+    """Poll the peer's VirtualSwitch until it answers as Primary or ``timeout`` s pass; what happened."""
+    import time
+
+    from cli.ctl_cmd import servers_of
+    from transport.client import Unreachable, query_state
+
+    servers, _, security = servers_of(config)
+    address = next(s.address for s in servers if s.name == peer)
+    start = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - start < timeout:
+        try:
+            role = query_state(address, 0.5, security).role
+        except Unreachable as exc:
+            role, last = "", str(exc)
+        if role == PRIMARY:
+            return f"peer {peer} is Primary (after {time.monotonic() - start:.2f} s): running the hooks"
+        last = role or last
+        time.sleep(0.05)
+    return f"peer {peer} not Primary within {timeout:g} s ({last}): running the hooks anyway"
 
 
 def node_answers(cfg: NodeConfig) -> bool:
@@ -104,6 +135,8 @@ def main(args: argparse.Namespace) -> int:
             f"node {cfg.name} was not active when it ended (last recorded role: {role or 'none'}): no hooks run"
         )
         return 0
+    if args.if_was_active and args.peer_wait > 0:
+        print(wait_for_peer(args.config, cfg.peer.name, args.peer_wait), file=sys.stderr)
     reason = args.reason or (
         "the node process ended while active" if args.if_was_active else f"run by hand ({args.event})"
     )

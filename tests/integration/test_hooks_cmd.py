@@ -60,8 +60,9 @@ def test_discontinue_hooks_run_after_an_active_node_is_killed(tmp_path: Path) ->
 
         node.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         node.proc.wait(5)  # type: ignore[union-attr]
-        done = hooks_run(node, "discontinue", "--if-was-active", "--json")
+        done = hooks_run(node, "discontinue", "--if-was-active", "--peer-wait", "0.3", "--json")
         assert done.returncode == 0, done.stderr
+        assert "peer B not Primary within 0.3 s" in done.stderr  # B never ran: waited, then ran anyway
         report = json.loads(done.stdout)
         assert [h["name"] for h in report["hooks"]] == ["10-record"] and report["hooks"][0]["ok"]
         generation = (node.data_dir / "generation").read_text().strip()
