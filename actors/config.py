@@ -53,6 +53,15 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The node's HTTP endpoint: /health, /primary, /backup, /metrics (actors/http_endpoint.py)."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = 9633
+
+
+@dataclass(frozen=True)
 class TimingConfig:
     hello_interval: float = 0.5
     peer_timeout: float = 1.5
@@ -74,6 +83,7 @@ class NodeConfig:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: str = ""
 
     @property
@@ -98,7 +108,7 @@ class NodeConfig:
         return Path(self.hooks.dir) if self.hooks.dir else Path(self.data_dir) / "hooks"
 
 
-_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing")
+_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing", "http")
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -217,6 +227,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
             port = getattr(s, port_key)
             if not 0 < port < 65536:
                 raise ConfigError(f"{srv}.{port_key}: {port} is not a TCP port (1-65535)")
+    if not 0 < cfg.http.port < 65536:
+        raise ConfigError(f"http.port: {cfg.http.port} is not a TCP port (1-65535)")
     if not cfg.security.insecure and not (cfg.security.public_key and cfg.security.secret_key):
         raise ConfigError(
             "security: no CURVE keys (security.public_key / security.secret_key); "

@@ -17,6 +17,7 @@ from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig, ServerConfig
+from actors.http_endpoint import HttpEndpoint, node_state_collector
 from actors.monitoring.monitor_params import PRIMARY_MONITOR_PARAMS, primary_monitor_params, resolved_values
 from actors.monitoring.monitors import GetMonitorParams, ModuleMonitor, PrimaryMonitor, this_server
 from actors.monitoring.network_check import backup_network_ok
@@ -91,6 +92,7 @@ class Node:
         self.params: ServerParams | None = None
         self.lock = DataDirLock(Path(config.data_dir))
         self.log = logger.bind(actor="Node", node=config.name)
+        self.http: HttpEndpoint | None = None
 
     # ------------------------------------------------------------------------------ ops
 
@@ -260,6 +262,24 @@ class Node:
             on_shutdown=self.shutdown_requested,
             network_check=self.network_check,
         )
+        self.start_http()
+
+    def start_http(self) -> None:
+        """The HTTP endpoint ([http]); a port that cannot be bound is logged and the node runs on."""
+        http = self.config.http
+        self.ctx.metrics.add_collector(node_state_collector(self.ctx))
+        if not http.enabled:
+            return
+        try:
+            self.http = HttpEndpoint(self.ctx, http.address, http.port, self.stop_requested.is_set).start()
+        except OSError as exc:
+            self.log.error(
+                "HTTP endpoint not started: cannot listen on {}:{} ({}); the node runs without it "
+                "(set [http] port, or enabled = false)",
+                http.address,
+                http.port,
+                exc.strerror or exc,
+            )
 
     def reconnect_timeout(self) -> float:
         assert self.params is not None
@@ -278,6 +298,9 @@ class Node:
 
     def stop(self) -> None:
         self.log.info("stopping node {}", self.config.name)
+        self.stop_requested.set()
+        if self.http is not None:
+            self.http.close()
         if self.supervisor is not None:
             try:
                 self.supervisor.stop(block=True, timeout=10)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from actors.config import ConfigError, load_config
-from actors.roles.event_log import EventRecord, merge_histories
-from cli.output import error, on_every_operation, print_json, print_table
+from cli.output import error, on_every_operation, print_json
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (
     CommandReply,
@@ -24,6 +26,9 @@ from transport.messages import (
     SwitchRequest,
 )
 from transport.security import Security
+
+if TYPE_CHECKING:
+    from actors.roles.event_log import EventRecord
 
 BACKUP_ROLES = ("Backup", "Reconnecting", "Upgrade Higher", "Upgrade Lower")
 
@@ -38,7 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="control panel: status, switch, rejoin, history, query-backup")
     ctl_options(p)
     ops = p.add_subparsers(dest="ctl_op", required=True)
-    ops.add_parser("status", help="both servers, their roles, the pair's state and recent messages")
+    st = ops.add_parser("status", help="both servers, their roles, the pair's state and recent messages")
+    st.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh until Ctrl-C: a live view on a terminal, repeated output otherwise "
+        "(with --json: one JSON object per line per refresh)",
+    )
+    st.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes with --watch")
+    st.add_argument("--count", type=int, default=0, help="with --watch: stop after N refreshes (0: never)")
     sw = ops.add_parser("switch", help="switch over to the backup")
     sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sw.add_argument("--immediate", action="store_true", help="switch without asking and exit (/Immediate)")
@@ -52,7 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rj.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the server to take a role")
     hist = ops.add_parser("history", help="both servers' state changes in time order, with reasons")
     hist.add_argument(
-        "--limit", type=positive_int, default=200, help="print the last N state changes (default 200)"
+        "--limit", type=positive_int, default=200, help="print the last N state changes (default 200)",
+    )
+    hist.add_argument(
+        "--png",
+        metavar="FILE",
+        help="also draw the timeline (one lane per server, coloured by role) into FILE",
     )
     qb = ops.add_parser("query-backup", help="exit 0 when the local server (or --server) is the backup")
     qb.add_argument("--server", help="server name (default: the config's own node)")
@@ -166,36 +184,82 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     return view
 
 
-def print_status(view: dict[str, Any]) -> None:
+def status_text(view: dict[str, Any]) -> str:
+    """The control panel's view as text: the one rendering used by ``status`` and ``status --watch``."""
+
     def conn(name: str | None) -> str:
         if name is None:
             return "(none)"
         return f"{name} ({'connected' if view['servers'][name]['connected'] else 'NOT CONNECTED'})"
 
-    print(f"Active:  {conn(view['active'])}")
-    print(f"Backup:  {conn(view['backup'])}")
-    print(f"State:   {view['pair_state']}")
+    out = [
+        f"Active:  {conn(view['active'])}",
+        f"Backup:  {conn(view['backup'])}",
+        f"State:   {view['pair_state']}",
+    ]
     if view["mode"]:
-        print(f"Backup server is running in {view['mode']} mode.")
+        out.append(f"Backup server is running in {view['mode']} mode.")
     if view["primary_version"]:
-        print(f"Primary server version: {view['primary_version']}")
+        out.append(f"Primary server version: {view['primary_version']}")
     if view["backup_version"]:
-        print(f"Backup server version: {view['backup_version']}")
-    print(f"Generation: {view['generation']}")
+        out.append(f"Backup server version: {view['backup_version']}")
+    out.append(f"Generation: {view['generation']}")
+    if view.get("replication"):
+        out.append(f"Replication: {view['replication']}")
     for name, s in view["servers"].items():
         if s["connected"]:
-            print(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")
+            out.append(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")
         else:
-            print(f"  {name}: not connected ({s['error']})")
-    for warning in view["warnings"]:
-        print(f"WARNING: {warning}")
+            out.append(f"  {name}: not connected ({s['error']})")
+    out += [f"WARNING: {warning}" for warning in view["warnings"]]
     lines: list[str] = []
     for name, s in view["servers"].items():
         lines += [f"[{name}] {m}" for m in s.get("messages", ())[-8:]]
     if lines:
-        print("Status Messages:")
-        for line in lines:
-            print(f"  {line}")
+        out.append("Status Messages:")
+        out += [f"  {line}" for line in lines]
+    return "\n".join(out)
+
+
+def print_status(view: dict[str, Any]) -> None:
+    print(status_text(view))
+
+
+def watch_status(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
+    """``status --watch``: poll both servers every ``--interval`` s until Ctrl-C (or ``--count``)."""
+    interval = max(0.1, args.interval)
+
+    def views() -> Iterator[dict[str, Any]]:
+        n = 0
+        while not args.count or n < args.count:
+            started = time.monotonic()
+            yield status_view(poll_both(servers, args.timeout, security))
+            n += 1
+            if not args.count or n < args.count:
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    def header() -> str:
+        return (
+            f"switchover control panel  {time.strftime('%H:%M:%S')}  (every {interval:g} s; Ctrl-C to stop)"
+        )
+
+    try:
+        if args.json:
+            for view in views():
+                print(json.dumps({"time": time.time(), **view}, sort_keys=True, default=str), flush=True)
+        elif sys.stdout.isatty():
+            from rich.live import Live  # only the live view needs rich
+            from rich.text import Text
+
+            with Live(Text("polling..."), auto_refresh=False, transient=False) as live:
+                for view in views():
+                    live.update(Text(f"{header()}\n\n{status_text(view)}"), refresh=True)
+        else:
+            for view in views():
+                print(f"{header()}\n{status_text(view)}\n", flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def wait_for(
@@ -290,6 +354,9 @@ def do_rejoin(args: argparse.Namespace, servers: list[Server], security: Securit
 
 
 def do_history(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
+    from actors.roles.event_log import EventRecord, merge_histories  # not on the status path
+    from cli.output import print_table
+
     own: dict[str, list[EventRecord]] = {}
     copies: dict[str, list[EventRecord]] = {}
     failures: list[str] = []
@@ -309,6 +376,9 @@ def do_history(args: argparse.Namespace, servers: list[Server], security: Securi
         return error("no server answered: " + "; ".join(failures))
     histories = list(own.values()) + [recs for node, recs in copies.items() if node not in own]
     merged = merge_histories(histories)[-args.limit :]  # each server sends its last N: keep the last N of all
+    if args.png:
+        drawn = draw_history(merged, servers, args.png)
+        print(f"timeline of {len(merged)} state changes drawn into {drawn}", file=sys.stderr)
     if args.json:
         print_json([r.to_dict() for r in merged])
         return 0
@@ -327,11 +397,33 @@ def do_history(args: argparse.Namespace, servers: list[Server], security: Securi
     return 0
 
 
+def draw_history(records: list[EventRecord], servers: list[Server], path: str) -> Path:
+    """The merged history drawn by the lab's timeline drawer: lane A and lane B (server A and B of the
+    config), each coloured by the role the server entered at each record, up to now."""
+    from deploy.lab.checks import History, Sample, Transition
+    from deploy.lab.timeline import render_png
+
+    letter = {servers[0].name: "a", servers[1].name: "b"}
+    now = time.time()
+    t0 = min((r.epoch for r in records), default=now - 1.0)
+    history = History(t0=t0, t_end=max(now, t0 + 1.0))
+    for r in records:
+        node = letter.get(r.node, r.node)
+        history.samples.append(Sample(r.epoch, node, r.new_state, r.generation, r.reason or r.event))
+        history.transitions.append(
+            Transition(r.epoch, node, r.old_state, r.new_state, r.reason or "", r.generation, r.event)
+        )
+    names = f"A = {servers[0].name}, B = {servers[1].name}"
+    return render_png(history, Path(path), title=f"switchover history ({names})")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         servers, local, security = servers_of(args.config)
     except ConfigError as exc:
         return error(str(exc))
+    if args.ctl_op == "status" and args.watch:
+        return watch_status(args, servers, security)
     if args.ctl_op == "status":
         states = poll_both(servers, args.timeout, security)
         view = status_view(states)

@@ -7,23 +7,23 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-
-class _Console(Console):
-    """A rich console that leaves a closed output pipe to ``cli.main`` (the one place that handles
-    it) instead of exiting on its own."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True  # drop what is still buffered
-        raise BrokenPipeError("stdout reader has gone")
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def stdout_console(**kwargs: Any) -> Console:
-    """The rich console for a command's output (a closed pipe goes to ``cli.main``)."""
+    """The rich console for a command's output. A closed output pipe is left to ``cli.main`` (the one
+    place that handles it) instead of rich exiting on its own. rich is imported here, not at the top:
+    commands that print no table stay fast."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # drop what is still buffered
+            raise BrokenPipeError("stdout reader has gone")
+
     return _Console(**kwargs)
 
 
@@ -61,12 +61,15 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console  # imported here: commands that print no table stay fast
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in columns:
         table.add_column(col)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    _Console(width=max(120, Console().width)).print(table)
+    stdout_console(width=max(120, Console().width)).print(table)
 
 
 def error(message: str) -> int:

@@ -3,11 +3,12 @@
 #   nftables  - `nft`, used by deploy/lab/faults.py to drop flows
 #   iproute2  - `ip netns`, `ip link`, `ip addr`, `ip route`
 #   procps    - `sysctl`, `ps`
+#   nginx, keepalived - the real service and the comparison system of deploy/lab/real_service.py
 # Idempotent: packages already installed are left alone, and `apt-get update` runs only when
 # something is missing. Non-interactive. Must run as root (or with sudo available).
 set -euo pipefail
 
-PACKAGES=(nftables iproute2 procps)
+PACKAGES=(nftables iproute2 procps nginx keepalived)
 
 die() {
     echo "install-system-deps: ERROR: $*" >&2

@@ -110,6 +110,7 @@ class PairNode:
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
     module: subprocess.Popen[bytes] | None = None
+    http_port: int = 0  # its HTTP endpoint (/health, /primary, /backup, /metrics)
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -127,7 +128,8 @@ class LocalPair:
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(6)
+        ports = free_ports(8)
+        http_ports = dict(zip(self.names, ports[6:], strict=True))
         servers = {
             "server_a": {
                 "name": self.names[0],
@@ -155,12 +157,12 @@ class LocalPair:
                     data,
                     servers,
                     self.parameters,
-                    self.extra,
+                    {**self.extra, "http": {"port": http_ports[name], **self.extra.get("http", {})}},
                     self.release.get(name, "1.0.0"),
                     security=self.security,
                 )
             )
-            self.nodes[name] = PairNode(name, cfg, data)
+            self.nodes[name] = PairNode(name, cfg, data, http_port=http_ports[name])
 
     @property
     def a(self) -> PairNode:

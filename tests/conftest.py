@@ -101,8 +101,11 @@ def switchover_command() -> list[str]:
     return [sys.executable, "-m", "cli.main"]
 
 
-def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: list[int], **extra: str) -> str:
-    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1 (plain text transport)."""
+def node_config_text(
+    name: str, data_dir: Path, ports_a: list[int], ports_b: list[int], http_port: int = 0, **extra: str
+) -> str:
+    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1 (plain text transport); its HTTP
+    endpoint on ``http_port`` (0: disabled, so that tests never collide on the default port)."""
     lines = [
         "[node]",
         f'name = "{name}"',
@@ -122,6 +125,8 @@ def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: lis
         ]
     lines += ["", "[security]", "insecure = true"]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
+    http = [f"port = {http_port}"] if http_port else ["enabled = false"]
+    lines += ["", "[http]", *http]
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +139,7 @@ class NodeProc:
     data_dir: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    http_port: int = 0
     _log_file: Any = field(default=None, repr=False)
 
     def start(self) -> NodeProc:
@@ -237,14 +243,14 @@ class NodePair:
 
 def make_pair(root: Path) -> NodePair:
     """Write configs for A and B under ``root`` (not started)."""
-    ports = free_tcp_ports(6)
-    ports_a, ports_b = ports[:3], ports[3:]
+    ports = free_tcp_ports(8)
+    ports_a, ports_b, http_ports = ports[:3], ports[3:6], dict(zip("AB", ports[6:], strict=True))
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"
         cfg = root / f"{name}.toml"
-        cfg.write_text(node_config_text(name, data, ports_a, ports_b))
-        nodes.append(NodeProc(name, cfg, data, root / f"{name}.log"))
+        cfg.write_text(node_config_text(name, data, ports_a, ports_b, http_port=http_ports[name]))
+        nodes.append(NodeProc(name, cfg, data, root / f"{name}.log", http_port=http_ports[name]))
     return NodePair(nodes[0], nodes[1], {"A": ports_a, "B": ports_b})
 
 

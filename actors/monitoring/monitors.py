@@ -170,7 +170,13 @@ class LinksOverActors:
         if entry is None:
             return  # cancelled, or already timed out by the logic
         on_result, kind = entry
-        on_result(_ping_result(result, kind))
+        ping = _ping_result(result, kind)
+        self.actor.ctx.metrics.counter(
+            "switchover_pings_total",
+            "Notifier and module pings by link and result",
+            ("target", "link", "result"),
+        ).labels(kind, result.link, ping.kind.value).inc()
+        on_result(ping)
 
 
 def _ping_result(result: LinkResult, kind: str) -> PingResult:

@@ -10,6 +10,7 @@ probes the remote Notifier every second (``Probe``) and reports when it answers 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ class LinkAnswering:
 class _Done:
     ping: LinkPing
     future: Future[Envelope]
+    sent_at: float  # time.monotonic() when the request went out
 
 
 class NotifierLink(NodeActor):
@@ -165,9 +167,10 @@ class NotifierLink(NodeActor):
         if self.endpoint is None:
             ping.reply_to.tell(LinkResult(self.link, ping.token, "connection_lost", None, "link not started"))
             return
+        sent_at = time.monotonic()
         future = self.endpoint.request(ping.msg, ping.timeout)
         ref = self.actor_ref
-        future.add_done_callback(lambda f: ref.tell(_Done(ping, f)))
+        future.add_done_callback(lambda f: ref.tell(_Done(ping, f, sent_at)))
 
     @handles(_Done)
     def on_done(self, done: _Done) -> None:
@@ -175,6 +178,11 @@ class NotifierLink(NodeActor):
         try:
             env = done.future.result()
             result = LinkResult(self.link, ping.token, "ok", env.msg)
+            self.ctx.metrics.histogram(
+                "switchover_link_round_trip_seconds",
+                "Round trip of a ping answered on a notifier link",
+                ("link",),
+            ).labels(self.link).observe(time.monotonic() - done.sent_at)
         except RequestTimeout as exc:
             result = LinkResult(self.link, ping.token, "timeout", None, str(exc))
         except (SendFailed, EndpointClosed) as exc:

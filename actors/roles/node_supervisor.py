@@ -197,6 +197,12 @@ class NodeSupervisor(Supervisor):
 
     def _do(self, action: Action, step: Step) -> None:
         if action is Action.BECOME_PRIMARY:
+            if step.old_state is not State.INIT:
+                self.ctx.metrics.counter(
+                    "switchover_switches_total",
+                    "Times this node took over, by the event that caused it",
+                    ("reason",),
+                ).labels(step.event.value).inc()
             self.stop_children(self.groups["monitors"] + self.groups["backup"])
             if not self.bumped_for_switch:
                 self._bump_generation()

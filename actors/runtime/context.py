@@ -16,6 +16,7 @@ import pykka
 import zmq
 
 from actors.runtime.clock import Clock
+from actors.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from actors.roles.event_log import EventLog
@@ -99,3 +100,4 @@ class NodeContext:
     links: dict[str, bool] = field(default_factory=dict)  # NotifierLink name -> connected
     # the server parameter catalog over the DS tree (typed values, change subscriptions); set at start
     server_params: ServerParams | None = None
+    metrics: Metrics = field(default_factory=Metrics)  # Prometheus families, served at /metrics
