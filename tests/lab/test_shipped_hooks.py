@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from deploy.lab.procs import Procs
 from deploy.lab.runner import LabPair, switchover_argv
 from deploy.lab.topology import DEDICATED_IF, Lab
 from deploy.pair import child_env
@@ -99,7 +100,7 @@ def test_a_killed_active_gives_the_address_up_through_hooks_run(
     try:
         assert pair.up() == {"a": "Primary", "b": "Backup"}
         wait_until(lambda: holds(lab, "a", vip), 10, message="the address on the active (A)")
-        assert lab.procs.kill9(pair.proc("node-a"))
+        assert Procs(lab).kill9(pair.proc("node-a"))
         wait_until(lambda: holds(lab, "b", vip), 15, message="the address on B after A died")
         assert holds(lab, "a", vip)  # both hold it: the dead node could not give it up
 
