@@ -17,8 +17,6 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from replication.params import PATH_PARAMS, ParamError, find_param, validate
-
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the text names the key and the problem."""
@@ -177,7 +175,10 @@ def address_problem(address: str) -> str | None:
 
 
 def _check_parameters(cfg: NodeConfig) -> None:
-    """Names and values of ``[parameters]`` and ``[paths]``, checked by the parameter catalog."""
+    """Names and values of ``[parameters]`` and ``[paths]``, checked by the parameter catalog
+    (imported here: the control panel reads a config for addresses only and stays fast)."""
+    from replication.params import PATH_PARAMS, ParamError, find_param, validate
+
     for table, values in (("parameters", cfg.parameters), ("paths", cfg.paths)):
         for name, value in values.items():
             try:
@@ -191,7 +192,11 @@ def _check_parameters(cfg: NodeConfig) -> None:
                 raise ConfigError(f"{table}.{name}: {exc}") from None
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
+def parse_config(
+    data: dict[str, Any], source: str = "<config>", *, check_parameters: bool = True
+) -> NodeConfig:
+    """The node configuration in ``data``; ``check_parameters=False`` skips the server parameters'
+    catalog check (for clients that only need the addresses and keys: ``ctl``)."""
     node = data.get("node")
     if node is None:
         raise ConfigError("node: missing table [node]")
@@ -236,12 +241,13 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         )
     if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
         raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
-    _check_parameters(cfg)
+    if check_parameters:
+        _check_parameters(cfg)
     object.__setattr__(cfg, "source", source)
     return cfg
 
 
-def load_config(path: str | Path) -> NodeConfig:
+def load_config(path: str | Path, *, check_parameters: bool = True) -> NodeConfig:
     p = Path(path)
     try:
         text = p.read_text()
@@ -253,7 +259,7 @@ def load_config(path: str | Path) -> NodeConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    cfg = parse_config(data, str(p))
+    cfg = parse_config(data, str(p), check_parameters=check_parameters)
     if not Path(cfg.data_dir).is_absolute():
         object.__setattr__(cfg, "data_dir", str((p.parent / cfg.data_dir).resolve()))
     return cfg

@@ -115,7 +115,7 @@ def ctl_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
 def servers_of(config_path: str | None) -> tuple[list[Server], str, Security]:
     if not config_path:
         raise ConfigError("no configuration: pass --config FILE or set SWITCHOVER_CONFIG")
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, check_parameters=False)  # the node checks them; ctl needs addresses
     security = (
         Security.plain()
         if cfg.security.insecure
