@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ops = p.add_subparsers(dest="hooks_op", required=True)
     ls = ops.add_parser("list", help="the hooks that would run, in order, for each event")
     run = ops.add_parser("run", help="run the hooks of one event now, as the node would")
-    run.add_argument("event", choices=("commence", "discontinue"))
+    run.add_argument("event", choices=("commence", "discontinue"), help="which hooks to run")
     run.add_argument(
         "--if-was-active",
         action="store_true",

@@ -183,6 +183,11 @@ def test_ctl_history_limit_prints_that_many_rows(pair: NodePair) -> None:
         result: list[dict[str, Any]] = json.loads(done.stdout)
         return result
 
+    # start-up gives one row per server; a switch adds one more per server
+    switched = run_switchover("ctl", "--config", config, "switch", "--yes")
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    wait_until(lambda: pair.b.call("status")["role"] == "Primary", 20, 0.05, "B to become Primary")
+
     def at_least_three() -> list[dict[str, Any]] | None:
         found = rows()
         return found if len(found) >= 3 else None
