@@ -16,6 +16,8 @@ from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig
+from actors.mirroring.interaction_publisher import GetInteractions, InteractionPublisher
+from actors.mirroring.interaction_shadow import InteractionShadow
 from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
@@ -35,6 +37,7 @@ from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
 from transport.faults import NO_FAULTS, Faults
 from transport.icmp import IcmpPinger
+from transport.messages import InteractionList
 from transport.security import Security
 
 
@@ -84,6 +87,7 @@ class Node:
             "status": self.op_status,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
+            "interactions": self.op_interactions,
         }
 
     def _is_active(self) -> bool:
@@ -111,6 +115,43 @@ class Node:
 
     def op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "node": self.config.name, "pid": os.getpid(), "time": time.time()}
+
+    def op_interactions(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Live interactions on the active, shadows on the backup: ``type``, ``id``, ``limit``,
+        ``counts_only``."""
+        for name in ("InteractionPublisher", "InteractionShadow"):
+            ref = self.ctx.directory.lookup(name)
+            if ref is None or not ref.is_alive():
+                continue
+            try:
+                limit = int(args.get("limit", 0) or 0)
+            except (TypeError, ValueError):
+                raise AdminError(f"limit must be an integer, got {args.get('limit')!r}") from None
+            query = GetInteractions(str(args.get("type", "") or ""), str(args.get("id", "") or ""), limit)
+            if args.get("counts_only"):
+                query = GetInteractions(query.type, query.id, -1)
+            reply = ref.ask(query, timeout=5)
+            if not isinstance(reply, InteractionList):
+                raise AdminError(f"{name} answered {type(reply).__name__} to a listing")
+            items = [] if args.get("counts_only") else list(reply.items)
+            return {
+                "node": reply.node,
+                "role": reply.role,
+                "kind": reply.kind,
+                "counts": reply.counts,
+                "total": reply.total,
+                "stats": reply.stats,
+                "items": items,
+            }
+        return {
+            "node": self.config.name,
+            "role": self.ctx.role.role,
+            "kind": "none",
+            "counts": {},
+            "total": 0,
+            "stats": {},
+            "items": [],
+        }
 
     def op_status(self, args: dict[str, Any]) -> dict[str, Any]:
         r = self.ctx.role
@@ -211,7 +252,9 @@ class Node:
                 actor_spec("ModuleMonitor", ModuleMonitor),
                 actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
+            "active": [actor_spec("InteractionPublisher", InteractionPublisher, security=security)],
         }
+        specs["backup"].append(actor_spec("InteractionShadow", InteractionShadow, security=security))
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
             self.ctx,

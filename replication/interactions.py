@@ -334,6 +334,38 @@ class StreamItem:
     now: float = 0.0
     rev: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "id": self.id,
+            "op": self.op,
+            "data": dict(self.data),
+            "now": self.now,
+            "rev": self.rev,
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> StreamItem:
+        try:
+            seq, kind, iid = d["seq"], d["kind"], d["id"]
+            data = d.get("data", {}) or {}
+            if not isinstance(seq, int) or not isinstance(kind, str) or not isinstance(iid, str):
+                raise TypeError("seq, kind and id must be an integer and two texts")
+            if not isinstance(data, Mapping):
+                raise TypeError("data must be a mapping")
+            return StreamItem(
+                seq,
+                kind,
+                iid,
+                str(d.get("op", "")),
+                dict(data),
+                float(d.get("now", 0.0)),
+                int(d.get("rev", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InteractionError(f"malformed stream item {dict(d)!r}: {exc}") from None
+
 
 class StreamSession:
     """The active's view of one backup session: what to send for each live change."""

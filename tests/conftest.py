@@ -102,7 +102,9 @@ def switchover_command() -> list[str]:
 
 
 def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: list[int], **extra: str) -> str:
-    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1 (plain text transport)."""
+    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1 (plain text transport).
+
+    ``ports_*``: vswitch, notifier, notifier aux and interaction ports."""
     lines = [
         "[node]",
         f'name = "{name}"',
@@ -119,6 +121,7 @@ def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: lis
             f"vswitch_port = {ports[0]}",
             f"notifier_port = {ports[1]}",
             f"notifier_aux_port = {ports[2]}",
+            f"interaction_port = {ports[3]}",
         ]
     lines += ["", "[security]", "insecure = true"]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
@@ -237,8 +240,8 @@ class NodePair:
 
 def make_pair(root: Path) -> NodePair:
     """Write configs for A and B under ``root`` (not started)."""
-    ports = free_tcp_ports(6)
-    ports_a, ports_b = ports[:3], ports[3:]
+    ports = free_tcp_ports(8)
+    ports_a, ports_b = ports[:4], ports[4:]
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"

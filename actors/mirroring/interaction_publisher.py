@@ -1,0 +1,315 @@
+"""InteractionPublisher (ACTIVE group): the active's live interactions, on ``interaction_port``.
+
+- applications publish operations (``InteractionPublish``) and query (``InteractionQuery``);
+- the backup's InteractionShadow opens a session (``ShadowSyncRequest``): it gets a full snapshot
+  of what its filter admits, then the stream of changes in order (``ShadowUpdate``), a heartbeat
+  with the stream position, and it acknowledges what its shadow store holds (``ShadowAck``);
+- a publish with ``wait_backup`` is answered once the backup acknowledged it (or after its
+  timeout, saying so); without it, at once, with the backup's lag in the answer.
+
+At start, a data directory holding shadows (this node was the backup) promotes them, once: they
+become the live set with ``seqno`` + 1, same ids and ``created_at`` (spec 1040-1052, 1078-1084).
+The logic is in :mod:`replication.interactions`; the live set is written through to SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.runtime.base import Inbound, NodeActor, handles
+from actors.runtime.context import NodeContext
+from replication.interactions import (
+    DEFAULT_LOG_SIZE,
+    InteractionError,
+    LiveSet,
+    ShadowFilter,
+    StreamSession,
+)
+from replication.interactions_db import InteractionDB
+from transport.codec import REQUEST, Envelope
+from transport.endpoint import Endpoint, EndpointOptions, tcp
+from transport.messages import (
+    InteractionList,
+    InteractionPublish,
+    InteractionPublished,
+    InteractionQuery,
+    ShadowAck,
+    ShadowHeartbeat,
+    ShadowSessionUnknown,
+    ShadowSnapshot,
+    ShadowSyncRequest,
+    ShadowUpdate,
+    Tick,
+)
+from transport.security import Security
+
+TICK = 0.2  # waiter timeouts, heartbeats
+CHUNK = 1000  # interactions per snapshot chunk
+
+
+@dataclass(frozen=True)
+class GetInteractions:
+    """Admin / control panel: list (actor-internal, not on the wire)."""
+
+    type: str = ""
+    id: str = ""
+    limit: int = 0
+
+
+@dataclass
+class _Waiter:
+    seq: int
+    env: Envelope
+    peer: bytes | None
+    rev: int
+    deadline: float
+
+
+@dataclass
+class _Backup:
+    stream: StreamSession
+    peer: bytes
+    acked: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+def list_reply(
+    node: str,
+    role: str,
+    kind: str,
+    items: dict[str, Any],
+    q: GetInteractions | InteractionQuery,
+    counts: dict[str, int],
+    stats: dict[str, Any],
+) -> InteractionList:
+    """The answer to a query, for the live set and the shadows alike."""
+    chosen = list(items.values())
+    if q.id:
+        chosen = [i for i in chosen if i.id == q.id]
+    if q.type:
+        chosen = [i for i in chosen if i.type == q.type]
+    chosen.sort(key=lambda i: (i.created_at, i.id))
+    total = len(chosen)
+    if q.limit:  # < 0: the counts only
+        chosen = chosen[: max(0, q.limit)]
+    return InteractionList(node, role, kind, tuple(i.to_dict() for i in chosen), dict(counts), total, stats)
+
+
+class InteractionPublisher(NodeActor):
+    actor_name = "InteractionPublisher"
+
+    def __init__(
+        self,
+        ctx: NodeContext,
+        incarnation: int = 1,
+        name: str | None = None,
+        security: Security | None = None,
+    ) -> None:
+        super().__init__(ctx, incarnation, name)
+        self.security = security or Security.plain()
+        self.db: InteractionDB | None = None
+        self.live = LiveSet()
+        self.backup: _Backup | None = None
+        self.waiters: list[_Waiter] = []
+        self.endpoint: Endpoint | None = None
+        self.recovered = 0
+
+    def started(self) -> None:
+        self.db = InteractionDB.in_dir(self.ctx.config.data_dir)
+        t0 = time.monotonic()
+        items, promoted = self.db.promote()
+        self.live = LiveSet(items, log_size=DEFAULT_LOG_SIZE)
+        if promoted:
+            self.recovered = len(items)
+            counts = ", ".join(f"{t}: {n}" for t, n in self.live.counts().items() if n)
+            self.log.info(
+                "InteractionRecovery: {} shadow interaction(s) became active interactions ({}) in {:.3f} s; "
+                "seqno of recovered interactions is now 1 or more",
+                len(items),
+                counts or "none",
+                time.monotonic() - t0,
+            )
+        elif items:
+            self.log.info(
+                "InteractionRecovery: {} live interaction(s) reloaded from {}", len(items), self.db.path
+            )
+        me = self.ctx.config.me
+        self.endpoint = self.open_endpoint(
+            "interactions",
+            "server",
+            tcp(me.address, me.interaction_port),
+            security=self.security,
+            options=EndpointOptions(sndhwm=200_000, rcvhwm=200_000),
+        )
+        self.schedule(TICK, Tick("interactions"))
+
+    def stopped(self) -> None:
+        for w in self.waiters:
+            self._answer(w, False, "the interaction publisher stopped before the backup confirmed")
+        self.waiters.clear()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # ----------------------------------------------------------------------------- inbound
+    @handles(Inbound)
+    def on_inbound(self, msg: Inbound) -> None:
+        body = msg.env.msg
+        if isinstance(body, InteractionPublish):
+            self._publish(body, msg)
+        elif isinstance(body, InteractionQuery):
+            assert self.endpoint is not None
+            self.endpoint.reply(msg.env, self._list(body), to=msg.peer)
+        elif isinstance(body, ShadowSyncRequest):
+            self._sync(body, msg.peer or b"")
+        elif isinstance(body, ShadowAck):
+            self._ack(body, msg.peer or b"")
+        elif msg.env.kind == REQUEST and self.endpoint is not None:
+            self.endpoint.reply(
+                msg.env,
+                InteractionPublished(False, detail=f"the interaction port does not serve {body.TYPE}"),
+                to=msg.peer,
+            )
+
+    def _publish(self, body: InteractionPublish, msg: Inbound) -> None:
+        assert self.endpoint is not None and self.db is not None
+        try:
+            change = self.live.publish(body.op, body.id, body.data, time.time())
+        except InteractionError as exc:
+            self.log.warning("refused {} of interaction {!r}: {}", body.op, body.id, exc)
+            self.endpoint.reply(msg.env, InteractionPublished(False, self.live.rev, str(exc)), to=msg.peer)
+            return
+        if change.after is None:
+            self.db.write(delete=[change.id])
+        else:
+            self.db.write(put=[change.after])
+        item = None
+        if self.backup is not None:
+            item = self.backup.stream.feed(change)
+            if item is not None:
+                self.endpoint.send(
+                    ShadowUpdate(self.backup.stream.session, (item.to_dict(),)), to=self.backup.peer
+                )
+        lag = self._lag()
+        if not body.wait_backup:
+            self.endpoint.reply(msg.env, InteractionPublished(True, change.rev, "", False, lag), to=msg.peer)
+        elif self.backup is None:
+            detail = "no backup is shadowing interactions"
+            self.endpoint.reply(
+                msg.env, InteractionPublished(True, change.rev, detail, False, lag), to=msg.peer
+            )
+        elif item is None:
+            detail = (
+                f"the backup does not shadow this {change.before.type if change.before else 'interaction'}"
+            )
+            self.endpoint.reply(
+                msg.env, InteractionPublished(True, change.rev, detail, False, lag), to=msg.peer
+            )
+        else:
+            deadline = self.ctx.clock.now() + max(0.0, body.timeout)
+            self.waiters.append(_Waiter(item.seq, msg.env, msg.peer, change.rev, deadline))
+
+    def _sync(self, body: ShadowSyncRequest, peer: bytes) -> None:
+        assert self.endpoint is not None
+        try:
+            flt = ShadowFilter.from_dict(body.filter)
+        except InteractionError as exc:
+            self.log.warning("refused a shadow sync request: {}", exc)
+            return
+        stream = StreamSession(body.session, flt)
+        seq, items = stream.snapshot(self.live)
+        self.backup = _Backup(stream, peer)
+        for w in self.waiters:  # now in the snapshot: confirmed with the snapshot's acknowledgement
+            w.seq = seq
+        t0 = time.monotonic()
+        chunks = [items[n : n + CHUNK] for n in range(0, len(items), CHUNK)] or [[]]
+        for n, chunk in enumerate(chunks):
+            final = n == len(chunks) - 1
+            self.endpoint.send(
+                ShadowSnapshot(body.session, seq, tuple(i.to_dict() for i in chunk), final, len(items)),
+                to=peer,
+            )
+        self.log.info(
+            "InteractionRecovery: full synchronization for the backup (session {}, {}): {} interaction(s) of {} "
+            "sent in {:.3f} s",
+            body.session,
+            body.reason or "requested",
+            len(items),
+            ", ".join(sorted(flt.types)) or "no type",
+            time.monotonic() - t0,
+        )
+
+    def _ack(self, body: ShadowAck, peer: bytes) -> None:
+        assert self.endpoint is not None
+        b = self.backup
+        if b is None or b.stream.session != body.session:
+            self.endpoint.send(
+                ShadowSessionUnknown(body.session, "no such shadow session on the active"), to=peer
+            )
+            return
+        b.acked = max(b.acked, body.seq)
+        b.last_seen = time.monotonic()
+        b.peer = peer
+        done = [w for w in self.waiters if w.seq <= b.acked]
+        if done:
+            self.waiters = [w for w in self.waiters if w.seq > b.acked]
+            for w in done:
+                self._answer(w, True, "")
+
+    def _answer(self, w: _Waiter, shadowed: bool, detail: str) -> None:
+        if self.endpoint is not None:
+            self.endpoint.reply(
+                w.env, InteractionPublished(True, w.rev, detail, shadowed, self._lag()), to=w.peer
+            )
+
+    def _lag(self) -> int:
+        return 0 if self.backup is None else self.backup.stream.seq - self.backup.acked
+
+    @handles(Tick)
+    def on_tick(self, msg: Tick) -> None:
+        now = self.ctx.clock.now()
+        late = [w for w in self.waiters if w.deadline <= now]
+        if late:
+            self.waiters = [w for w in self.waiters if w.deadline > now]
+            for w in late:
+                self._answer(w, False, "the backup did not confirm the change in time")
+        b = self.backup
+        if b is not None and self.endpoint is not None:
+            if time.monotonic() - b.last_seen > 30.0:
+                self.log.warning(
+                    "InteractionRecovery: the backup's shadow session {} went silent; dropped",
+                    b.stream.session,
+                )
+                self.backup = None
+            else:
+                self.endpoint.send(ShadowHeartbeat(b.stream.session, b.stream.seq), to=b.peer)
+        self.schedule(TICK, Tick("interactions"))
+
+    # ------------------------------------------------------------------------------ listing
+    def _stats(self) -> dict[str, Any]:
+        b = self.backup
+        return {
+            "rev": self.live.rev,
+            "recovered": self.recovered,
+            "backup_session": b.stream.session if b else "",
+            "backup_types": sorted(b.stream.filter.types) if b else [],
+            "stream_seq": b.stream.seq if b else 0,
+            "acked": b.acked if b else 0,
+            "lag": self._lag(),
+            "waiting": len(self.waiters),
+        }
+
+    def _list(self, q: GetInteractions | InteractionQuery) -> InteractionList:
+        return list_reply(
+            self.ctx.node, self.ctx.role.role, "live", self.live.items, q, self.live.counts(), self._stats()
+        )
+
+    @handles(GetInteractions)
+    def on_get(self, msg: GetInteractions) -> InteractionList:
+        return self._list(msg)
+
+
+__all__ = ["GetInteractions", "InteractionPublisher", "list_reply"]

@@ -1,0 +1,97 @@
+"""Durable home of a node's interactions: a SQLite file (WAL) in the data directory.
+
+The active writes its live set through it; the backup its shadows. ``mode`` says which the file
+holds: ``live`` or ``shadow``. A node that becomes active finds ``shadow`` there and promotes it
+once (:meth:`InteractionDB.promote`, one transaction: a repeated promotion changes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from replication.interactions import Interaction, promote_one
+
+DB_NAME = "interactions.db"
+
+
+class InteractionDB:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS interactions (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    @staticmethod
+    def in_dir(data_dir: str | Path) -> InteractionDB:
+        return InteractionDB(Path(data_dir) / DB_NAME)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---------------------------------------------------------------------------------- reading
+    def mode(self) -> str:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='mode'").fetchone()
+        return str(row[0]) if row else "live"
+
+    def load(self) -> list[Interaction]:
+        return [
+            Interaction.from_dict(json.loads(doc))
+            for (doc,) in self.conn.execute("SELECT doc FROM interactions")
+        ]
+
+    # ---------------------------------------------------------------------------------- writing
+    def write(self, put: Iterable[Interaction] = (), delete: Iterable[str] = ()) -> None:
+        """Upsert and delete in one transaction."""
+        rows = [(i.id, json.dumps(i.to_dict(), separators=(",", ":"))) for i in put]
+        gone = [(iid,) for iid in delete]
+        if not rows and not gone:
+            return
+        with self._tx():
+            if rows:
+                self.conn.executemany("INSERT OR REPLACE INTO interactions (id, doc) VALUES (?, ?)", rows)
+            if gone:
+                self.conn.executemany("DELETE FROM interactions WHERE id = ?", gone)
+
+    def replace_all(self, items: Iterable[Interaction], mode: str) -> None:
+        """The whole content at once (a full synchronization), with its mode."""
+        rows = [(i.id, json.dumps(i.to_dict(), separators=(",", ":"))) for i in items]
+        with self._tx():
+            self.conn.execute("DELETE FROM interactions")
+            self.conn.executemany("INSERT INTO interactions (id, doc) VALUES (?, ?)", rows)
+            self._set_mode(mode)
+
+    def promote(self) -> tuple[list[Interaction], bool]:
+        """Shadows become live (seqno + 1), once: (the live interactions, promoted now?)."""
+        with self._tx():
+            items = self.load()
+            if self.mode() != "shadow":
+                return items, False
+            promoted = [promote_one(i) for i in items]
+            self.conn.executemany(
+                "UPDATE interactions SET doc = ? WHERE id = ?",
+                [(json.dumps(i.to_dict(), separators=(",", ":")), i.id) for i in promoted],
+            )
+            self._set_mode("live")
+            return promoted, True
+
+    def _set_mode(self, mode: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mode', ?)", (mode,))
+
+    def _tx(self) -> _Tx:
+        return _Tx(self.conn)
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
