@@ -19,6 +19,8 @@ from transport.messages import (
     CommandReply,
     HistoryReply,
     HistoryRequest,
+    InteractionList,
+    InteractionQuery,
     RejoinRequest,
     StatusReport,
     SwitchRequest,
@@ -178,6 +180,50 @@ def print_status(view: dict[str, Any]) -> None:
             print(f"  {line}")
 
 
+# ---- interaction shadowing (issue 12): counts per type, live on the active and shadowed on the backup
+def interactions_view(
+    config_path: str, active: str | None, timeout: float, security: Security
+) -> dict[str, Any] | None:
+    """The active's interaction counts and its backup's shadow counts (None: no active to ask)."""
+    if active is None:
+        return None
+    cfg = load_config(config_path)
+    srv = cfg.server_a if cfg.server_a.name == active else cfg.server_b
+    try:
+        reply = request_once(
+            f"tcp://{srv.address}:{srv.interaction_port}", InteractionQuery(limit=-1), timeout, security
+        )
+    except Unreachable as exc:
+        return {"error": str(exc)}
+    if not isinstance(reply, InteractionList):
+        return {"error": f"{active} answered {reply.TYPE} to InteractionQuery"}
+    stats = reply.stats
+    return {
+        "live": reply.counts,
+        "shadowed": stats.get("backup_counts", {}),
+        "lag": stats.get("lag", 0),
+        "backup_connected": bool(stats.get("backup_session")),
+    }
+
+
+def print_interactions(view: dict[str, Any] | None, as_json: bool) -> None:
+    if as_json or view is None:
+        return
+    if "error" in view:
+        print(f"Interactions: not available ({view['error']})")
+        return
+    types = [t for t in view["live"] if view["live"][t] or view["shadowed"].get(t)]
+    print("Interactions (live on the active / shadowed on the backup):")
+    for t in types:
+        print(f"  {t}: {view['live'][t]} / {view['shadowed'].get(t, 0)}")
+    if not types:
+        print("  none")
+    if not view["backup_connected"]:
+        print("  no backup is shadowing interactions")
+    elif view["lag"]:
+        print(f"  backup lag: {view['lag']} change(s)")
+
+
 def wait_for(
     servers: list[Server], name: str, roles: tuple[str, ...], timeout: float, security: Security
 ) -> StatusReport | None:
@@ -310,7 +356,9 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     if args.ctl_op == "status":
         view = status_view(poll_both(servers, args.timeout, security))
+        view["interactions"] = interactions_view(args.config, view["active"], args.timeout, security)
         print_json(view) if args.json else print_status(view)
+        print_interactions(view["interactions"], args.json)
         return 0
     if args.ctl_op == "switch":
         return do_switch(args, servers, security)

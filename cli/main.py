@@ -17,6 +17,8 @@ COMMANDS = [
     "cli.param_cmd",
     "cli.keys_cmd",
     "cli.lab_cmd",
+    "cli.interactions_cmd",
+    "cli.app_cmd",
 ]
 
 

@@ -54,6 +54,9 @@ class InteractionsClient:
         ctx: zmq.Context[Any] = zmq.Context.instance()
         self._sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
         self._sock.linger = 0
+        # only to a live connection: a request is never held back and applied later, after the
+        # caller was told it timed out
+        self._sock.setsockopt(zmq.IMMEDIATE, 1)
         (security or Security.plain()).apply(self._sock, server=False)
         self._sock.connect(address)
 
@@ -69,7 +72,15 @@ class InteractionsClient:
     # ------------------------------------------------------------------------------ requests
     def _send(self, msg: Message) -> int:
         corr = (os.getpid() << 24) + next(_ids)
-        self._sock.send_multipart(encode(Envelope(msg, self.name, 0, None, REQUEST, corr)))
+        frames = encode(Envelope(msg, self.name, 0, None, REQUEST, corr))
+        try:
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            if not self._sock.poll(int(self.timeout * 1000), zmq.POLLOUT):
+                raise Unreachable(
+                    f"{self.address} is not accepting connections (is the node active?)"
+                ) from None
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
         return corr
 
     def _collect(self, corrs: Sequence[int], timeout: float, what: str) -> dict[int, Message]:

@@ -471,10 +471,12 @@ class ShadowUpdate(Message):
 @register("ShadowAck")
 @dataclass(frozen=True)
 class ShadowAck(Message):
-    """Backup -> active: the shadow store holds the session's stream up to ``seq`` (also a keep-alive)."""
+    """Backup -> active: the shadow store holds the session's stream up to ``seq`` (also a keep-alive,
+    which carries the shadow counts per type)."""
 
     session: str
     seq: int
+    counts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @register("ShadowHeartbeat")

@@ -72,6 +72,7 @@ class _Backup:
     stream: StreamSession
     peer: bytes
     acked: int = 0
+    counts: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
 
@@ -251,6 +252,8 @@ class InteractionPublisher(NodeActor):
             )
             return
         b.acked = max(b.acked, body.seq)
+        if body.counts:
+            b.counts = dict(body.counts)
         b.last_seen = time.monotonic()
         b.peer = peer
         done = [w for w in self.waiters if w.seq <= b.acked]
@@ -296,6 +299,8 @@ class InteractionPublisher(NodeActor):
             "recovered": self.recovered,
             "backup_session": b.stream.session if b else "",
             "backup_types": sorted(b.stream.filter.types) if b else [],
+            "backup_mail_filter": b.stream.filter.mail_assigned_only if b else False,
+            "backup_counts": dict(b.counts) if b else {},
             "stream_seq": b.stream.seq if b else 0,
             "acked": b.acked if b else 0,
             "lag": self._lag(),

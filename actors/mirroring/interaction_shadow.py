@@ -204,9 +204,11 @@ class InteractionShadow(NodeActor):
         self.log.warning("InteractionRecovery: gap in the interaction stream seen in {}: {}", where, gap)
         self._full_sync("a gap in the stream")
 
-    def _ack(self) -> None:
+    def _ack(self, counts: bool = False) -> None:
         if self.endpoint is not None:
-            self.endpoint.send(ShadowAck(self.store.session, self.store.seq))
+            self.endpoint.send(
+                ShadowAck(self.store.session, self.store.seq, self.store.counts() if counts else {})
+            )
 
     # ------------------------------------------------------------------------------ events
     @handles(ConnectionEvent)
@@ -238,7 +240,7 @@ class InteractionShadow(NodeActor):
         if self.store.syncing and time.monotonic() - self.sync_started > SYNC_RETRY:
             self._full_sync(f"no snapshot within {SYNC_RETRY:g} s ({self.sync_reason})")
         elif not self.store.syncing:
-            self._ack()  # keep-alive: the active answers an unknown session
+            self._ack(counts=True)  # keep-alive: the active answers an unknown session
         self.schedule(TICK, Tick("shadow"))
 
     @handles(GetInteractions)

@@ -10,7 +10,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 import pytest
 
 from actors.config import load_config
-from deploy.pair import FAST_PARAMETERS, LocalPair
+from deploy.pair import FAST_PARAMETERS, LocalPair, child_env
 from tests.conftest import wait_until
 from transport.interactions_client import InteractionsClient, RecoveryListener
 from transport.messages import InteractionList
@@ -259,3 +263,90 @@ def test_backup_restarted_mid_stream_resynchronizes_without_duplicates(make_pair
     assert len(lines) == len(set(lines)) == published[0], "every message once, none twice"
     log = (pair.nodes[BACKUP].data_dir / "switchover.log").read_text()
     assert log.count("full synchronization complete") >= 2
+
+
+def _journal(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _cli(pair: LocalPair, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=30, env=child_env()
+    )
+
+
+def test_reference_app_resumes_every_acknowledged_interaction_after_a_crash(
+    make_pair: PairFactory, tmp_path: Path
+) -> None:
+    pair = make_pair(
+        **{
+            "Chat Interaction Recovery Enabled": "1",
+            "Mail Interaction Recovery Enabled": "1",
+            "Callback Interaction Recovery Enabled": "1",
+        }
+    )
+    journals = {n: tmp_path / f"{n}.jsonl" for n in pair.names}
+    apps = {
+        n: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "app",
+                "--config",
+                str(pair.nodes[n].config),
+                "--rate",
+                "200",
+                "--wait-backup",
+                "--seed",
+                "7",
+                "--journal",
+                str(journals[n]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=child_env(),
+            start_new_session=True,
+        )
+        for n in pair.names
+    }
+    try:
+        wait_until(lambda: len(_journal(journals[ACTIVE])) >= 150, 30, 0.1, "alpha's app to publish")
+        shown = _cli(pair, "interactions", "list", "--node", str(pair.nodes[BACKUP].data_dir), "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["kind"] == "shadow"
+        table = _cli(pair, "interactions", "list", "--node", str(pair.nodes[ACTIVE].data_dir))
+        assert "live interactions" in table.stdout and "by type:" in table.stdout, table.stdout
+        status = pair.ctl("status")
+        assert "Interactions (live on the active / shadowed on the backup):" in status.stdout, status.stdout
+        pair.signal(ACTIVE, signal.SIGKILL)
+        os.killpg(apps[ACTIVE].pid, signal.SIGKILL)
+        apps[ACTIVE].wait(10)
+        resumed = wait_until(
+            lambda: [r for r in _journal(journals[BACKUP]) if r.get("event") == "resumed"],
+            30,
+            0.1,
+            "beta's app",
+        )[0]
+        wait_until(lambda: any("op" in r for r in _journal(journals[BACKUP])), 10, 0.1, "beta's app to go on")
+    finally:
+        for app in apps.values():
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGTERM)
+                app.wait(10)
+    # every operation the backup acknowledged before the crash is in what the app resumed
+    acked = [r for r in _journal(journals[ACTIVE]) if r.get("shadowed")]
+    assert acked, "nothing was acknowledged by the backup"
+    alive: dict[str, int] = {}
+    for r in acked:
+        if r["op"] == "create":
+            alive[r["id"]] = 0
+        elif r["op"] == "disconnect":
+            alive.pop(r["id"], None)
+        elif r["op"] == "append" and r["id"] in alive:
+            alive[r["id"]] += 1
+    assert set(alive) <= set(resumed["ids"]), set(alive) - set(resumed["ids"])
+    short = {i: (n, resumed["messages"][i]) for i, n in alive.items() if resumed["messages"][i] < n}
+    assert not short, f"acknowledged messages lost: {short}"
