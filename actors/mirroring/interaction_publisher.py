@@ -203,9 +203,8 @@ class InteractionPublisher(NodeActor):
                 msg.env, InteractionPublished(True, change.rev, detail, False, lag), to=msg.peer
             )
         elif item is None:
-            detail = (
-                f"the backup does not shadow this {change.before.type if change.before else 'interaction'}"
-            )
+            shown = change.after or change.before
+            detail = f"the backup does not shadow this {shown.type if shown is not None else 'interaction'}"
             self.endpoint.reply(
                 msg.env, InteractionPublished(True, change.rev, detail, False, lag), to=msg.peer
             )

@@ -93,7 +93,10 @@ class InteractionShadow(NodeActor):
             security=self.security,
             options=EndpointOptions(reconnect_ivl_ms=500, sndhwm=200_000, rcvhwm=200_000),
         )
-        self._full_sync("the backup started")
+        # the sync request goes when the link is up (ConnectionEvent), or at the retry tick
+        self.store.begin_sync("")
+        self.sync_started = time.monotonic()
+        self.sync_reason = "the backup started"
         self.schedule(TICK, Tick("shadow"))
 
     def stopped(self) -> None:
@@ -215,7 +218,9 @@ class InteractionShadow(NodeActor):
     def on_connection_event(self, event: ConnectionEvent) -> None:
         self.log.debug("{}: {} {}", event.endpoint, event.kind, event.address)
         if event.kind == "connected":
-            self._full_sync("the link to the active's interaction port is up")
+            self._full_sync(
+                "the link to the active's interaction port came back" if self.syncs else "the backup started"
+            )
 
     @handles(_ParamsChanged)
     def on_params_changed(self, msg: _ParamsChanged) -> None:
