@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from replication.interactions import Interaction, promote_one
@@ -25,6 +25,7 @@ class InteractionDB:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS interactions (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.dirty: set[str] = set()  # ids changed in memory, not yet written (see mark / flush)
 
     @staticmethod
     def in_dir(data_dir: str | Path) -> InteractionDB:
@@ -57,9 +58,25 @@ class InteractionDB:
             if gone:
                 self.conn.executemany("DELETE FROM interactions WHERE id = ?", gone)
 
+    def mark(self, iid: str) -> bool:
+        """Note a change of ``iid`` to write at the next :meth:`flush`; True if it is the first one
+        since the last flush (the caller schedules the flush then)."""
+        first = not self.dirty
+        self.dirty.add(iid)
+        return first
+
+    def flush(self, items: Mapping[str, Interaction]) -> int:
+        """Write the marked ids as they are in ``items`` now (absent: deleted), in one transaction."""
+        if not self.dirty:
+            return 0
+        ids, self.dirty = self.dirty, set()
+        self.write(put=[items[i] for i in ids if i in items], delete=[i for i in ids if i not in items])
+        return len(ids)
+
     def replace_all(self, items: Iterable[Interaction], mode: str) -> None:
         """The whole content at once (a full synchronization), with its mode."""
         rows = [(i.id, json.dumps(i.to_dict(), separators=(",", ":"))) for i in items]
+        self.dirty.clear()
         with self._tx():
             self.conn.execute("DELETE FROM interactions")
             self.conn.executemany("INSERT INTO interactions (id, doc) VALUES (?, ?)", rows)

@@ -46,7 +46,8 @@ from transport.messages import (
 from transport.security import Security
 
 TICK = 0.2  # waiter timeouts, heartbeats
-CHUNK = 1000  # interactions per snapshot chunk
+CHUNK = 1000
+FLUSH = 0.05  # the live set is written to SQLite this long after a change, in one transaction  # interactions per snapshot chunk
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class InteractionPublisher(NodeActor):
             self._answer(w, False, "the interaction publisher stopped before the backup confirmed")
         self.waiters.clear()
         if self.db is not None:
+            self.db.flush(self.live.items)
             self.db.close()
             self.db = None
 
@@ -185,10 +187,8 @@ class InteractionPublisher(NodeActor):
             self.log.warning("refused {} of interaction {!r}: {}", body.op, body.id, exc)
             self.endpoint.reply(msg.env, InteractionPublished(False, self.live.rev, str(exc)), to=msg.peer)
             return
-        if change.after is None:
-            self.db.write(delete=[change.id])
-        else:
-            self.db.write(put=[change.after])
+        if self.db.mark(change.id):  # written behind, in batches (and when the actor stops)
+            self.schedule(FLUSH, Tick("flush"))
         item = None
         if self.backup is not None:
             item = self.backup.stream.feed(change)
@@ -274,6 +274,10 @@ class InteractionPublisher(NodeActor):
 
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
+        if msg.name == "flush":
+            if self.db is not None:
+                self.db.flush(self.live.items)
+            return
         now = self.ctx.clock.now()
         late = [w for w in self.waiters if w.deadline <= now]
         if late:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +44,8 @@ from transport.messages import (
 from transport.security import Security
 
 TICK = 0.5  # keep-alive acknowledgement, sync retry
-SYNC_RETRY = 3.0  # a full sync that has not completed by then is asked again
+SYNC_RETRY = 3.0
+FLUSH = 0.05  # shadows are written to SQLite this long after a change, in one transaction  # a full sync that has not completed by then is asked again
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class InteractionShadow(NodeActor):
         self.duplicates = 0
         self.gaps = 0
         self._unsubscribe: list[Callable[[], None]] = []
+        self.apply_times: deque[float] = deque(maxlen=20_000)  # seconds per update, in this actor
 
     def started(self) -> None:
         self.db = InteractionDB.in_dir(self.ctx.config.data_dir)
@@ -104,6 +107,7 @@ class InteractionShadow(NodeActor):
             unsubscribe()
         self._unsubscribe.clear()
         if self.db is not None:
+            self.db.flush(self.store.items)  # during a full sync these are still the previous shadows
             self.db.close()
             self.db = None
 
@@ -176,6 +180,13 @@ class InteractionShadow(NodeActor):
     def _update(self, body: ShadowUpdate) -> None:
         if body.session != self.store.session:
             return
+        t0 = time.perf_counter()
+        try:
+            self._apply_update(body)
+        finally:
+            self.apply_times.append(time.perf_counter() - t0)
+
+    def _apply_update(self, body: ShadowUpdate) -> None:
         touched: set[str] = set()
         try:
             for raw in body.items:
@@ -197,10 +208,13 @@ class InteractionShadow(NodeActor):
             self._ack()
 
     def _persist(self, ids: set[str]) -> None:
-        if not ids or self.db is None:
+        """Written behind, in one transaction every FLUSH s (and when the actor stops): a shadow is
+        held once it is in the store; the file is what this node promotes if it becomes active."""
+        if self.db is None:
             return
-        put = [self.store.items[i] for i in ids if i in self.store.items]
-        self.db.write(put=put, delete=[i for i in ids if i not in self.store.items])
+        for iid in ids:
+            if self.db.mark(iid):
+                self.schedule(FLUSH, Tick("flush"))
 
     def _gap(self, gap: StreamGap, where: str) -> None:
         self.gaps += 1
@@ -228,8 +242,7 @@ class InteractionShadow(NodeActor):
         if new == self.store.filter:
             return
         resync, dropped = self.store.set_filter(new)
-        if dropped and self.db is not None:
-            self.db.write(delete=dropped)
+        self._persist(set(dropped))
         self.log.info(
             "InteractionRecovery: {} changed; shadowing {} (mail filter {}); {} shadow(s) removed",
             msg.name,
@@ -242,6 +255,10 @@ class InteractionShadow(NodeActor):
 
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
+        if msg.name == "flush":
+            if self.db is not None:
+                self.db.flush(self.store.items)
+            return
         if self.store.syncing and time.monotonic() - self.sync_started > SYNC_RETRY:
             self._full_sync(f"no snapshot within {SYNC_RETRY:g} s ({self.sync_reason})")
         elif not self.store.syncing:
@@ -258,12 +275,23 @@ class InteractionShadow(NodeActor):
             "applied": self.applied,
             "duplicates": self.duplicates,
             "gaps": self.gaps,
+            "apply_ms": _percentiles(self.apply_times),
             "types": sorted(self.store.filter.types),
             "mail_assigned_only": self.store.filter.mail_assigned_only,
         }
         return list_reply(
             self.ctx.node, self.ctx.role.role, "shadow", self.store.items, msg, self.store.counts(), stats
         )
+
+
+def _percentiles(times: deque[float]) -> dict[str, float]:
+    if not times:
+        return {}
+    ms = sorted(t * 1000 for t in times)
+    return {p: round(ms[min(len(ms) - 1, int(q * len(ms)))], 3) for p, q in (("p50", 0.5), ("p99", 0.99))} | {
+        "max": round(ms[-1], 3),
+        "n": len(ms),
+    }
 
 
 __all__ = ["InteractionShadow"]
