@@ -7,12 +7,13 @@ once (:meth:`InteractionDB.promote`, one transaction: a repeated promotion chang
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from replication.interactions import Interaction, promote_one
+import msgpack
+
+from replication.interactions import Interaction, from_row, to_row
 
 DB_NAME = "interactions.db"
 
@@ -23,7 +24,10 @@ class InteractionDB:
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS interactions (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+        # doc: the compact row (msgpack); seqno apart, so a promotion is one UPDATE
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS interactions (id TEXT PRIMARY KEY, seqno INTEGER NOT NULL, doc BLOB NOT NULL)"
+        )
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.dirty: set[str] = set()  # ids changed in memory, not yet written (see mark / flush)
 
@@ -41,20 +45,22 @@ class InteractionDB:
 
     def load(self) -> list[Interaction]:
         return [
-            Interaction.from_dict(json.loads(doc))
-            for (doc,) in self.conn.execute("SELECT doc FROM interactions")
+            from_row(msgpack.unpackb(doc), seqno)
+            for (seqno, doc) in self.conn.execute("SELECT seqno, doc FROM interactions")
         ]
 
     # ---------------------------------------------------------------------------------- writing
     def write(self, put: Iterable[Interaction] = (), delete: Iterable[str] = ()) -> None:
         """Upsert and delete in one transaction."""
-        rows = [(i.id, json.dumps(i.to_dict(), separators=(",", ":"))) for i in put]
+        rows = [_row(i) for i in put]
         gone = [(iid,) for iid in delete]
         if not rows and not gone:
             return
         with self._tx():
             if rows:
-                self.conn.executemany("INSERT OR REPLACE INTO interactions (id, doc) VALUES (?, ?)", rows)
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO interactions (id, seqno, doc) VALUES (?, ?, ?)", rows
+                )
             if gone:
                 self.conn.executemany("DELETE FROM interactions WHERE id = ?", gone)
 
@@ -75,32 +81,31 @@ class InteractionDB:
 
     def replace_all(self, items: Iterable[Interaction], mode: str) -> None:
         """The whole content at once (a full synchronization), with its mode."""
-        rows = [(i.id, json.dumps(i.to_dict(), separators=(",", ":"))) for i in items]
+        rows = [_row(i) for i in items]
         self.dirty.clear()
         with self._tx():
             self.conn.execute("DELETE FROM interactions")
-            self.conn.executemany("INSERT INTO interactions (id, doc) VALUES (?, ?)", rows)
+            self.conn.executemany("INSERT INTO interactions (id, seqno, doc) VALUES (?, ?, ?)", rows)
             self._set_mode(mode)
 
     def promote(self) -> tuple[list[Interaction], bool]:
         """Shadows become live (seqno + 1), once: (the live interactions, promoted now?)."""
         with self._tx():
-            items = self.load()
-            if self.mode() != "shadow":
-                return items, False
-            promoted = [promote_one(i) for i in items]
-            self.conn.executemany(
-                "UPDATE interactions SET doc = ? WHERE id = ?",
-                [(json.dumps(i.to_dict(), separators=(",", ":")), i.id) for i in promoted],
-            )
-            self._set_mode("live")
-            return promoted, True
+            promoted = self.mode() == "shadow"
+            if promoted:
+                self.conn.execute("UPDATE interactions SET seqno = seqno + 1")
+                self._set_mode("live")
+        return self.load(), promoted
 
     def _set_mode(self, mode: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mode', ?)", (mode,))
 
     def _tx(self) -> _Tx:
         return _Tx(self.conn)
+
+
+def _row(i: Interaction) -> tuple[str, int, bytes]:
+    return (i.id, i.seqno, msgpack.packb(to_row(i), use_bin_type=True))
 
 
 class _Tx:

@@ -450,11 +450,12 @@ class ShadowSyncRequest(Message):
 @register("ShadowSnapshot")
 @dataclass(frozen=True)
 class ShadowSnapshot(Message):
-    """One chunk of a full synchronization; ``final`` chunk: the stream goes on from ``seq``."""
+    """One chunk of a full synchronization; ``final`` chunk: the stream goes on from ``seq``.
+    ``rows``: msgpack list of compact interaction rows (replication/interactions.py pack_rows)."""
 
     session: str
     seq: int
-    items: tuple[dict[str, Any], ...]
+    rows: bytes
     final: bool
     total: int
 

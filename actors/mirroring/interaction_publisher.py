@@ -15,6 +15,7 @@ The logic is in :mod:`replication.interactions`; the live set is written through
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +23,13 @@ from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from replication.interactions import (
     DEFAULT_LOG_SIZE,
+    Interaction,
     InteractionError,
     LiveSet,
     ShadowFilter,
     StreamSession,
+    bulk,
+    pack_rows,
 )
 from replication.interactions_db import InteractionDB
 from transport.codec import REQUEST, Envelope
@@ -46,8 +50,9 @@ from transport.messages import (
 from transport.security import Security
 
 TICK = 0.2  # waiter timeouts, heartbeats
-CHUNK = 1000
-FLUSH = 0.05  # the live set is written to SQLite this long after a change, in one transaction  # interactions per snapshot chunk
+CHUNK = 2000  # interactions per snapshot chunk
+MAX_CHUNK_BYTES = 2 * 1024 * 1024  # under the wire's 4 MiB frame limit
+FLUSH = 0.05  # the live set is written to SQLite this long after a change, in one transaction
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,26 @@ def list_reply(
     return InteractionList(node, role, kind, tuple(i.to_dict() for i in chosen), dict(counts), total, stats)
 
 
+def _chunks(items: list[Interaction], log: Any) -> Iterator[bytes]:
+    """Packed rows, CHUNK at a time, halved until each fits in MAX_CHUNK_BYTES; at least one."""
+    pending = [items[n : n + CHUNK] for n in range(0, len(items), CHUNK)] or [[]]
+    while pending:
+        part = pending.pop(0)
+        blob = pack_rows(part)
+        if len(blob) <= MAX_CHUNK_BYTES or len(part) <= 1:
+            if len(blob) > MAX_CHUNK_BYTES:
+                log.error(
+                    "InteractionRecovery: interaction {} is too large to shadow ({} bytes)",
+                    part[0].id,
+                    len(blob),
+                )
+                blob = pack_rows([])
+            yield blob
+        else:
+            half = len(part) // 2
+            pending[:0] = [part[:half], part[half:]]
+
+
 class InteractionPublisher(NodeActor):
     actor_name = "InteractionPublisher"
 
@@ -124,7 +149,8 @@ class InteractionPublisher(NodeActor):
     def started(self) -> None:
         self.db = InteractionDB.in_dir(self.ctx.config.data_dir)
         t0 = time.monotonic()
-        items, promoted = self.db.promote()
+        with bulk():
+            items, promoted = self.db.promote()
         self.live = LiveSet(items, log_size=DEFAULT_LOG_SIZE)
         if promoted:
             self.recovered = len(items)
@@ -227,13 +253,10 @@ class InteractionPublisher(NodeActor):
         for w in self.waiters:  # now in the snapshot: confirmed with the snapshot's acknowledgement
             w.seq = seq
         t0 = time.monotonic()
-        chunks = [items[n : n + CHUNK] for n in range(0, len(items), CHUNK)] or [[]]
-        for n, chunk in enumerate(chunks):
-            final = n == len(chunks) - 1
-            self.endpoint.send(
-                ShadowSnapshot(body.session, seq, tuple(i.to_dict() for i in chunk), final, len(items)),
-                to=peer,
-            )
+        blobs = list(_chunks(items, self.log))
+        for n, blob in enumerate(blobs):
+            final = n == len(blobs) - 1
+            self.endpoint.send(ShadowSnapshot(body.session, seq, blob, final, len(items)), to=peer)
         self.log.info(
             "InteractionRecovery: full synchronization for the backup (session {}, {}): {} interaction(s) of {} "
             "sent in {:.3f} s",

@@ -27,6 +27,8 @@ from replication.interactions import (
     ShadowStore,
     StreamGap,
     StreamItem,
+    bulk,
+    unpack_rows,
 )
 from replication.interactions_db import InteractionDB
 from transport.endpoint import Endpoint, EndpointOptions, tcp
@@ -150,7 +152,8 @@ class InteractionShadow(NodeActor):
         if body.session != self.store.session or not self.store.syncing:
             return  # an older session's
         try:
-            self.store.add_snapshot(body.items)
+            with bulk():
+                self.store.add_snapshot(unpack_rows(body.rows))
         except InteractionError as exc:
             self.log.warning("InteractionRecovery: bad snapshot chunk ({}); starting over", exc)
             self._full_sync("a bad snapshot chunk")
@@ -163,7 +166,8 @@ class InteractionShadow(NodeActor):
             self._gap(gap, "the updates queued during the full sync")
             return
         assert self.db is not None
-        self.db.replace_all(self.store.items.values(), "shadow")
+        with bulk():
+            self.db.replace_all(self.store.items.values(), "shadow")
         self.syncs += 1
         self.applied += len(result.applied)
         counts = ", ".join(f"{t}: {n}" for t, n in self.store.counts().items() if n)
