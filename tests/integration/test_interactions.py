@@ -59,6 +59,14 @@ def synced(pair: LocalPair, expected: dict[str, int]) -> Callable[[], bool]:
     return check
 
 
+def first_sync(pair: LocalPair) -> Callable[[], bool]:
+    def check() -> bool:
+        got = listing(pair, BACKUP, counts_only=True)
+        return got["kind"] == "shadow" and got["stats"]["full_syncs"] >= 1 and not got["stats"]["syncing"]
+
+    return check
+
+
 def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {i["id"]: i for i in items}
 
@@ -77,7 +85,7 @@ def make_pair(tmp_path: Path) -> Iterator[PairFactory]:
         wait_until(lambda: pair.role(ACTIVE) == "Primary", 20, 0.05, "alpha Primary")
         pair.start_node(BACKUP)
         wait_until(lambda: pair.role(BACKUP) == "Backup", 20, 0.05, "beta Backup")
-        wait_until(lambda: listing(pair, BACKUP)["kind"] == "shadow", 10, 0.05, "beta's InteractionShadow")
+        wait_until(first_sync(pair), 10, 0.05, "beta's InteractionShadow to finish its first full sync")
         return pair
 
     try:
