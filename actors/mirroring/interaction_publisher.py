@@ -30,6 +30,7 @@ from replication.interactions import (
     StreamSession,
     bulk,
     pack_rows,
+    settle,
 )
 from replication.interactions_db import InteractionDB
 from transport.codec import REQUEST, Envelope
@@ -52,6 +53,7 @@ from transport.security import Security
 TICK = 0.2  # waiter timeouts, heartbeats
 CHUNK = 2000  # interactions per snapshot chunk
 MAX_CHUNK_BYTES = 2 * 1024 * 1024  # under the wire's 4 MiB frame limit
+REFREEZE = 10_000  # the live set grew (or shrank) this much: settle() it again
 FLUSH = 0.05  # the live set is written to SQLite this long after a change, in one transaction
 
 
@@ -145,6 +147,7 @@ class InteractionPublisher(NodeActor):
         self.waiters: list[_Waiter] = []
         self.endpoint: Endpoint | None = None
         self.recovered = 0
+        self.frozen_at = 0  # live interactions when the garbage collector last stopped watching them
 
     def started(self) -> None:
         self.db = InteractionDB.in_dir(self.ctx.config.data_dir)
@@ -307,6 +310,9 @@ class InteractionPublisher(NodeActor):
             self.waiters = [w for w in self.waiters if w.deadline > now]
             for w in late:
                 self._answer(w, False, "the backup did not confirm the change in time")
+        if abs(len(self.live.items) - self.frozen_at) >= REFREEZE:
+            self.frozen_at = len(self.live.items)
+            settle()
         b = self.backup
         if b is not None and self.endpoint is not None:
             if time.monotonic() - b.last_seen > 30.0:

@@ -20,6 +20,7 @@ from replication.interactions import (
     StreamGap,
     StreamItem,
     StreamSession,
+    count_by_type,
 )
 
 ALL = ShadowFilter(frozenset(TYPES))
@@ -279,3 +280,4 @@ def test_shadows_always_equal_the_admitted_live_set(
     store.finish_sync(snapshot[0])
     assert shadow_view(store) == admitted_view(live, flt)
     assert store.seq == session.seq
+    assert store.counts() == count_by_type(i for i in live.items.values() if flt.admits(i))
