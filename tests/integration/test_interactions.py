@@ -358,3 +358,43 @@ def test_reference_app_resumes_every_acknowledged_interaction_after_a_crash(
     assert set(alive) <= set(resumed["ids"]), set(alive) - set(resumed["ids"])
     short = {i: (n, resumed["messages"][i]) for i, n in alive.items() if resumed["messages"][i] < n}
     assert not short, f"acknowledged messages lost: {short}"
+
+
+def test_restored_pair_builds_fresh_shadows_and_a_second_switch_gives_seqno_2(make_pair: PairFactory) -> None:
+    pair = make_pair(**{"Callback Interaction Recovery Enabled": "1"})
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+        client.publish_many(
+            [
+                ("create", f"cb-{n}", {"type": "callback", "queue": "Callbacks", "created_at": 1000.0 + n})
+                for n in range(50)
+            ]
+        )
+        client.update("cb-0", state="scheduled", wait_backup=True)
+    wait_until(synced(pair, {"callback": 50}), 10, 0.05, "50 callback shadows")
+    pair.signal(ACTIVE, signal.SIGKILL)
+    wait_until(lambda: pair.role(BACKUP) == "Primary", 20, 0.05, "beta Primary")
+    # the pair is restored: alpha comes back as the backup and shadows beta's (recovered) interactions
+    pair.start_node(ACTIVE)
+    wait_until(lambda: pair.role(ACTIVE) == "Backup", 20, 0.05, "alpha Backup")
+
+    def alpha_shadows() -> list[dict[str, Any]]:
+        got = listing(pair, ACTIVE)
+        return (
+            got["items"]
+            if got["kind"] == "shadow" and got["total"] == 50 and not got["stats"]["syncing"]
+            else []
+        )
+
+    shadows = by_id(wait_until(alpha_shadows, 15, 0.05, "alpha's fresh shadows"))
+    assert {i["seqno"] for i in shadows.values()} == {1}
+    with InteractionsClient(address(pair, BACKUP, "interaction_port")) as client:
+        client.append("cb-1", "agent", "called, no answer", wait_backup=True)
+    # a controlled switch back: alpha promotes its shadows of the recovered interactions
+    assert pair.ctl("switch", "--yes").returncode == 0
+    wait_until(lambda: pair.role(ACTIVE) == "Primary", 20, 0.05, "alpha Primary again")
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+        back = by_id(wait_until(lambda: client.query(timeout=2.0).items, 10, 0.1, "alpha's interactions"))
+    assert len(back) == 50 and {i["seqno"] for i in back.values()} == {2}
+    assert {i["created_at"] for i in back.values()} == {1000.0 + n for n in range(50)}
+    assert back["cb-0"]["state"] == "scheduled"
+    assert [m["text"] for m in back["cb-1"]["transcript"]] == ["called, no answer"]
