@@ -27,6 +27,7 @@ from cli.output import error
 from transport.client import Unreachable, is_backup
 from transport.interactions_client import InteractionRefused, InteractionsClient, RecoveryListener
 from transport.messages import InteractionList
+from transport.security import Security
 
 AGENTS = ("alice", "bob", "carol", "dave")
 KINDS = ("chat", "mail", "callback")
@@ -148,9 +149,14 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     journal = open(args.journal, "a") if args.journal else None  # closed below
-    client = InteractionsClient(interactions, name=args.name)
+    security = (
+        Security.plain()
+        if cfg.security.insecure
+        else Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+    )
+    client = InteractionsClient(interactions, security, name=args.name)
     center = ContactCenter(client, random.Random(args.seed), args.max_open, args.wait_backup, journal)
-    listener = RecoveryListener(vswitch, interactions, center.resume, name=args.name).start()
+    listener = RecoveryListener(vswitch, interactions, center.resume, security, name=args.name).start()
     logger.info("{}: contact center on {} (interactions at {})", args.name, cfg.name, interactions)
     started = time.monotonic()
     try:
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             if args.duration and time.monotonic() - started >= args.duration:
                 break
             try:
-                if is_backup(vswitch, timeout=1.0):
+                if is_backup(vswitch, timeout=1.0, security=security):
                     stop.wait(0.5)
                     continue
                 center.step()

@@ -76,6 +76,7 @@ class InteractionShadow(NodeActor):
         self.applied = 0
         self.duplicates = 0
         self.gaps = 0
+        self.connected = False
         self._unsubscribe: list[Callable[[], None]] = []
         self.apply_times: deque[float] = deque(maxlen=20_000)  # seconds per update, in this actor
 
@@ -235,7 +236,10 @@ class InteractionShadow(NodeActor):
     @handles(ConnectionEvent)
     def on_connection_event(self, event: ConnectionEvent) -> None:
         self.log.debug("{}: {} {}", event.endpoint, event.kind, event.address)
+        if event.kind in ("disconnected", "closed"):
+            self.connected = False
         if event.kind == "connected":
+            self.connected = True
             self._full_sync(
                 "the link to the active's interaction port came back" if self.syncs else "the backup started"
             )
@@ -263,7 +267,8 @@ class InteractionShadow(NodeActor):
             if self.db is not None:
                 self.db.flush(self.store.items)
             return
-        if self.store.syncing and time.monotonic() - self.sync_started > SYNC_RETRY:
+        # a lost request or snapshot chunk: ask again (while the link is down, "connected" will)
+        if self.store.syncing and self.connected and time.monotonic() - self.sync_started > SYNC_RETRY:
             self._full_sync(f"no snapshot within {SYNC_RETRY:g} s ({self.sync_reason})")
         elif not self.store.syncing:
             self._ack(counts=True)  # keep-alive: the active answers an unknown session
