@@ -24,7 +24,7 @@ from loguru import logger
 
 from actors.config import ConfigError, load_config
 from cli.output import error
-from transport.client import Unreachable, is_backup
+from transport.client import Unreachable, query_state
 from transport.interactions_client import InteractionRefused, InteractionsClient, RecoveryListener
 from transport.messages import InteractionList
 from transport.security import Security
@@ -62,18 +62,25 @@ class ContactCenter:
     open: dict[str, str] = field(default_factory=dict)  # id -> type
     counter: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    resumed: threading.Event = field(default_factory=threading.Event)  # cleared while the node is not active
 
     def note(self, record: dict[str, Any]) -> None:
         if self.journal is not None:
             self.journal.write(json.dumps(record, sort_keys=True) + "\n")
             self.journal.flush()
 
-    def resume(self, found: InteractionList) -> None:
+    def resume(self, found: InteractionList, how: str) -> None:
+        """Take over the node's interactions once per activation (on Commence, or by query when the
+        app finds its node active first); nothing is published before."""
         with self.lock:
+            if self.resumed.is_set():
+                return
             self.open = {i["id"]: i["type"] for i in found.items}
             recovered = [i for i in found.items if i["seqno"] >= 1]
+            self.resumed.set()
         logger.info(
-            "commence: resuming {} interaction(s), {} recovered from the shadows (seqno >= 1)",
+            "{}: resuming {} interaction(s), {} recovered from the shadows (seqno >= 1)",
+            how,
             len(found.items),
             len(recovered),
         )
@@ -154,9 +161,11 @@ def run(args: argparse.Namespace) -> int:
         if cfg.security.insecure
         else Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
     )
-    client = InteractionsClient(interactions, security, name=args.name)
+    client = InteractionsClient(interactions, security, name=args.name, timeout=2.0)
     center = ContactCenter(client, random.Random(args.seed), args.max_open, args.wait_backup, journal)
-    listener = RecoveryListener(vswitch, interactions, center.resume, security, name=args.name).start()
+    listener = RecoveryListener(
+        vswitch, interactions, lambda found: center.resume(found, "commence"), security, name=args.name
+    ).start()
     logger.info("{}: contact center on {} (interactions at {})", args.name, cfg.name, interactions)
     started = time.monotonic()
     try:
@@ -164,9 +173,12 @@ def run(args: argparse.Namespace) -> int:
             if args.duration and time.monotonic() - started >= args.duration:
                 break
             try:
-                if is_backup(vswitch, timeout=1.0, security=security):
-                    stop.wait(0.5)
+                if query_state(vswitch, timeout=1.0, security=security).role != "Primary":
+                    center.resumed.clear()
+                    stop.wait(0.2)  # only the active serves interactions
                     continue
+                if not center.resumed.is_set():
+                    center.resume(client.query(), "active")
                 center.step()
             except Unreachable as exc:
                 logger.debug("{}: node not serving interactions yet: {}", args.name, exc)

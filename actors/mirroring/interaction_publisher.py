@@ -14,6 +14,7 @@ The logic is in :mod:`replication.interactions`; the live set is written through
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from replication.interactions_db import InteractionDB
 from transport.codec import REQUEST, Envelope
 from transport.endpoint import Endpoint, EndpointOptions, tcp
 from transport.messages import (
+    ConnectionEvent,
     InteractionList,
     InteractionPublish,
     InteractionPublished,
@@ -54,6 +56,7 @@ TICK = 0.2  # waiter timeouts, heartbeats
 CHUNK = 2000  # interactions per snapshot chunk
 MAX_CHUNK_BYTES = 2 * 1024 * 1024  # under the wire's 4 MiB frame limit
 REFREEZE = 10_000  # the live set grew (or shrank) this much: settle() it again
+DRAIN = 1.5  # at most this long, when stopping, for the backup to confirm what was sent
 FLUSH = 0.05  # the live set is written to SQLite this long after a change, in one transaction
 
 
@@ -147,6 +150,8 @@ class InteractionPublisher(NodeActor):
         self.waiters: list[_Waiter] = []
         self.endpoint: Endpoint | None = None
         self.recovered = 0
+        self._acks = threading.Condition()
+        self._acked: dict[str, int] = {}  # session -> highest acknowledgement seen by the I/O thread
         self.frozen_at = 0  # live interactions when the garbage collector last stopped watching them
 
     def started(self) -> None:
@@ -170,16 +175,67 @@ class InteractionPublisher(NodeActor):
                 "InteractionRecovery: {} live interaction(s) reloaded from {}", len(items), self.db.path
             )
         me = self.ctx.config.me
-        self.endpoint = self.open_endpoint(
-            "interactions",
-            "server",
-            tcp(me.address, me.interaction_port),
-            security=self.security,
-            options=EndpointOptions(sndhwm=200_000, rcvhwm=200_000),
-        )
+        self.endpoint = self._open_endpoint(tcp(me.address, me.interaction_port))
         self.schedule(TICK, Tick("interactions"))
 
+    def _open_endpoint(self, address: str) -> Endpoint:
+        """Like :meth:`NodeActor.open_endpoint`, and the I/O thread also notes the backup's
+        acknowledgements, so that :meth:`stopped` can wait for them (its mailbox no longer runs)."""
+        ref = self.actor_ref
+
+        def on_message(env: Envelope, peer: bytes | None) -> None:
+            if isinstance(env.msg, ShadowAck):
+                with self._acks:
+                    self._acked[env.msg.session] = max(self._acked.get(env.msg.session, 0), env.msg.seq)
+                    self._acks.notify_all()
+            if ref.is_alive():
+                ref.tell(Inbound(env, peer, "interactions"))
+
+        def on_event(event: ConnectionEvent) -> None:
+            if ref.is_alive():
+                ref.tell(event)
+
+        endpoint = Endpoint(
+            "interactions",
+            "server",
+            address,
+            node=self.ctx.node,
+            on_message=on_message,
+            on_event=on_event,
+            options=EndpointOptions(sndhwm=200_000, rcvhwm=200_000),
+            security=self.security,
+            context=self.ctx.zmq,
+        ).start()
+        self._endpoints.append(endpoint)
+        self.ctx.endpoints.add(endpoint)
+        return endpoint
+
+    def _drain(self) -> None:
+        """Stopping (a controlled switch, a stop): give the backup up to DRAIN s to confirm the
+        changes already sent, so the shadows it promotes miss none of them."""
+        b = self.backup
+        if b is None or b.stream.seq <= b.acked:
+            return
+        session, target, t0 = b.stream.session, b.stream.seq, time.monotonic()
+        with self._acks:
+            done = self._acks.wait_for(lambda: self._acked.get(session, 0) >= target, timeout=DRAIN)
+        if done:
+            self.log.info(
+                "InteractionRecovery: the backup confirmed the last {} change(s) in {:.3f} s before this node "
+                "stopped serving interactions",
+                target - b.acked,
+                time.monotonic() - t0,
+            )
+        else:
+            self.log.warning(
+                "InteractionRecovery: the backup did not confirm {} change(s) within {:g} s of this node "
+                "stopping; they may be missing from its shadows",
+                target - self._acked.get(session, b.acked),
+                DRAIN,
+            )
+
     def stopped(self) -> None:
+        self._drain()
         for w in self.waiters:
             self._answer(w, False, "the interaction publisher stopped before the backup confirmed")
         self.waiters.clear()

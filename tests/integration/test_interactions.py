@@ -398,3 +398,66 @@ def test_restored_pair_builds_fresh_shadows_and_a_second_switch_gives_seqno_2(ma
     assert {i["created_at"] for i in back.values()} == {1000.0 + n for n in range(50)}
     assert back["cb-0"]["state"] == "scheduled"
     assert [m["text"] for m in back["cb-1"]["transcript"]] == ["called, no answer"]
+
+
+def test_controlled_switch_loses_no_interaction_and_no_message(
+    make_pair: PairFactory, tmp_path: Path
+) -> None:
+    pair = make_pair(
+        **{
+            "Chat Interaction Recovery Enabled": "1",
+            "Mail Interaction Recovery Enabled": "1",
+            "Callback Interaction Recovery Enabled": "1",
+        }
+    )
+    journals = {n: tmp_path / f"{n}.jsonl" for n in pair.names}
+    apps = {
+        n: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "app",
+                "--config",
+                str(pair.nodes[n].config),
+                "--rate",
+                "300",
+                "--seed",
+                "3",
+                "--journal",
+                str(journals[n]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=child_env(),
+            start_new_session=True,
+        )
+        for n in pair.names
+    }
+    try:
+        wait_until(lambda: len(_journal(journals[ACTIVE])) >= 200, 30, 0.1, "alpha's app to publish")
+        assert pair.ctl("switch", "--yes").returncode == 0
+        resumed = wait_until(
+            lambda: [r for r in _journal(journals[BACKUP]) if r.get("event") == "resumed"],
+            30,
+            0.1,
+            "beta's app",
+        )[0]
+    finally:
+        for app in apps.values():
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGTERM)
+                app.wait(10)
+    alive: dict[str, int] = {}
+    for r in _journal(journals[ACTIVE]):  # every operation the active accepted, shadowed-confirmed or not
+        if "op" not in r:
+            continue
+        if r["op"] == "create":
+            alive[r["id"]] = 0
+        elif r["op"] == "disconnect":
+            alive.pop(r["id"], None)
+        elif r["op"] == "append" and r["id"] in alive:
+            alive[r["id"]] += 1
+    assert set(alive) == set(resumed["ids"]), set(alive) ^ set(resumed["ids"])
+    short = {i: (n, resumed["messages"][i]) for i, n in alive.items() if resumed["messages"][i] != n}
+    assert not short, f"messages lost or added in the controlled switch: {short}"
