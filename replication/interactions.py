@@ -427,10 +427,11 @@ class ShadowFilter:
 
     def needs_full_sync(self, new: ShadowFilter) -> bool:
         """Going from ``self`` to ``new``: does the backup need a full sync? Yes when a type is
-        enabled, or when the mail filter is turned on (its shadows are rebuilt, spec 935)."""
+        enabled, when the mail filter is turned on (its shadows are rebuilt, spec 935), or off (the
+        unassigned emails are now shadowed too)."""
         if new.types - self.types:
             return True
-        return "mail" in new.types and new.mail_assigned_only and not self.mail_assigned_only
+        return "mail" in new.types and new.mail_assigned_only != self.mail_assigned_only
 
 
 # ------------------------------------------------------------------------------ the stream

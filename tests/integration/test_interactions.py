@@ -25,7 +25,7 @@ import pytest
 from actors.config import load_config
 from deploy.pair import FAST_PARAMETERS, LocalPair, child_env
 from tests.conftest import wait_until
-from transport.interactions_client import InteractionsClient, RecoveryListener
+from transport.interactions_client import InteractionRefused, InteractionsClient, RecoveryListener
 from transport.messages import InteractionList
 
 ACTIVE, BACKUP = "alpha", "beta"
@@ -213,6 +213,10 @@ def test_enabling_sms_recovery_on_a_running_pair_gives_a_full_sync(make_pair: Pa
         stats = listing(pair, BACKUP, counts_only=True)["stats"]
         assert stats["full_syncs"] == syncs_before + 1 and "sms" in stats["types"]
         assert pair.nodes[BACKUP].proc is not None and pair.nodes[BACKUP].proc.poll() is None, "no restart"
+        with pytest.raises(InteractionRefused, match="append: no live interaction sms-99"):
+            client.append("sms-99", "agent1", "to nobody")
+        with pytest.raises(InteractionRefused, match="type 'fax' is not an interaction type"):
+            client.create("fax-1", "fax")
         client.append("sms-3", "agent1", "answer", wait_backup=True)
         sms3 = listing(pair, BACKUP, id="sms-3")["items"][0]
         assert [m["text"] for m in sms3["transcript"]] == ["hi", "answer"]

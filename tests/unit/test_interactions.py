@@ -181,6 +181,10 @@ def test_turning_the_mail_filter_on_drops_email_shadows_and_asks_for_a_full_sync
     resync, dropped = store.set_filter(ShadowFilter(frozenset({"mail"}), mail_assigned_only=True))
     assert not resync and dropped == ["c1"], "turning a type off drops its shadows, no sync needed"
     assert store.set_filter(ShadowFilter(frozenset({"mail", "sms"}), True))[0], "enabling SMS needs a sync"
+    assert store.set_filter(ShadowFilter(frozenset({"mail", "sms"}), False))[0], (
+        "unassigned emails need a sync"
+    )
+    assert not store.set_filter(ShadowFilter(frozenset({"sms"}), True))[0], "mail off: nothing to fetch"
 
 
 def test_promotion_is_idempotent_and_keeps_ids_and_created_at() -> None:
