@@ -114,7 +114,7 @@ class InteractionsClient:
         timeout: float = 5.0,
     ) -> InteractionPublished:
         msg = InteractionPublish(op, iid, dict(data or {}), wait_backup, timeout)
-        reply = self.request(msg, timeout + self.timeout)
+        reply = self.request(msg, (timeout if wait_backup else 0.0) + self.timeout)
         return _checked(reply, op, iid)
 
     def publish_many(

@@ -46,8 +46,8 @@ from transport.messages import (
 from transport.security import Security
 
 TICK = 0.5  # keep-alive acknowledgement, sync retry
-SYNC_RETRY = 3.0
-FLUSH = 0.05  # shadows are written to SQLite this long after a change, in one transaction  # a full sync that has not completed by then is asked again
+SYNC_RETRY = 2.0  # a full sync with no snapshot chunk for this long (link up) is asked again
+FLUSH = 0.05  # shadows are written to SQLite this long after a change, in one transaction
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class InteractionShadow(NodeActor):
         self.store = ShadowStore()
         self.endpoint: Endpoint | None = None
         self.sync_started = 0.0
+        self.sync_progress = 0.0  # the request, or the last snapshot chunk received
         self.sync_reason = ""
         self.syncs = 0
         self.applied = 0
@@ -101,7 +102,7 @@ class InteractionShadow(NodeActor):
         )
         # the sync request goes when the link is up (ConnectionEvent), or at the retry tick
         self.store.begin_sync("")
-        self.sync_started = time.monotonic()
+        self.sync_started = self.sync_progress = time.monotonic()
         self.sync_reason = "the backup started"
         self.schedule(TICK, Tick("shadow"))
 
@@ -124,7 +125,7 @@ class InteractionShadow(NodeActor):
     def _full_sync(self, reason: str) -> None:
         session = f"{self.ctx.node}-{uuid.uuid4().hex[:12]}"
         self.store.begin_sync(session)
-        self.sync_started = time.monotonic()
+        self.sync_started = self.sync_progress = time.monotonic()
         self.sync_reason = reason
         self.log.info(
             "InteractionRecovery: full synchronization of {} interactions with the active ({}; session {})",
@@ -152,6 +153,7 @@ class InteractionShadow(NodeActor):
     def _snapshot(self, body: ShadowSnapshot) -> None:
         if body.session != self.store.session or not self.store.syncing:
             return  # an older session's
+        self.sync_progress = time.monotonic()
         try:
             with bulk():
                 self.store.add_snapshot(unpack_rows(body.rows))
@@ -238,7 +240,8 @@ class InteractionShadow(NodeActor):
         self.log.debug("{}: {} {}", event.endpoint, event.kind, event.address)
         if event.kind in ("disconnected", "closed"):
             self.connected = False
-        if event.kind == "connected":
+        # the request is sent once the ZMTP handshake is done: sent at "connected", it can be dropped
+        if event.kind == "handshake":
             self.connected = True
             self._full_sync(
                 "the link to the active's interaction port came back" if self.syncs else "the backup started"
@@ -268,8 +271,8 @@ class InteractionShadow(NodeActor):
                 self.db.flush(self.store.items)
             return
         # a lost request or snapshot chunk: ask again (while the link is down, "connected" will)
-        if self.store.syncing and self.connected and time.monotonic() - self.sync_started > SYNC_RETRY:
-            self._full_sync(f"no snapshot within {SYNC_RETRY:g} s ({self.sync_reason})")
+        if self.store.syncing and self.connected and time.monotonic() - self.sync_progress > SYNC_RETRY:
+            self._full_sync(f"no snapshot chunk for {SYNC_RETRY:g} s ({self.sync_reason})")
         elif not self.store.syncing:
             self._ack(counts=True)  # keep-alive: the active answers an unknown session
         self.schedule(TICK, Tick("shadow"))
