@@ -236,8 +236,13 @@ class InteractionPublisher(NodeActor):
 
     def stopped(self) -> None:
         self._drain()
+        with self._acks:
+            acked = self._acked.get(self.backup.stream.session, 0) if self.backup is not None else -1
         for w in self.waiters:
-            self._answer(w, False, "the interaction publisher stopped before the backup confirmed")
+            if w.seq <= acked:
+                self._answer(w, True, "")
+            else:
+                self._answer(w, False, "the interaction publisher stopped before the backup confirmed")
         self.waiters.clear()
         if self.db is not None:
             self.db.flush(self.live.items)
