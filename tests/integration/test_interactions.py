@@ -194,6 +194,12 @@ def test_mail_filter_shadows_only_emails_assigned_to_an_agent(make_pair: PairFac
         client.transfer("mail-3", "Mailbox")  # back to the workgroup queue: no longer assigned
         wait_until(synced(pair, {"mail": 4}), 10, 0.05, "the unassigned email removed from the shadows")
         assert len(client.query(type="mail").items) == 11, "the active keeps every email"
+    shown = _cli(pair, "interactions", "show", "mail-1", "--node", str(pair.nodes[BACKUP].data_dir))
+    assert shown.returncode == 0 and "mail-1 (mail, shadow on beta)" in shown.stdout, (
+        shown.stdout + shown.stderr
+    )
+    missing = _cli(pair, "interactions", "show", "mail-2", "--node", str(pair.nodes[BACKUP].data_dir))
+    assert missing.returncode == 1 and "no shadow interaction 'mail-2' on beta" in missing.stderr
 
 
 def test_enabling_sms_recovery_on_a_running_pair_gives_a_full_sync(make_pair: PairFactory) -> None:
