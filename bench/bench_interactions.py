@@ -185,7 +185,13 @@ def main() -> int:
             f"p50 {pct(ms, 50):.2f}, p99 {pct(ms, 99):.2f}, max {max(ms):.2f}"
         )
 
-        inside = counts(pair, BACKUP)["stats"]["apply_ms"]
+        stats = counts(pair, BACKUP)["stats"]
+        delay = stats["stream_delay_ms"]
+        print(
+            f"  active applied it -> backup applied it (wall clocks of one host, last {delay['n']}): "
+            f"p50 {delay['p50']:.2f} ms, p99 {delay['p99']:.2f} ms, max {delay['max']:.2f} ms"
+        )
+        inside = stats["apply_ms"]
         print(
             f"  of which the backup's shadow actor applying each update (in the actor, last {inside['n']}): "
             f"p50 {inside['p50']:.3f} ms, p99 {inside['p99']:.3f} ms, max {inside['max']:.3f} ms"

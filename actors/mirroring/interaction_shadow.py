@@ -80,6 +80,8 @@ class InteractionShadow(NodeActor):
         self.connected = False
         self._unsubscribe: list[Callable[[], None]] = []
         self.apply_times: deque[float] = deque(maxlen=20_000)  # seconds per update, in this actor
+        # seconds from the active applying a change (its wall clock) to this shadow applying it
+        self.stream_delays: deque[float] = deque(maxlen=20_000)
 
     def started(self) -> None:
         self.db = InteractionDB.in_dir(self.ctx.config.data_dir)
@@ -201,6 +203,8 @@ class InteractionShadow(NodeActor):
                 self.duplicates += result.duplicates
                 self.applied += len(result.applied)
                 touched.update(i.id for i in result.applied)
+                now = time.time()
+                self.stream_delays.extend(now - i.now for i in result.applied if i.now > 0)
         except StreamGap as gap:
             self._persist(touched)
             self._gap(gap, "an update")
@@ -288,6 +292,7 @@ class InteractionShadow(NodeActor):
             "duplicates": self.duplicates,
             "gaps": self.gaps,
             "apply_ms": _percentiles(self.apply_times),
+            "stream_delay_ms": _percentiles(self.stream_delays),
             "types": sorted(self.store.filter.types),
             "mail_assigned_only": self.store.filter.mail_assigned_only,
         }
