@@ -473,7 +473,7 @@ class ShadowUpdate(Message):
 @dataclass(frozen=True)
 class ShadowAck(Message):
     """Backup -> active: the shadow store holds the session's stream up to ``seq`` (also a keep-alive,
-    which carries the shadow counts per type)."""
+    which carries the shadow counts per type; ``seq`` -1 while the session's full sync runs)."""
 
     session: str
     seq: int

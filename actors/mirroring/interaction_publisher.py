@@ -56,6 +56,7 @@ TICK = 0.2  # waiter timeouts, heartbeats
 CHUNK = 2000  # interactions per snapshot chunk
 MAX_CHUNK_BYTES = 2 * 1024 * 1024  # under the wire's 4 MiB frame limit
 REFREEZE = 10_000  # the live set grew (or shrank) this much: settle() it again
+SILENT = 5.0  # a backup session with no acknowledgement (keep-alive every 0.5 s) this long is dropped
 DRAIN = 1.5  # at most this long, when stopping, for the backup to confirm what was sent
 FLUSH = 0.05  # the live set is written to SQLite this long after a change, in one transaction
 
@@ -82,7 +83,7 @@ class _Waiter:
 class _Backup:
     stream: StreamSession
     peer: bytes
-    acked: int = 0
+    acked: int = -1  # -1: the backup has not yet confirmed the session's snapshot
     counts: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -186,7 +187,7 @@ class InteractionPublisher(NodeActor):
         def on_message(env: Envelope, peer: bytes | None) -> None:
             if isinstance(env.msg, ShadowAck):
                 with self._acks:
-                    self._acked[env.msg.session] = max(self._acked.get(env.msg.session, 0), env.msg.seq)
+                    self._acked[env.msg.session] = max(self._acked.get(env.msg.session, -1), env.msg.seq)
                     self._acks.notify_all()
             if ref.is_alive():
                 ref.tell(Inbound(env, peer, "interactions"))
@@ -218,26 +219,26 @@ class InteractionPublisher(NodeActor):
             return
         session, target, t0 = b.stream.session, b.stream.seq, time.monotonic()
         with self._acks:
-            done = self._acks.wait_for(lambda: self._acked.get(session, 0) >= target, timeout=DRAIN)
+            done = self._acks.wait_for(lambda: self._acked.get(session, -1) >= target, timeout=DRAIN)
         if done:
             self.log.info(
                 "InteractionRecovery: the backup confirmed the last {} change(s) in {:.3f} s before this node "
                 "stopped serving interactions",
-                target - b.acked,
+                target - max(b.acked, 0),
                 time.monotonic() - t0,
             )
         else:
             self.log.warning(
                 "InteractionRecovery: the backup did not confirm {} change(s) within {:g} s of this node "
                 "stopping; they may be missing from its shadows",
-                target - self._acked.get(session, b.acked),
+                target - max(self._acked.get(session, b.acked), 0),
                 DRAIN,
             )
 
     def stopped(self) -> None:
         self._drain()
         with self._acks:
-            acked = self._acked.get(self.backup.stream.session, 0) if self.backup is not None else -1
+            acked = self._acked.get(self.backup.stream.session, -1) if self.backup is not None else -1
         for w in self.waiters:
             if w.seq <= acked:
                 self._answer(w, True, "")
@@ -339,7 +340,7 @@ class InteractionPublisher(NodeActor):
                 ShadowSessionUnknown(body.session, "no such shadow session on the active"), to=peer
             )
             return
-        b.acked = max(b.acked, body.seq)
+        b.acked = max(b.acked, body.seq)  # -1: a keep-alive during the full sync
         if body.counts:
             b.counts = dict(body.counts)
         b.last_seen = time.monotonic()
@@ -357,7 +358,7 @@ class InteractionPublisher(NodeActor):
             )
 
     def _lag(self) -> int:
-        return 0 if self.backup is None else self.backup.stream.seq - self.backup.acked
+        return 0 if self.backup is None else self.backup.stream.seq - max(self.backup.acked, 0)
 
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
@@ -376,12 +377,17 @@ class InteractionPublisher(NodeActor):
             settle()
         b = self.backup
         if b is not None and self.endpoint is not None:
-            if time.monotonic() - b.last_seen > 30.0:
+            if time.monotonic() - b.last_seen > SILENT:
                 self.log.warning(
-                    "InteractionRecovery: the backup's shadow session {} went silent; dropped",
+                    "InteractionRecovery: the backup's shadow session {} sent nothing for {:g} s; dropped "
+                    "(it resynchronizes when it comes back)",
                     b.stream.session,
+                    SILENT,
                 )
                 self.backup = None
+                for w in self.waiters:
+                    self._answer(w, False, "the backup stopped answering before it confirmed the change")
+                self.waiters.clear()
             else:
                 self.endpoint.send(ShadowHeartbeat(b.stream.session, b.stream.seq), to=b.peer)
         self.schedule(TICK, Tick("interactions"))

@@ -279,6 +279,9 @@ class InteractionShadow(NodeActor):
             self._full_sync(f"no snapshot chunk for {SYNC_RETRY:g} s ({self.sync_reason})")
         elif not self.store.syncing:
             self._ack(counts=True)  # keep-alive: the active answers an unknown session
+        elif self.connected and self.store.session and self.endpoint is not None:
+            # still alive while a long full sync runs (seq -1: nothing of the new session held yet)
+            self.endpoint.send(ShadowAck(self.store.session, -1))
         self.schedule(TICK, Tick("shadow"))
 
     @handles(GetInteractions)
