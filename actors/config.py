@@ -29,6 +29,12 @@ class ServerConfig:
     vswitch_port: int = 3633
     notifier_port: int = 3634
     notifier_aux_port: int = 3635
+    interaction_port: int = 3638  # InteractionPublisher on the active: applications and the backup's shadow
+
+
+#: every TCP port a server listens on, in declaration order: the config check, the node's start-up port
+#: check and the test/pair port allocation all follow this one list (a new ``*_port`` field joins it)
+SERVER_PORTS: tuple[str, ...] = tuple(f.name for f in fields(ServerConfig) if f.name.endswith("_port"))
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,7 @@ def parse_config(
             raise ConfigError(
                 f'{srv}.address: {s.address!r} {problem} (expected e.g. "10.0.0.1" or "server-a.example.com")'
             )
-        for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port"):
+        for port_key in SERVER_PORTS:
             port = getattr(s, port_key)
             if not 0 < port < 65536:
                 raise ConfigError(f"{srv}.{port_key}: {port} is not a TCP port (1-65535)")

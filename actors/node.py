@@ -16,8 +16,10 @@ import zmq
 from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
-from actors.config import NodeConfig, ServerConfig
+from actors.config import SERVER_PORTS, NodeConfig, ServerConfig
 from actors.http_endpoint import HttpEndpoint, node_state_collector
+from actors.mirroring.interaction_publisher import GetInteractions, InteractionPublisher
+from actors.mirroring.interaction_shadow import InteractionShadow
 from actors.monitoring.monitor_params import PRIMARY_MONITOR_PARAMS, primary_monitor_params, resolved_values
 from actors.monitoring.monitors import GetMonitorParams, ModuleMonitor, PrimaryMonitor, this_server
 from actors.monitoring.network_check import backup_network_ok
@@ -39,6 +41,7 @@ from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
 from transport.faults import NO_FAULTS, Faults
 from transport.icmp import IcmpPinger, gateways
+from transport.messages import InteractionList
 from transport.security import Security
 
 
@@ -52,7 +55,7 @@ class NodeStartError(RuntimeError):
     """The node cannot start (a port it must listen on is taken...); the text says which and why."""
 
 
-LISTEN_PORTS = ("vswitch_port", "notifier_port", "notifier_aux_port")
+LISTEN_PORTS = SERVER_PORTS
 
 
 def check_listen_ports(me: ServerConfig) -> None:
@@ -106,6 +109,7 @@ class Node:
             "monitors": self.op_monitors,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
+            "interactions": self.op_interactions,
         }
 
     def _is_active(self) -> bool:
@@ -133,6 +137,43 @@ class Node:
 
     def op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "node": self.config.name, "pid": os.getpid(), "time": time.time()}
+
+    def op_interactions(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Live interactions on the active, shadows on the backup: ``type``, ``id``, ``limit``,
+        ``counts_only``."""
+        for name in ("InteractionPublisher", "InteractionShadow"):
+            ref = self.ctx.directory.lookup(name)
+            if ref is None or not ref.is_alive():
+                continue
+            try:
+                limit = int(args.get("limit", 0) or 0)
+            except (TypeError, ValueError):
+                raise AdminError(f"limit must be an integer, got {args.get('limit')!r}") from None
+            query = GetInteractions(str(args.get("type", "") or ""), str(args.get("id", "") or ""), limit)
+            if args.get("counts_only"):
+                query = GetInteractions(query.type, query.id, -1)
+            reply = ref.ask(query, timeout=5)
+            if not isinstance(reply, InteractionList):
+                raise AdminError(f"{name} answered {type(reply).__name__} to a listing")
+            items = [] if args.get("counts_only") else list(reply.items)
+            return {
+                "node": reply.node,
+                "role": reply.role,
+                "kind": reply.kind,
+                "counts": reply.counts,
+                "total": reply.total,
+                "stats": reply.stats,
+                "items": items,
+            }
+        return {
+            "node": self.config.name,
+            "role": self.ctx.role.role,
+            "kind": "none",
+            "counts": {},
+            "total": 0,
+            "stats": {},
+            "items": [],
+        }
 
     def op_status(self, args: dict[str, Any]) -> dict[str, Any]:
         r = self.ctx.role
@@ -250,7 +291,9 @@ class Node:
                 actor_spec("ModuleMonitor", ModuleMonitor),
                 actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
+            "active": [actor_spec("InteractionPublisher", InteractionPublisher, security=security)],
         }
+        specs["backup"].append(actor_spec("InteractionShadow", InteractionShadow, security=security))
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
             self.ctx,

@@ -21,6 +21,8 @@ from transport.messages import (
     CommandReply,
     HistoryReply,
     HistoryRequest,
+    InteractionList,
+    InteractionQuery,
     RejoinRequest,
     StatusReport,
     SwitchRequest,
@@ -262,6 +264,50 @@ def watch_status(args: argparse.Namespace, servers: list[Server], security: Secu
     return 0
 
 
+# ---- interaction shadowing (issue 12): counts per type, live on the active and shadowed on the backup
+def interactions_view(
+    config_path: str, active: str | None, timeout: float, security: Security
+) -> dict[str, Any] | None:
+    """The active's interaction counts and its backup's shadow counts (None: no active to ask)."""
+    if active is None:
+        return None
+    cfg = load_config(config_path, check_parameters=False)
+    srv = cfg.server_a if cfg.server_a.name == active else cfg.server_b
+    try:
+        reply = request_once(
+            f"tcp://{srv.address}:{srv.interaction_port}", InteractionQuery(limit=-1), timeout, security
+        )
+    except Unreachable as exc:
+        return {"error": str(exc)}
+    if not isinstance(reply, InteractionList):
+        return {"error": f"{active} answered {reply.TYPE} to InteractionQuery"}
+    stats = reply.stats
+    return {
+        "live": reply.counts,
+        "shadowed": stats.get("backup_counts", {}),
+        "lag": stats.get("lag", 0),
+        "backup_connected": bool(stats.get("backup_session")),
+    }
+
+
+def print_interactions(view: dict[str, Any] | None, as_json: bool) -> None:
+    if as_json or view is None:
+        return
+    if "error" in view:
+        print(f"Interactions: not available ({view['error']})")
+        return
+    types = [t for t in view["live"] if view["live"][t] or view["shadowed"].get(t)]
+    print("Interactions (live on the active / shadowed on the backup):")
+    for t in types:
+        print(f"  {t}: {view['live'][t]} / {view['shadowed'].get(t, 0)}")
+    if not types:
+        print("  none")
+    if not view["backup_connected"]:
+        print("  no backup is shadowing interactions")
+    elif view["lag"]:
+        print(f"  backup lag: {view['lag']} change(s)")
+
+
 def wait_for(
     servers: list[Server], name: str, roles: tuple[str, ...], timeout: float, security: Security
 ) -> StatusReport | None:
@@ -427,7 +473,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ctl_op == "status":
         states = poll_both(servers, args.timeout, security)
         view = status_view(states)
+        view["interactions"] = interactions_view(args.config, view["active"], args.timeout, security)
         print_json(view) if args.json else print_status(view)
+        print_interactions(view["interactions"], args.json)
         nobody = nobody_answered(states)
         return error(nobody) if nobody else 0
     if args.ctl_op == "switch":

@@ -18,6 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from cli.interactions_cmd import DEMO_PARAMETERS, demo_after_switch, demo_before_switch
 from deploy.pair import FAST_PARAMETERS, LocalPair, wait_until
 
 
@@ -36,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--crash-module",
         action="store_true",
         help="after the manual switch, kill -9 the active's module and show the automatic switch",
+    )
+    p.add_argument(
+        "--interactions",
+        action="store_true",
+        help="also show chats, emails and callbacks surviving the switch",
     )
     p.set_defaults(func=run)
 
@@ -62,7 +68,7 @@ def finish(base: Path, keep: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="switchover-demo-"))
-    pair = LocalPair(base, parameters=dict(FAST_PARAMETERS))
+    pair = LocalPair(base, parameters={**FAST_PARAMETERS, **(DEMO_PARAMETERS if args.interactions else {})})
     print(f"pair configs and data in {base}")
     for name in pair.names:
         hooks = pair.nodes[name].data_dir / "hooks"
@@ -84,10 +90,14 @@ def run(args: argparse.Namespace) -> int:
         pair.start_module(b)
         wait_until(lambda: pair.role(b) == "Backup", 20, what=f"{b} to become Backup")
         show(pair, "the pair is up")
+        if args.interactions:
+            demo_before_switch(pair, a, b)
         print("\n=== ctl switch --yes ===", flush=True)
         out = pair.ctl("switch", "--yes")
         print(out.stdout.rstrip(), out.stderr.rstrip(), flush=True)
         show(pair, "after the switch")
+        if args.interactions:
+            demo_after_switch(pair, b)
         print(f"\n=== ctl rejoin (the stale {a} becomes the backup) ===", flush=True)
         print(pair.ctl("rejoin").stdout.rstrip(), flush=True)
         if args.crash_module:

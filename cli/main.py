@@ -22,6 +22,8 @@ COMMANDS = {
     "keys": "cli.keys_cmd",
     "lab": "cli.lab_cmd",
     "hooks": "cli.hooks_cmd",
+    "interactions": "cli.interactions_cmd",
+    "app": "cli.app_cmd",
 }
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.config import SERVER_PORTS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -128,23 +130,16 @@ class LocalPair:
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(8)
-        http_ports = dict(zip(self.names, ports[6:], strict=True))
+        n = len(SERVER_PORTS)
+        ports = free_ports(2 * n + 2)
+        http_ports = dict(zip(self.names, ports[2 * n :], strict=True))
         servers = {
-            "server_a": {
-                "name": self.names[0],
+            table: {
+                "name": name,
                 "address": self.address,
-                "vswitch_port": ports[0],
-                "notifier_port": ports[1],
-                "notifier_aux_port": ports[2],
-            },
-            "server_b": {
-                "name": self.names[1],
-                "address": self.address,
-                "vswitch_port": ports[3],
-                "notifier_port": ports[4],
-                "notifier_aux_port": ports[5],
-            },
+                **dict(zip(SERVER_PORTS, ports[i * n : (i + 1) * n], strict=True)),
+            }
+            for i, (table, name) in enumerate((("server_a", self.names[0]), ("server_b", self.names[1])))
         }
         self.nodes: dict[str, PairNode] = {}
         for name in self.names:

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from actors.config import SERVER_PORTS
+
 # --------------------------------------------------------------------------------------- polling
 
 
@@ -85,6 +87,12 @@ def free_port() -> int:
     return free_tcp_ports(1)[0]
 
 
+def server_ports() -> tuple[list[int], list[int]]:
+    """Free ports for every listening port of server A and of server B (``SERVER_PORTS`` order)."""
+    ports = free_tcp_ports(2 * len(SERVER_PORTS))
+    return ports[: len(SERVER_PORTS)], ports[len(SERVER_PORTS) :]
+
+
 @pytest.fixture
 def free_ports() -> Callable[[int], list[int]]:
     return free_tcp_ports
@@ -119,9 +127,7 @@ def node_config_text(
             f"[{table}]",
             f'name = "{srv}"',
             'address = "127.0.0.1"',
-            f"vswitch_port = {ports[0]}",
-            f"notifier_port = {ports[1]}",
-            f"notifier_aux_port = {ports[2]}",
+            *(f"{key} = {port}" for key, port in zip(SERVER_PORTS, ports, strict=True)),
         ]
     lines += ["", "[security]", "insecure = true"]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
@@ -243,8 +249,8 @@ class NodePair:
 
 def make_pair(root: Path) -> NodePair:
     """Write configs for A and B under ``root`` (not started)."""
-    ports = free_tcp_ports(8)
-    ports_a, ports_b, http_ports = ports[:3], ports[3:6], dict(zip("AB", ports[6:], strict=True))
+    ports_a, ports_b = server_ports()
+    http_ports = dict(zip("AB", free_tcp_ports(2), strict=True))
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"

@@ -383,3 +383,122 @@ class ModuleGone(Message):
 
     module: str
     pid: int
+
+
+# --------------------------------------------------------------------------------------------------
+# ---- Interaction shadowing (issue 12): applications <-> InteractionPublisher (interaction_port,
+# on the active) and the backup's InteractionShadow <-> the active's InteractionPublisher.
+# An interaction travels as a dict (replication/interactions.py Interaction.to_dict); a stream item
+# as a dict too (StreamItem: seq, kind, id, op, data, now).
+# --------------------------------------------------------------------------------------------------
+
+
+@register("InteractionPublish")
+@dataclass(frozen=True)
+class InteractionPublish(Message):
+    """An application publishes one operation (create, update, append, transfer, disconnect).
+    ``wait_backup``: answer only once the backup's shadow store holds it (at most ``timeout`` s)."""
+
+    op: str
+    id: str
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    wait_backup: bool = False
+    timeout: float = 5.0
+
+
+@register("InteractionPublished")
+@dataclass(frozen=True)
+class InteractionPublished(Message):
+    """``shadowed``: the backup confirmed it holds the change (only asked with ``wait_backup``);
+    ``lag``: stream items sent to the backup and not yet confirmed."""
+
+    ok: bool
+    rev: int = 0
+    detail: str = ""
+    shadowed: bool = False
+    lag: int = 0
+
+
+@register("InteractionQuery")
+@dataclass(frozen=True)
+class InteractionQuery(Message):
+    """List interactions: all, one ``type``, or one ``id``; ``limit`` 0 = no limit."""
+
+    type: str = ""
+    id: str = ""
+    limit: int = 0
+
+
+@register("InteractionList")
+@dataclass(frozen=True)
+class InteractionList(Message):
+    """``kind``: live (the active's interactions) or shadow (the backup's, inert)."""
+
+    node: str
+    role: str
+    kind: str
+    items: tuple[dict[str, Any], ...]
+    counts: dict[str, Any]
+    total: int
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@register("ShadowSyncRequest")
+@dataclass(frozen=True)
+class ShadowSyncRequest(Message):
+    """Backup -> active: start a new session with a full synchronization under ``filter``."""
+
+    session: str
+    filter: dict[str, Any]
+    reason: str = ""
+
+
+@register("ShadowSnapshot")
+@dataclass(frozen=True)
+class ShadowSnapshot(Message):
+    """One chunk of a full synchronization; ``final`` chunk: the stream goes on from ``seq``.
+    ``rows``: msgpack list of compact interaction rows (replication/interactions.py pack_rows)."""
+
+    session: str
+    seq: int
+    rows: bytes
+    final: bool
+    total: int
+
+
+@register("ShadowUpdate")
+@dataclass(frozen=True)
+class ShadowUpdate(Message):
+    """Active -> backup: stream items of the session, in order."""
+
+    session: str
+    items: tuple[dict[str, Any], ...]
+
+
+@register("ShadowAck")
+@dataclass(frozen=True)
+class ShadowAck(Message):
+    """Backup -> active: the shadow store holds the session's stream up to ``seq`` (also a keep-alive,
+    which carries the shadow counts per type; ``seq`` -1 while the session's full sync runs)."""
+
+    session: str
+    seq: int
+    counts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@register("ShadowHeartbeat")
+@dataclass(frozen=True)
+class ShadowHeartbeat(Message):
+    """Active -> backup: the session's stream is at ``seq`` (the backup sees a silent loss)."""
+
+    session: str
+    seq: int
+
+
+@register("ShadowSessionUnknown")
+@dataclass(frozen=True)
+class ShadowSessionUnknown(Message):
+    """Active -> backup: no such session here (the active restarted or another session replaced it)."""
+
+    session: str
+    detail: str = ""

@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.conftest import NodeProc, free_tcp_ports, node_config_text, switchover_command, wait_until
+from tests.conftest import NodeProc, node_config_text, server_ports, switchover_command, wait_until
 
 RECORDING_HOOK = """#!/bin/sh
 echo "$SWITCHOVER_EVENT $SWITCHOVER_ROLE $SWITCHOVER_GENERATION $SWITCHOVER_REASON" >> "{log}"
@@ -18,10 +18,10 @@ echo "$SWITCHOVER_EVENT $SWITCHOVER_ROLE $SWITCHOVER_GENERATION $SWITCHOVER_REAS
 
 def single_node(tmp_path: Path) -> tuple[NodeProc, Path]:
     """Node A alone (B never starts, so A becomes Primary), with a recording hook for both events."""
-    ports = free_tcp_ports(6)
+    ports_a, ports_b = server_ports()
     data = tmp_path / "dataA"
     config = tmp_path / "A.toml"
-    text = node_config_text("A", data, ports[:3], ports[3:])
+    text = node_config_text("A", data, ports_a, ports_b)
     config.write_text(text.replace("[timing]\n", "[timing]\nstartup_wait = 0.3\n"))
     log = tmp_path / "hook-runs.log"
     for kind in ("commence", "discontinue"):

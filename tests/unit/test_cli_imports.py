@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_tcp_ports, node_config_text
+from tests.conftest import node_config_text, server_ports
 
 HEAVY = ("pykka", "loguru", "psutil", "rich", "sqlite3", "prometheus_client", "icmplib", "actors.runtime")
 
@@ -40,9 +40,9 @@ def run_probe(*argv: str) -> dict[str, object]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    ports = free_tcp_ports(6)  # nobody listens: the status shows both servers unreachable
+    ports_a, ports_b = server_ports()
     path = tmp_path / "A.toml"
-    path.write_text(node_config_text("A", tmp_path / "dataA", ports[:3], ports[3:]))
+    path.write_text(node_config_text("A", tmp_path / "dataA", ports_a, ports_b))
     return path
 
 
@@ -62,9 +62,9 @@ def test_admin_status_imports_nothing_heavy(tmp_path: Path) -> None:
 
 def test_the_probe_sees_heavy_modules_where_they_are_needed(tmp_path: Path) -> None:
     """``ctl history`` draws a rich table and reads event records: the probe must notice."""
-    ports = free_tcp_ports(6)
+    ports_a, ports_b = server_ports()
     path = tmp_path / "A.toml"
-    path.write_text(node_config_text("A", tmp_path / "dataA", ports[:3], ports[3:]))
+    path.write_text(node_config_text("A", tmp_path / "dataA", ports_a, ports_b))
     result = run_probe("ctl", "--config", str(path), "--timeout", "0.2", "history")
     assert result["code"] == 1  # nobody answers
     assert "loguru" in result["heavy"]  # the event records it reads
