@@ -38,14 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", default=os.environ.get("SWITCHOVER_CONFIG"), help="this node's config (its addresses)"
     )
-    p.add_argument("--name", default="contact-center")
+    p.add_argument("--name", default="contact-center", help="the application's name on the node (default contact-center)")
     p.add_argument("--rate", type=float, default=20.0, help="operations per second")
     p.add_argument("--max-open", type=int, default=40, help="interactions kept open at once")
     p.add_argument(
         "--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)"
     )
     p.add_argument("--wait-backup", action="store_true", help="publish messages with wait-for-the-backup")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="random seed of the simulated traffic (repeatable runs)")
     p.add_argument("--journal", help="append one JSON line per acknowledged operation")
     p.set_defaults(func=run)
 

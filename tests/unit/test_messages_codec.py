@@ -187,6 +187,17 @@ WIRE_TYPES: dict[str, str] = {
     "ModulePing": "actors/monitoring/monitors.py",
     "ModulePingReply": "transport/module.py",
     "ModuleGone": "actors/monitoring/notifier.py",
+    # interaction shadowing (issue 12)
+    "InteractionPublish": "transport/interactions_client.py",
+    "InteractionPublished": "actors/mirroring/interaction_publisher.py",
+    "InteractionQuery": "transport/interactions_client.py",
+    "InteractionList": "actors/mirroring/interaction_publisher.py",
+    "ShadowSyncRequest": "actors/mirroring/interaction_shadow.py",
+    "ShadowSnapshot": "actors/mirroring/interaction_publisher.py",
+    "ShadowUpdate": "actors/mirroring/interaction_publisher.py",
+    "ShadowHeartbeat": "actors/mirroring/interaction_publisher.py",
+    "ShadowAck": "actors/mirroring/interaction_shadow.py",
+    "ShadowSessionUnknown": "actors/mirroring/interaction_publisher.py",
 }
 
 # Actor-internal messages that used to be registered (issue 9, defect 6): never on the wire.
