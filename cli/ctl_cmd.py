@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from actors.config import ConfigError, load_config
+from actors.config import ConfigError, load_config, tool_security
 from actors.roles.event_log import EventRecord, merge_histories
 from cli.output import error, on_every_operation, print_json, print_table
-from transport.client import Unreachable, query_state, request_once
+from transport.client import Unreachable, query_state, request_once, who_am_i
 from transport.messages import (
     CommandReply,
     HistoryReply,
@@ -72,17 +72,18 @@ def ctl_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     p.add_argument(
         "--timeout", type=float, default=d if suppress else 2.0, help="seconds to wait for each server"
     )
+    p.add_argument(
+        "--key",
+        default=d if suppress else None,
+        help="your secret key file (default: $SWITCHOVER_KEY, [security] client_key, the group key)",
+    )
 
 
-def servers_of(config_path: str | None) -> tuple[list[Server], str, Security]:
+def servers_of(config_path: str | None, key: str | None = None) -> tuple[list[Server], str, Security]:
     if not config_path:
         raise ConfigError("no configuration: pass --config FILE or set SWITCHOVER_CONFIG")
     cfg = load_config(config_path)
-    security = (
-        Security.plain()
-        if cfg.security.insecure
-        else Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
-    )
+    security = tool_security(cfg, key)
     servers = [Server(s.name, f"tcp://{s.address}:{s.vswitch_port}") for s in (cfg.server_a, cfg.server_b)]
     return servers, cfg.name, security
 
@@ -146,7 +147,34 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     return view
 
 
+def user_view(
+    servers: list[Server], view: dict[str, Any], timeout: float, security: Security
+) -> dict[str, Any] | None:
+    """Who this key is, and its rights, as the backup (else any connected server) sees it."""
+    order = [view["backup"], view["active"], *(s.name for s in servers)]
+    for name in order:
+        server = next((s for s in servers if s.name == name), None)
+        if server is None or not view["servers"][server.name]["connected"]:
+            continue
+        try:
+            me = who_am_i(server.address, timeout, security)
+        except Unreachable:
+            continue
+        return {"name": me.user, "rights": list(me.rights), "secured": me.secured}
+    return None
+
+
 def print_status(view: dict[str, Any]) -> None:
+    user = view.get("user")
+    if user is not None:
+        privileges, _ = privilege_lines(
+            user["name"], tuple(user["rights"]), user["secured"], False, view["active"]
+        )
+        if user["secured"] and view["active"] and "remote-control" not in user["rights"]:
+            privileges[-1] += " (status only: switch and rejoin are refused)"
+        for line in privileges:
+            print(line)
+
     def conn(name: str | None) -> str:
         if name is None:
             return "(none)"
@@ -194,6 +222,54 @@ def wait_for(
     return None
 
 
+def privilege_lines(
+    user: str, rights: tuple[str, ...], secured: bool, immediate: bool, primary: str | None
+) -> tuple[list[str], bool]:
+    """The control panel's privilege lines (spec lines 1850, 1943-1955) and whether to go on.
+
+    With ``--immediate`` the Remote Control right is not checked (the node requires the master
+    administrator, the Admin right); neither is it when there is no primary server.
+    """
+    if not secured:
+        return ["Plain text (security.insecure): user privileges are not checked"], True
+    lines = [f"Checking user privileges for user {user}"]
+    if immediate:
+        ok = "admin" in rights
+        lines.append(
+            "/Immediate: Remote Control right not checked; "
+            + ("verified user is a master administrator" if ok else f"user {user} lacks the Admin right")
+        )
+        return lines, ok
+    if primary is None:
+        lines.append("No primary server: Remote Control right not checked")
+        return lines, True
+    if "remote-control" in rights:
+        lines.append("Verified user has Remote Control rights")
+        return lines, True
+    lines.append(f"User {user} lacks the Remote Control right")
+    return lines, False
+
+
+def check_privileges(
+    server: Server, view: dict[str, Any], args: argparse.Namespace, security: Security
+) -> bool:
+    try:
+        me = who_am_i(server.address, args.timeout, security)
+    except Unreachable as exc:
+        error(f"cannot check user privileges on {server.name}: {exc}")
+        return False
+    lines, ok = privilege_lines(me.user, me.rights, me.secured, args.immediate, view["active"])
+    for line in lines:
+        print(line)
+    if view["active"]:
+        print(f"Potential Primary: {view['active']}")
+    print(f"Potential Backup: {server.name}")
+    if not ok:
+        need = "Admin" if args.immediate else "Remote Control"
+        error(f"switch refused: user {me.user} lacks the {need} right")
+    return ok
+
+
 def do_switch(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
     states = poll_both(servers, args.timeout, security)
     view = status_view(states)
@@ -216,6 +292,8 @@ def do_switch(args: argparse.Namespace, servers: list[Server], security: Securit
             print("Switchover cancelled.")
             return 1
     server = next(s for s in servers if s.name == backup)
+    if not check_privileges(server, view, args, security):
+        return 1
     try:
         reply = request_once(
             server.address,
@@ -305,11 +383,12 @@ def do_history(args: argparse.Namespace, servers: list[Server], security: Securi
 
 def run(args: argparse.Namespace) -> int:
     try:
-        servers, local, security = servers_of(args.config)
+        servers, local, security = servers_of(args.config, args.key)
     except ConfigError as exc:
         return error(str(exc))
     if args.ctl_op == "status":
         view = status_view(poll_both(servers, args.timeout, security))
+        view["user"] = user_view(servers, view, args.timeout, security)
         print_json(view) if args.json else print_status(view)
         return 0
     if args.ctl_op == "switch":

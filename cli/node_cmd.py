@@ -31,9 +31,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"switchover node: config error: {exc}", file=sys.stderr)
         return 2
     from actors.node import Node
+    from transport.security import KeyFileError
 
     try:
         return Node(cfg, force_backup=args.force_backup, manual_switch_only=args.manual_switch_only).run()
+    except KeyFileError as exc:
+        print(f"switchover node: cannot start: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"switchover node: cannot start: {exc}", file=sys.stderr)
         return 3

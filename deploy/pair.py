@@ -122,11 +122,17 @@ class LocalPair:
     release: dict[str, str] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     names: tuple[str, str] = ("alpha", "beta")
-    security: dict[str, Any] | None = None  # the [security] table; default plain text
+    security: dict[str, Any] | None = None  # the [security] table; default: see ``curve``
     address: str = "127.0.0.1"
+    # CURVE with keys made under base/keys: the group keypair, an "operator" (admin) that the
+    # configs name as client_key (ctl), and a "module" key the modules run with. False: plain text.
+    curve: bool = False
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
+        self.keys = self.base / "keys"
+        if self.security is None and self.curve:
+            self.security = make_keys(self.keys)
         ports = free_ports(6)
         servers = {
             "server_a": {
@@ -182,8 +188,38 @@ class LocalPair:
             )
         return node
 
-    def start_module(self, name: str, module: str = "TsServer") -> PairNode:
+    def client_key(self, client: str) -> Path:
+        """The secret key file of a client made by :func:`make_keys` (or ``add_client``)."""
+        return self.keys / "clients.d" / f"{client}.key_secret"
+
+    def add_client(self, client: str, rights: str) -> Path:
+        """``switchover keys add-client`` into this pair's keys directory; the secret key file."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "keys",
+                "add-client",
+                client,
+                "--rights",
+                rights,
+                "--dir",
+                str(self.keys),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"keys add-client {client} failed: {done.stderr}")
+        return self.client_key(client)
+
+    def start_module(self, name: str, module: str = "TsServer", key: Path | None = None) -> PairNode:
         node = self.nodes[name]
+        if key is None and self.curve and self.client_key("module").exists():
+            key = self.client_key("module")
         with open(node.data_dir / "module.stderr", "ab") as log:
             node.module = subprocess.Popen(
                 [
@@ -196,6 +232,7 @@ class LocalPair:
                     module,
                     "--config",
                     str(node.config),
+                    *(["--key", str(key)] if key is not None else []),
                 ],
                 stdout=log,
                 stderr=log,
@@ -223,10 +260,11 @@ class LocalPair:
         return {n: self.role(n) for n in self.names}
 
     def ctl(
-        self, *args: str, input_text: str | None = None, timeout: float = 30.0
+        self, *args: str, input_text: str | None = None, timeout: float = 30.0, key: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        with_key = ["--key", str(key)] if key is not None else []
         return subprocess.run(
-            [sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *args],
+            [sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *with_key, *args],
             capture_output=True,
             text=True,
             env=child_env(),
@@ -251,6 +289,23 @@ class LocalPair:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait(timeout=5)
+
+
+def make_keys(keys: Path) -> dict[str, Any]:
+    """The server group keypair and two clients under ``keys`` (as ``switchover keys`` makes them):
+    ``operator`` (admin) and ``module`` (module, app: what the reference module does). Returns the
+    [security] table: the group key, and the operator as the local tools' client key."""
+    from transport.auth import Client, parse_rights, save_clients
+    from transport.security import GROUP_KEY_NAME, load_public, write_keypair
+
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _, group = write_keypair(keys, GROUP_KEY_NAME)
+    clients = []
+    for client, rights in (("operator", "admin"), ("module", "module,app")):
+        pub, _ = write_keypair(keys / "clients.d", client)
+        clients.append(Client(client, load_public(pub).decode(), parse_rights(rights)))
+    save_clients(keys / "clients.toml", clients)
+    return {"group_key": str(group), "client_key": str(keys / "clients.d" / "operator.key_secret")}
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:

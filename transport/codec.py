@@ -38,6 +38,10 @@ class Envelope:
     seq: int | None = None
     kind: int = NOTIFY
     corr: int | None = None
+    # set by a receiving server endpoint with access control, never encoded: the sender's ZAP
+    # user id (the client's name; "server-group" for the peer node) and network address
+    user: str = ""
+    peer_address: str = ""
 
 
 _FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {}

@@ -19,12 +19,13 @@ import heapq
 import itertools
 import os
 import random
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import zmq
@@ -88,6 +89,7 @@ _MONITOR_KINDS: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_failed",
 }
 
 MessageHandler = Callable[[Envelope, bytes | None], None]
@@ -101,6 +103,7 @@ class EndpointStats:
     dropped_out: int = 0
     dropped_in: int = 0
     decode_errors: int = 0
+    refused: int = 0  # messages refused by access control (the sender lacks the right)
     timeouts: int = 0
     send_failures: int = 0
 
@@ -186,7 +189,14 @@ class Endpoint:
             sock.setsockopt(zmq.IMMEDIATE, 1)
         if self._identity:
             sock.setsockopt(zmq.IDENTITY, self._identity)
+        if self.role == "server":
+            sock.zap_domain = self.name.encode()  # the ZAP handler (transport.auth) sees which socket
         self.security.apply(sock, server=self.role == "server")
+        self._access = self.security.access if self.role == "server" and not self.security.insecure else None
+        if self._access is not None:
+            self._access.add_domain(self.name)
+        self._accepted: dict[int, str] = {}  # fd -> peer address of connections not yet closed
+        self._failed_handshakes = 0  # handshake failures not yet matched with their connection's close
         return sock
 
     def start(self) -> Endpoint:
@@ -398,9 +408,16 @@ class Endpoint:
                 fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {exc.strerror}"))
 
     def _receive_all(self) -> None:
+        access = self._access
         for _ in range(1000):
+            user = address = ""
             try:
-                frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+                if access is None:
+                    frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+                else:
+                    raw = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    user, address = _metadata(raw[-1], "User-Id"), _metadata(raw[-1], "Peer-Address")
+                    frames = [f.bytes for f in raw]
             except zmq.Again:
                 return
             peer: bytes | None = None
@@ -416,6 +433,22 @@ class Endpoint:
                         Envelope(ErrorReply(str(exc)), self.node, self._generation(), None, REPLY), peer, None
                     )
                 continue
+            if access is not None:
+                refusal = access.check(env.msg, user, address, self.name)
+                if refusal is not None:
+                    self.stats.refused += 1
+                    if env.kind == REQUEST:
+                        reply = Envelope(
+                            ErrorReply(refusal, env.msg.TYPE),
+                            self.node,
+                            self._generation(),
+                            None,
+                            REPLY,
+                            env.corr,
+                        )
+                        self._transmit(reply, peer, None)
+                    continue
+                env = replace(env, user=user, peer_address=address)
             faults = self._faults
             if faults.drops(self._rng):
                 self.stats.dropped_in += 1
@@ -452,6 +485,8 @@ class Endpoint:
                 continue
             endpoint = event.get("endpoint", b"")
             address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+            if self._access is not None:
+                self._watch_handshakes(kind, int(event["event"]), int(event.get("value", -1)))
             if self.role == "client":
                 if kind == "handshake":  # usable only now: with IMMEDIATE, sends fail before the handshake
                     self.connected = True
@@ -460,6 +495,29 @@ class Endpoint:
                 elif kind == "handshake_failed":
                     self._reconnect_later(address)
             self._emit(kind, address)
+
+    def _watch_handshakes(self, kind: str, code: int, value: int) -> None:
+        """Name the peer of a failed handshake (a plain-text client, a wrong server key, garbage).
+
+        ZeroMQ reports a failed handshake without the peer; its ``accepted`` event carries the
+        connection's descriptor (asked for its peer address at once) and its ``disconnected``
+        event the same descriptor, right after the failure (one I/O thread, in order).
+        """
+        if kind == "accepted":
+            self._accepted[value] = _peer_of_fd(value)
+            if len(self._accepted) > 100_000:
+                self._accepted.clear()
+        elif kind == "handshake_failed" and code != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self._failed_handshakes += 1  # (a refused key was logged by the ZAP handler, with its name)
+        elif kind in ("disconnected", "closed"):
+            peer = self._accepted.pop(value, "an unknown address")
+            if self._failed_handshakes and self._access is not None:
+                self._failed_handshakes -= 1
+                self._access.handshake_failed(
+                    self.name,
+                    peer,
+                    "the CURVE handshake failed (a plain-text client, or not this pair's key)",
+                )
 
     def _reconnect_later(self, address: str) -> None:
         """ZeroMQ gives up on a connection whose handshake failed on a protocol error (a plain
@@ -547,3 +605,29 @@ class Endpoint:
                 except OSError:
                     pass
             self._wake_r = self._wake_w = -1
+
+
+def _metadata(frame: zmq.Frame, name: str) -> str:
+    """A message property ZeroMQ attached to a received frame ("" when it has none)."""
+    try:
+        value = frame.get(name)
+    except zmq.ZMQError:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _peer_of_fd(fd: int) -> str:
+    """The peer address of an accepted TCP connection's descriptor ("unknown" if already gone)."""
+    if fd < 0:
+        return "an unknown address"
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return "an unknown address"
+    try:
+        peer = s.getpeername()
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer) or "a local socket"
+    except OSError:
+        return "an unknown address"
+    finally:
+        s.close()

@@ -101,3 +101,4 @@ class NodeContext:
     # the server parameters' current values by specification name (the DS tree's, once it is open)
     parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})
     server_params: ServerParams | None = None  # change subscriptions for dynamic parameters
+    peer_role: tuple[str, float] = ("", float("-inf"))  # the peer's last Hello: role, clock time seen
