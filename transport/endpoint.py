@@ -197,6 +197,7 @@ class Endpoint:
             self._access.add_domain(self.name)
         self._accepted: dict[int, str] = {}  # fd -> peer address of connections not yet closed
         self._failed_handshakes = 0  # handshake failures not yet matched with their connection's close
+        self._seen_closed: set[str] = set()
         return sock
 
     def start(self) -> Endpoint:
@@ -504,20 +505,34 @@ class Endpoint:
         event the same descriptor, right after the failure (one I/O thread, in order).
         """
         if kind == "accepted":
-            self._accepted[value] = _peer_of_fd(value)
+            self._accepted[value] = _peer_of_fd(value, self.bound_address)
             if len(self._accepted) > 100_000:
                 self._accepted.clear()
         elif kind == "handshake_failed" and code != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             self._failed_handshakes += 1  # (a refused key was logged by the ZAP handler, with its name)
         elif kind in ("disconnected", "closed"):
-            peer = self._accepted.pop(value, "an unknown address")
+            peer = self._accepted.pop(value, "")
             if self._failed_handshakes and self._access is not None:
                 self._failed_handshakes -= 1
+                if not peer:  # closed before we could ask: the connection the node closed just now
+                    peer = self._just_closed() or "an unknown address"
                 self._access.handshake_failed(
                     self.name,
                     peer,
                     "the CURVE handshake failed (a plain-text client, or not this pair's key)",
                 )
+
+    def _just_closed(self) -> str:
+        """The peers of this server's port whose connection the node closed since the last call
+        (TCP sockets in FIN-WAIT or TIME-WAIT: the side that closes first goes there)."""
+        try:
+            port = int(self.bound_address.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return ""
+        closed = _closed_by_us(port)
+        new = closed - self._seen_closed
+        self._seen_closed = closed
+        return ", ".join(sorted(new))
 
     def _reconnect_later(self, address: str) -> None:
         """ZeroMQ gives up on a connection whose handshake failed on a protocol error (a plain
@@ -616,18 +631,50 @@ def _metadata(frame: zmq.Frame, name: str) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _peer_of_fd(fd: int) -> str:
-    """The peer address of an accepted TCP connection's descriptor ("unknown" if already gone)."""
+_CLOSED_BY_US = {"04", "05", "06"}  # FIN_WAIT1, FIN_WAIT2, TIME_WAIT in /proc/net/tcp
+
+
+def _closed_by_us(port: int) -> set[str]:
+    """``host:port`` of the peers of local ``port`` whose connections this host closed lately (Linux)."""
+    out: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 4 or parts[3] not in _CLOSED_BY_US:
+                continue
+            local, remote = parts[1], parts[2]
+            if int(local.rsplit(":", 1)[1], 16) != port:
+                continue
+            host_hex, port_hex = remote.rsplit(":", 1)
+            raw = bytes.fromhex(host_hex)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            host = socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words)
+            if host.startswith("::ffff:"):
+                host = host[7:]
+            out.add(f"{host}:{int(port_hex, 16)}")
+    return out
+
+
+def _peer_of_fd(fd: int, address: str) -> str:
+    """The peer of an accepted TCP connection's descriptor ("" if it is gone already, or the
+    number now belongs to a socket that is not on our ``address``'s port)."""
     if fd < 0:
-        return "an unknown address"
+        return ""
     try:
         s = socket.socket(fileno=os.dup(fd))
     except OSError:
-        return "an unknown address"
+        return ""
     try:
-        peer = s.getpeername()
-        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer) or "a local socket"
+        local, peer = s.getsockname(), s.getpeername()
+        if not (isinstance(peer, tuple) and address.endswith(f":{local[1]}")):
+            return ""
+        return f"{peer[0]}:{peer[1]}"
     except OSError:
-        return "an unknown address"
+        return ""
     finally:
         s.close()
