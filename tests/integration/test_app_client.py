@@ -11,7 +11,7 @@ import zmq
 from deploy.pair import LocalPair, wait_until
 from transport.client import RoleEventSubscription, Unreachable, is_backup, query_state
 from transport.messages import RoleEvent
-from transport.security import Security
+from transport.security import Security, client_security
 
 # No module runs in these tests: make the module monitor patient so only the tests switch.
 QUIET = {
@@ -84,13 +84,12 @@ def test_subscribed_applications_hear_commence_and_discontinue(pair: LocalPair) 
 
 
 def test_a_pair_secured_with_curve_works_and_refuses_plain_text_clients(tmp_path: Path) -> None:
-    public, secret = zmq.curve_keypair()
-    security = {"insecure": False, "public_key": public.decode(), "secret_key": secret.decode()}
-    pair = LocalPair(tmp_path / "pair", parameters=dict(QUIET), extra=dict(TIMING), security=security)
+    pair = LocalPair(tmp_path / "pair", parameters=dict(QUIET), extra=dict(TIMING), curve=True)
     try:
         start_pair(pair)
-        curve = Security.curve_group(public, secret)
-        assert query_state(vswitch(pair, "beta"), 2.0, curve).role == "Backup"
+        group = pair.keys / "server-group.key_secret"
+        operator = client_security(False, str(group), str(pair.client_key("operator")))
+        assert query_state(vswitch(pair, "beta"), 2.0, operator).role == "Backup"
         with pytest.raises(Unreachable):
             query_state(vswitch(pair, "beta"), 1.0, Security.plain())
         other_public, other_secret = zmq.curve_keypair()
