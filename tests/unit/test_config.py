@@ -274,3 +274,11 @@ def test_bad_supervisor_intensity(key: str, value: Any) -> None:
     data = good_data()
     data["supervisor"] = {key: value}
     rejected(data, "supervisor", key)
+
+
+def test_the_shipped_examples_are_secure_by_default() -> None:
+    examples = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+    for name in ("server-a.toml", "server-b.toml"):
+        cfg = load_config(examples / name)
+        assert not cfg.security.insecure, name
+        assert cfg.security.group_key.endswith("server-group.key_secret"), name
