@@ -198,6 +198,7 @@ class Endpoint:
         self._accepted: dict[int, str] = {}  # fd -> peer address of connections not yet closed
         self._failed_handshakes = 0  # handshake failures not yet matched with their connection's close
         self._seen_closed: set[str] = set()
+        self._closed_looked_up = -1e9
         return sock
 
     def start(self) -> Endpoint:
@@ -525,14 +526,20 @@ class Endpoint:
     def _just_closed(self) -> str:
         """The peers of this server's port whose connection the node closed since the last call
         (TCP sockets in FIN-WAIT or TIME-WAIT: the side that closes first goes there)."""
+        now = time.monotonic()
+        if now - self._closed_looked_up < 1.0:
+            return ""  # at most one look-up a second: a flood of bad handshakes must not slow the I/O
+        self._closed_looked_up = now
         try:
             port = int(self.bound_address.rsplit(":", 1)[1])
         except (IndexError, ValueError):
             return ""
         closed = _closed_by_us(port)
-        new = closed - self._seen_closed
+        new = sorted(closed - self._seen_closed)
         self._seen_closed = closed
-        return ", ".join(sorted(new))
+        if len(new) > 3:
+            return f"{', '.join(new[:3])} (or another of {len(new)} connections closed lately)"
+        return ", ".join(new)
 
     def _reconnect_later(self, address: str) -> None:
         """ZeroMQ gives up on a connection whose handshake failed on a protocol error (a plain
