@@ -124,13 +124,16 @@ class LocalPair:
     names: tuple[str, str] = ("alpha", "beta")
     security: dict[str, Any] | None = None  # the [security] table; default: see ``curve``
     address: str = "127.0.0.1"
-    # CURVE with keys made under base/keys: the group keypair, an "operator" (admin) that the
-    # configs name as client_key (ctl), and a "module" key the modules run with. False: plain text.
-    curve: bool = False
+    # CURVE (the default) with keys made under base/keys: the group keypair, an "operator" (admin)
+    # that the configs name as client_key (ctl), and a "module" key the modules run with.
+    # False: plain text (the nodes warn about it at every start).
+    curve: bool = True
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.keys = self.base / "keys"
+        if self.security is not None and self.security.get("insecure"):
+            self.curve = False
         if self.security is None and self.curve:
             self.security = make_keys(self.keys)
         ports = free_ports(6)
@@ -187,6 +190,16 @@ class LocalPair:
                 env=child_env(),
             )
         return node
+
+    def security_for(self, client: str = "operator") -> Any:
+        """The :class:`~transport.security.Security` of a client of this pair (plain text if it is)."""
+        from transport.security import Security, client_security
+
+        if not self.curve:
+            return Security.plain()
+        return client_security(
+            False, str(self.keys / "server-group.key_secret"), str(self.client_key(client))
+        )
 
     def client_key(self, client: str) -> Path:
         """The secret key file of a client made by :func:`make_keys` (or ``add_client``)."""
@@ -291,21 +304,30 @@ class LocalPair:
                         proc.wait(timeout=5)
 
 
-def make_keys(keys: Path) -> dict[str, Any]:
-    """The server group keypair and two clients under ``keys`` (as ``switchover keys`` makes them):
-    ``operator`` (admin) and ``module`` (module, app: what the reference module does). Returns the
-    [security] table: the group key, and the operator as the local tools' client key."""
-    from transport.auth import Client, parse_rights, save_clients
+DEFAULT_CLIENTS = (("operator", "admin"), ("module", "module,app"))
+
+
+def make_keys(
+    keys: Path, clients: tuple[tuple[str, str], ...] = DEFAULT_CLIENTS, client_key: str = "operator"
+) -> dict[str, Any]:
+    """The server group keypair and ``clients`` (name, rights) under ``keys``, as ``switchover
+    keys`` makes them (by default an ``operator`` with the admin right and a ``module`` key with
+    module and app). Returns the [security] table: the group key, and ``client_key`` as the local
+    tools' key. Keys made before are kept (a pair's nodes share them)."""
+    from transport.auth import Client, load_clients, parse_rights, save_clients
     from transport.security import GROUP_KEY_NAME, load_public, write_keypair
 
     keys.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _, group = write_keypair(keys, GROUP_KEY_NAME)
-    clients = []
-    for client, rights in (("operator", "admin"), ("module", "module,app")):
-        pub, _ = write_keypair(keys / "clients.d", client)
-        clients.append(Client(client, load_public(pub).decode(), parse_rights(rights)))
-    save_clients(keys / "clients.toml", clients)
-    return {"group_key": str(group), "client_key": str(keys / "clients.d" / "operator.key_secret")}
+    group = keys / f"{GROUP_KEY_NAME}.key_secret"
+    if not group.exists():
+        write_keypair(keys, GROUP_KEY_NAME)
+    known = load_clients(keys / "clients.toml")
+    for client, rights in clients:
+        if client not in known:
+            pub, _ = write_keypair(keys / "clients.d", client)
+            known[client] = Client(client, load_public(pub).decode(), parse_rights(rights))
+    save_clients(keys / "clients.toml", known.values())
+    return {"group_key": str(group), "client_key": str(keys / "clients.d" / f"{client_key}.key_secret")}
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:

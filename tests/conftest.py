@@ -101,8 +101,16 @@ def switchover_command() -> list[str]:
     return [sys.executable, "-m", "cli.main"]
 
 
-def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: list[int], **extra: str) -> str:
-    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1 (plain text transport)."""
+def node_config_text(
+    name: str,
+    data_dir: Path,
+    ports_a: list[int],
+    ports_b: list[int],
+    security: dict[str, str] | None = None,
+    **extra: str,
+) -> str:
+    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1: CURVE with the key files
+    ``security`` names (:func:`deploy.pair.make_keys`), plain text when it is None."""
     lines = [
         "[node]",
         f'name = "{name}"',
@@ -120,7 +128,10 @@ def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: lis
             f"notifier_port = {ports[1]}",
             f"notifier_aux_port = {ports[2]}",
         ]
-    lines += ["", "[security]", "insecure = true"]
+    if security is None:
+        lines += ["", "[security]", "insecure = true"]
+    else:
+        lines += ["", "[security]", "insecure = false", *(f'{k} = "{v}"' for k, v in security.items())]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
     return "\n".join(lines) + "\n"
 
@@ -236,14 +247,19 @@ class NodePair:
 
 
 def make_pair(root: Path) -> NodePair:
-    """Write configs for A and B under ``root`` (not started)."""
+    """Write configs for A and B under ``root`` (not started), secured with CURVE: keys under
+    ``root/keys`` (the group keypair, an ``operator`` with the admin right as the configs'
+    client key, a ``module`` key)."""
+    from deploy.pair import make_keys
+
     ports = free_tcp_ports(6)
     ports_a, ports_b = ports[:3], ports[3:]
+    security = make_keys(root / "keys")
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"
         cfg = root / f"{name}.toml"
-        cfg.write_text(node_config_text(name, data, ports_a, ports_b))
+        cfg.write_text(node_config_text(name, data, ports_a, ports_b, security))
         nodes.append(NodeProc(name, cfg, data, root / f"{name}.log"))
     return NodePair(nodes[0], nodes[1], {"A": ports_a, "B": ports_b})
 

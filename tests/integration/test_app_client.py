@@ -45,11 +45,12 @@ def pair(tmp_path: Path):
 
 def test_query_backup_answers_for_each_node_and_follows_a_switch(pair: LocalPair) -> None:
     start_pair(pair)
-    assert is_backup(vswitch(pair, "beta")) is True
-    assert is_backup(vswitch(pair, "alpha")) is False
+    app = pair.security_for("module")  # the pair's key with the app right
+    assert is_backup(vswitch(pair, "beta"), security=app) is True
+    assert is_backup(vswitch(pair, "alpha"), security=app) is False
     assert pair.ctl("switch", "--yes").returncode == 0
-    wait_until(lambda: not is_backup(vswitch(pair, "beta")), 10, what="beta no longer backup")
-    assert query_state(vswitch(pair, "alpha")).role == "Inactive"
+    wait_until(lambda: not is_backup(vswitch(pair, "beta"), security=app), 10, what="beta no longer backup")
+    assert query_state(vswitch(pair, "alpha"), security=app).role == "Inactive"
 
 
 def test_subscribed_applications_hear_commence_and_discontinue(pair: LocalPair) -> None:
@@ -66,7 +67,9 @@ def test_subscribed_applications_hear_commence_and_discontinue(pair: LocalPair) 
         return on_event
 
     subs = [
-        RoleEventSubscription(vswitch(pair, n), listener(n), renew=0.5, name=f"app-{n}").start()
+        RoleEventSubscription(
+            vswitch(pair, n), listener(n), renew=0.5, name=f"app-{n}", security=pair.security_for("module")
+        ).start()
         for n in ("alpha", "beta")
     ]
     try:
