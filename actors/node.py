@@ -243,6 +243,7 @@ class Node:
         except KeyFileError as exc:
             self.log.error("cannot start: {}", exc)
             raise
+        self.ctx.security = security
         self.store = Store.open_dir(data)
         seeded = seed_from_config(self.store, cfg.server_a.name, cfg.server_b.name, cfg.paths, cfg.parameters)
         if seeded:

@@ -102,3 +102,6 @@ class NodeContext:
     parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})
     server_params: ServerParams | None = None  # change subscriptions for dynamic parameters
     peer_role: tuple[str, float] = ("", float("-inf"))  # the peer's last Hello: role, clock time seen
+    # the node's transport Security (CURVE keys and access control): the default of every TCP
+    # endpoint an actor opens, so a new server socket is encrypted and checked without asking
+    security: Any = None
