@@ -159,10 +159,16 @@ def load_clients(path: Path) -> dict[str, Client]:
     """The clients file by name; a missing file is no clients."""
     try:
         text = path.read_text()
+        mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ClientsFileError(f"cannot read clients file {path}: {exc.strerror}") from None
+    if mode & 0o022:
+        raise ClientsFileError(
+            f"clients file {path} has mode {mode:04o}: others could authorize keys; it must be writable "
+            f"by its owner only (run: chmod 644 {path})"
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -166,6 +166,14 @@ def test_a_bad_clients_file_is_refused_naming_what_is_wrong(tmp_path: Path, text
         load_clients(path)
 
 
+def test_a_clients_file_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "clients.toml"
+    save_clients(path, [])
+    os.chmod(path, 0o666)
+    with pytest.raises(ClientsFileError, match=r"has mode 0666: others could authorize keys.*chmod 644"):
+        load_clients(path)
+
+
 def test_the_clients_file_round_trips(tmp_path: Path) -> None:
     clients = [
         Client("ops-1", key(), frozenset({Right.MONITOR, Right.REMOTE_CONTROL}), "2026-12-01T00:00:00Z"),
