@@ -198,6 +198,7 @@ class Endpoint:
         self._accepted: dict[int, str] = {}  # fd -> peer address of connections not yet closed
         self._failed_handshakes = 0  # handshake failures not yet matched with their connection's close
         self._seen_closed: set[str] = set()
+        self._peer_meta: dict[bytes, tuple[str, str]] = {}  # routing id -> (ZAP user id, address)
         self._closed_looked_up = -1e9
         return sock
 
@@ -418,8 +419,18 @@ class Endpoint:
                     frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
                 else:
                     raw = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                    user, address = _metadata(raw[-1], "User-Id"), _metadata(raw[-1], "Peer-Address")
                     frames = [f.bytes for f in raw]
+                    # A connection's user id and address never change: ask ZeroMQ once per peer.
+                    # Only for routing ids ZeroMQ generated (a leading zero byte, a counter never
+                    # reused); one a client chose may come back on another connection, another key.
+                    meta = self._peer_meta.get(frames[0])
+                    if meta is None:
+                        meta = (_metadata(raw[-1], "User-Id"), _metadata(raw[-1], "Peer-Address"))
+                        if frames[0][:1] == b"\x00":
+                            if len(self._peer_meta) > 10_000:
+                                self._peer_meta.clear()
+                            self._peer_meta[frames[0]] = meta
+                    user, address = meta
             except zmq.Again:
                 return
             peer: bytes | None = None

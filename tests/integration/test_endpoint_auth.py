@@ -65,7 +65,7 @@ class World:
         self.endpoints.append(endpoint.start())
         return endpoint
 
-    def client(self, security: Security) -> Endpoint:
+    def client(self, security: Security, identity: bytes | None = None) -> Endpoint:
         return self.add(
             Endpoint(
                 "test.client",
@@ -76,6 +76,7 @@ class World:
                 security=security,
                 context=self.ctx,
                 options=EndpointOptions(immediate=False),
+                identity=identity,
             )
         )
 
@@ -136,3 +137,4 @@ def test_an_unknown_key_gets_nothing_until_it_is_authorized_and_reloaded(
     # the endpoint retries a refused handshake at its reconnect interval
     answer = wait_until(lambda: world.ask(client, QueryState("me"), timeout=0.5), 10, 0.1)
     assert answer == CommandReply(True, "hello stranger")
+
