@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import zmq
@@ -418,14 +418,18 @@ class Endpoint:
                 if access is None:
                     frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
                 else:
-                    raw = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                    frames = [f.bytes for f in raw]
+                    # the first frame (a server's: the routing id) as a Frame, which carries
+                    # the message properties; the rest copied as usual
+                    first = self._sock.recv(flags=zmq.NOBLOCK, copy=False)
+                    frames = [first.bytes]
+                    if self._sock.getsockopt(zmq.RCVMORE):
+                        frames += self._sock.recv_multipart(flags=zmq.NOBLOCK)
                     # A connection's user id and address never change: ask ZeroMQ once per peer.
                     # Only for routing ids ZeroMQ generated (a leading zero byte, a counter never
                     # reused); one a client chose may come back on another connection, another key.
                     meta = self._peer_meta.get(frames[0])
                     if meta is None:
-                        meta = (_metadata(raw[-1], "User-Id"), _metadata(raw[-1], "Peer-Address"))
+                        meta = (_metadata(first, "User-Id"), _metadata(first, "Peer-Address"))
                         if frames[0][:1] == b"\x00":
                             if len(self._peer_meta) > 10_000:
                                 self._peer_meta.clear()
@@ -437,7 +441,7 @@ class Endpoint:
             if self.role == "server":
                 peer, frames = frames[0], frames[1:]
             try:
-                env = decode(frames, self.options.max_frame)
+                env = decode(frames, self.options.max_frame, user, address)
             except DecodeError as exc:
                 self.stats.decode_errors += 1
                 self.log.warning("{}: rejected a malformed frame from {!r}: {}", self.name, peer, exc)
@@ -461,7 +465,6 @@ class Endpoint:
                         )
                         self._transmit(reply, peer, None)
                     continue
-                env = replace(env, user=user, peer_address=address)
             faults = self._faults
             if faults.drops(self._rng):
                 self.stats.dropped_in += 1
