@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 import zmq
 
+from actors.runtime.base import NodeActor
+from actors.runtime.clock import RealClock
+from actors.runtime.context import NodeContext
 from tests.conftest import wait_until
 from transport.auth import GROUP_USER, AccessControl, Client, PairAuthenticator, Right, save_clients
 from transport.codec import Envelope
@@ -138,3 +141,27 @@ def test_an_unknown_key_gets_nothing_until_it_is_authorized_and_reloaded(
     answer = wait_until(lambda: world.ask(client, QueryState("me"), timeout=0.5), 10, 0.1)
     assert answer == CommandReply(True, "hello stranger")
 
+
+class _Opener(NodeActor):
+    actor_name = "Opener"
+
+    def started(self) -> None:
+        self.tcp = self.open_endpoint("opener.server", "server", "tcp://127.0.0.1:*")
+        self.ipc = self.open_endpoint("opener.ipc", "server", f"ipc://{self.ctx.config}/x.sock")
+
+
+def test_an_actor_s_tcp_endpoints_get_the_node_s_security_by_default(world: World, tmp_path: Path) -> None:
+    """New server sockets (replication) are CURVE and rights-checked without passing anything."""
+    node_security = Security.curve_group(*world.group, access=world.access)
+    ctx = NodeContext(
+        node="n", clock=RealClock(), config=str(tmp_path), zmq=world.ctx, security=node_security
+    )
+    ref = _Opener.start(ctx)
+    try:
+        wait_until(lambda: len(ctx.endpoints.all()) == 2, message="the actor to open both endpoints")
+        endpoints = {e.name: e for e in ctx.endpoints.all()}
+        assert endpoints["opener.server"].security is node_security
+        assert endpoints["opener.ipc"].security.insecure  # a local socket: its file mode protects it
+    finally:
+        ref.stop()
+        ctx.clock.stop()  # type: ignore[attr-defined]
