@@ -170,9 +170,15 @@ def do_import(d: Path, source: Path) -> int:
     else:  # write the public file from the secret one (never copy the secret to a 0644 file)
         pub, _ = zmq.auth.load_certificate(src_secret)
         public.write_text(f'curve\n    public-key = "{pub.decode()}"\n')
-    if src_clients.exists():
-        load_clients(src_clients)  # refuse a malformed one before installing it
-        _copy_private(src_clients, clients, 0o644)
+    if src_clients.exists():  # checked once copied (removable media often shows every file 0777)
+        staged = d / f".{CLIENTS_FILE}.import"
+        _copy_private(src_clients, staged, 0o644)
+        try:
+            load_clients(staged)
+        except ClientsFileError:
+            staged.unlink()
+            raise
+        os.replace(staged, clients)
     print(f"imported the server group keypair into {d} ({secret}, mode 0600)")
     return 0
 

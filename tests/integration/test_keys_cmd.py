@@ -41,6 +41,8 @@ def test_the_group_keypair_goes_from_a_to_b_by_export_and_import(tmp_path: Path)
     assert keys("add-client", "ops", "--rights", "monitor", "--dir", str(a)).returncode == 0
     assert keys("export", "--dir", str(a), str(usb)).returncode == 0
     assert mode(usb / "server-group.key_secret") == 0o600
+    for f in usb.iterdir():  # removable media (vfat) shows every file 0777: import still works
+        f.chmod(0o777)
 
     (b).mkdir(mode=0o700)
     old = zmq.auth.create_certificates(str(b), "server-group")[1]  # B's own, to be replaced
@@ -51,6 +53,7 @@ def test_the_group_keypair_goes_from_a_to_b_by_export_and_import(tmp_path: Path)
     (backup,) = b.glob("backup-*")
     assert (backup / Path(old).name).read_bytes() != (b / "server-group.key_secret").read_bytes()
     assert set(load_clients(b / "clients.toml")) == {"ops"}
+    assert mode(b / "server-group.key_secret") == 0o600 and mode(b / "clients.toml") == 0o644
 
 
 def test_clients_are_added_listed_and_revoked(tmp_path: Path) -> None:
