@@ -111,12 +111,14 @@ def serve(
             timeout = float(conn.recv())
             done.wait(timeout)
             elapsed = last[0] - first[0]
-            conn.send({
-                "received": count[0],
-                "elapsed": elapsed,
-                "rate": (count[0] - 1) / elapsed if elapsed > 0 and count[0] > 1 else 0.0,
-                "stats": dict(server.stats.__dict__),
-            })
+            conn.send(
+                {
+                    "received": count[0],
+                    "elapsed": elapsed,
+                    "rate": (count[0] - 1) / elapsed if elapsed > 0 and count[0] > 1 else 0.0,
+                    "stats": dict(server.stats.__dict__),
+                }
+            )
         elif cmd == "stop":
             server.stop()
             conn.send("stopped")
@@ -147,8 +149,15 @@ def run(
         if not parent.poll(30):
             raise RuntimeError("server process did not start")
         parent.recv()
-        client = Endpoint("bench.client", "client", address, node="C", on_message=lambda e, p: None,
-                          options=options, security=security)
+        client = Endpoint(
+            "bench.client",
+            "client",
+            address,
+            node="C",
+            on_message=lambda e, p: None,
+            options=options,
+            security=security,
+        )
         client.start()
         deadline = time.monotonic() + 10
         while not client.connected:  # connection set up by the I/O thread; bounded wait
@@ -223,12 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=5000, help="sequential request/reply round trips")
     parser.add_argument("--messages", type=int, default=200_000, help="one-way Hello notifications")
     parser.add_argument("--payload", type=int, default=16, help="bytes in each Ping")
-    parser.add_argument("--window", type=int, default=5000,
-                        help="one-way messages in flight at most (0: one unpaced burst)")
-    parser.add_argument("--curve", choices=("off", "on", "both"), default="both",
-                        help="CURVE + ZAP + rights check on the server (default: both, to compare)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="alternate the modes this many times; report each mode's median run")
+    parser.add_argument(
+        "--window", type=int, default=5000, help="one-way messages in flight at most (0: one unpaced burst)"
+    )
+    parser.add_argument(
+        "--curve",
+        choices=("off", "on", "both"),
+        default="both",
+        help="CURVE + ZAP + rights check on the server (default: both, to compare)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the modes this many times; report each mode's median run",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     quiet_logs()
@@ -236,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[bool, list[dict[str, Any]]] = {m: [] for m in modes}
     for _ in range(args.rounds):  # alternate the modes, so load from elsewhere hits both alike
         for curve in modes:
-            runs[curve].append(run(args.requests, args.messages, args.payload, args.window, EndpointOptions(), curve))
+            runs[curve].append(
+                run(args.requests, args.messages, args.payload, args.window, EndpointOptions(), curve)
+            )
     # per mode, the run with the median one-way rate (its latencies come along)
     results = [sorted(runs[m], key=lambda r: r["oneway_rate_per_s"])[len(runs[m]) // 2] for m in modes]
     if args.rounds > 1:
@@ -252,26 +272,36 @@ def main(argv: list[str] | None = None) -> int:
         report(result)
     if len(results) == 2:
         off, on = results
-        cost = 1 - on["oneway_rate_per_s"] / off["oneway_rate_per_s"] if off["oneway_rate_per_s"] else float("nan")
-        print(f"CURVE cost: one-way throughput {cost:+.1%} lower"
-              f" [target <= 25 %: {'OK' if cost <= 0.25 else 'MISSED'}];"
-              f" round trip p50 {on['rtt_p50_us'] - off['rtt_p50_us']:+.0f} µs,"
-              f" p99 {on['rtt_p99_us'] - off['rtt_p99_us']:+.0f} µs")
+        cost = (
+            1 - on["oneway_rate_per_s"] / off["oneway_rate_per_s"]
+            if off["oneway_rate_per_s"]
+            else float("nan")
+        )
+        print(
+            f"CURVE cost: one-way throughput {cost:+.1%} lower"
+            f" [target <= 25 %: {'OK' if cost <= 0.25 else 'MISSED'}];"
+            f" round trip p50 {on['rtt_p50_us'] - off['rtt_p50_us']:+.0f} µs,"
+            f" p99 {on['rtt_p99_us'] - off['rtt_p99_us']:+.0f} µs"
+        )
     return 0
 
 
 def report(result: dict[str, Any]) -> None:
     ok_lat = result["rtt_p99_us"] < TARGET_P99_US
     ok_rate = result["oneway_rate_per_s"] > TARGET_RATE and result["lost"] == 0
-    print(f"request/reply  N={result['requests']}: p50 {result['rtt_p50_us']:.0f} µs, "
-          f"p90 {result['rtt_p90_us']:.0f} µs, p99 {result['rtt_p99_us']:.0f} µs, "
-          f"max {result['rtt_max_us']:.0f} µs ({result['rtt_per_s']} round trips/s)  "
-          f"[target p99 < {TARGET_P99_US:.0f} µs: {'OK' if ok_lat else 'MISSED'}]")
-    print(f"one-way        N={result['messages']}: "
-          f"{result['oneway_rate_per_s']:,} msg/s at the receiver, "
-          f"{result['received']} received, {result['lost']} lost "
-          f"(window {result['window'] or 'none'}; sender {result['sender_rate_per_s']:,} msg/s)  "
-          f"[target > {TARGET_RATE:,.0f} msg/s, no loss: {'OK' if ok_rate else 'MISSED'}]")
+    print(
+        f"request/reply  N={result['requests']}: p50 {result['rtt_p50_us']:.0f} µs, "
+        f"p90 {result['rtt_p90_us']:.0f} µs, p99 {result['rtt_p99_us']:.0f} µs, "
+        f"max {result['rtt_max_us']:.0f} µs ({result['rtt_per_s']} round trips/s)  "
+        f"[target p99 < {TARGET_P99_US:.0f} µs: {'OK' if ok_lat else 'MISSED'}]"
+    )
+    print(
+        f"one-way        N={result['messages']}: "
+        f"{result['oneway_rate_per_s']:,} msg/s at the receiver, "
+        f"{result['received']} received, {result['lost']} lost "
+        f"(window {result['window'] or 'none'}; sender {result['sender_rate_per_s']:,} msg/s)  "
+        f"[target > {TARGET_RATE:,.0f} msg/s, no loss: {'OK' if ok_rate else 'MISSED'}]"
+    )
     print(f"client stats {result['client_stats']}")
     print(f"server stats {result['server_stats']}")
 
