@@ -8,6 +8,7 @@ answered as an internal error: a bad request never takes the admin socket down.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,12 @@ class AdminServer(NodeActor):
 
     def started(self) -> None:
         path = Path(self.ctx.config.data_dir) / ADMIN_SOCKET
+        # Whoever can connect is the master administrator: owner only. The directory first, so
+        # nobody else can reach the socket in the moment between bind and chmod.
+        os.chmod(path.parent, 0o700)
         path.unlink(missing_ok=True)  # a socket file left by a crashed process
         self.endpoint = self.open_endpoint("admin", "server", admin_address(self.ctx.config.data_dir))
+        os.chmod(path, 0o600)
 
     def stopped(self) -> None:
         (Path(self.ctx.config.data_dir) / ADMIN_SOCKET).unlink(missing_ok=True)

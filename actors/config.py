@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from transport.security import KeyFileError, Security, client_security
 
 
 class ConfigError(ValueError):
@@ -39,9 +42,19 @@ SERVER_PORTS: tuple[str, ...] = tuple(f.name for f in fields(ServerConfig) if f.
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    insecure: bool = False
+    """``[security]``: CURVE key files (paths; relative ones are relative to the config file)."""
+
+    insecure: bool = False  # plain text: no encryption, no authentication (a warning at every start)
+    group_key: str = ""  # the server group keypair's secret file (NAME.key_secret); clients: the .key
+    clients: str = ""  # the authorized clients file; default: clients.toml beside group_key
+    client_key: str = ""  # the key local tools (ctl, module, apps) use; default: the group key
+    # no longer accepted (secrets never inline); kept as fields to give a clear error
     public_key: str = ""
     secret_key: str = ""
+
+    @property
+    def clients_path(self) -> Path:
+        return Path(self.clients) if self.clients else Path(self.group_key).parent / "clients.toml"
 
 
 @dataclass(frozen=True)
@@ -240,10 +253,18 @@ def parse_config(
                 raise ConfigError(f"{srv}.{port_key}: {port} is not a TCP port (1-65535)")
     if not 0 < cfg.http.port < 65536:
         raise ConfigError(f"http.port: {cfg.http.port} is not a TCP port (1-65535)")
-    if not cfg.security.insecure and not (cfg.security.public_key and cfg.security.secret_key):
+    sec = cfg.security
+    for inline in ("public_key", "secret_key"):
+        if getattr(sec, inline):
+            raise ConfigError(
+                f"security.{inline}: keys are no longer written into the config; keep them in key files "
+                "(`switchover keys generate --dir DIR`) and set security.group_key = "
+                '"DIR/server-group.key_secret"'
+            )
+    if not sec.insecure and not sec.group_key:
         raise ConfigError(
-            "security: no CURVE keys (security.public_key / security.secret_key); "
-            "set security.insecure = true to run plain text"
+            "security.group_key: missing: the server group key file (`switchover keys generate --dir DIR` "
+            "writes DIR/server-group.key_secret); or set security.insecure = true to run plain text"
         )
     if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
         raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
@@ -268,4 +289,29 @@ def load_config(path: str | Path, *, check_parameters: bool = True) -> NodeConfi
     cfg = parse_config(data, str(p), check_parameters=check_parameters)
     if not Path(cfg.data_dir).is_absolute():
         object.__setattr__(cfg, "data_dir", str((p.parent / cfg.data_dir).resolve()))
+    sec = cfg.security
+
+    def absolute(value: str) -> str:
+        return str((p.parent / value).resolve()) if value and not Path(value).is_absolute() else value
+
+    object.__setattr__(
+        cfg,
+        "security",
+        replace(
+            sec,
+            group_key=absolute(sec.group_key),
+            clients=absolute(sec.clients),
+            client_key=absolute(sec.client_key),
+        ),
+    )
     return cfg
+
+
+def tool_security(cfg: NodeConfig, key: str | None = None) -> Security:
+    """The security of a local tool (ctl, module, application) of this node: the key given
+    (``--key``), else ``$SWITCHOVER_KEY``, else ``[security] client_key``, else the group key."""
+    chosen = key or os.environ.get("SWITCHOVER_KEY", "") or cfg.security.client_key
+    try:
+        return client_security(cfg.security.insecure, cfg.security.group_key, chosen)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None

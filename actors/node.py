@@ -39,16 +39,20 @@ from replication import ds_admin
 from replication.params import ServerParams, seed_from_config
 from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
+from transport.auth import AccessControl, ClientsFileError, PairAuthenticator
 from transport.faults import NO_FAULTS, Faults
 from transport.icmp import IcmpPinger, gateways
 from transport.messages import InteractionList
-from transport.security import Security
+from transport.security import KeyFileError, Security, load_keypair
 
 
-def security_of(cfg: NodeConfig) -> Security:
+def security_of(cfg: NodeConfig, access: AccessControl | None = None) -> Security:
+    """The node's security: plain text by explicit choice, else CURVE with the server group
+    keypair (its secret file must be private: KeyFileError names it and its mode)."""
     if cfg.security.insecure:
         return Security.plain()
-    return Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
+    public, secret = load_keypair(cfg.security.group_key)
+    return Security.curve_group(public, secret, access)
 
 
 class NodeStartError(RuntimeError):
@@ -94,6 +98,8 @@ class Node:
         self.store: Store | None = None
         self.params: ServerParams | None = None
         self.lock = DataDirLock(Path(config.data_dir))
+        self.access: AccessControl | None = None
+        self.authenticator: PairAuthenticator | None = None
         self.log = logger.bind(actor="Node", node=config.name)
         self.http: HttpEndpoint | None = None
 
@@ -107,6 +113,8 @@ class Node:
             "inject": self.op_inject,
             "status": self.op_status,
             "monitors": self.op_monitors,
+            "keys-reload": self.op_keys_reload,
+            "security": self.op_security,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
             "interactions": self.op_interactions,
@@ -207,6 +215,66 @@ class Node:
         peer = vswitch.ask(GetPeerStatus(), timeout=2) if vswitch is not None else None
         return {"node": self.config.name, "role": self.ctx.role.role, "actors": rows, "peer": peer}
 
+    def op_keys_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Read the clients file again: added keys may connect, revoked ones are refused from
+        their next request (also on SIGHUP)."""
+        if self.access is None:
+            raise AdminError("this node runs plain text (security.insecure = true): there are no keys")
+        try:
+            changes = self.access.reload()
+        except ClientsFileError as exc:
+            self.log.error("clients file not reloaded (the previous list stays in force): {}", exc)
+            raise AdminError(f"not reloaded, the previous list stays in force: {exc}") from None
+        self.log.info(
+            "clients file {} reloaded: {} authorized (added: {}; removed or revoked: {})",
+            self.access.clients_path,
+            len(changes["clients"]),
+            ", ".join(changes["added"]) or "none",
+            ", ".join(changes["removed"]) or "none",
+        )
+        return changes
+
+    def op_security(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.access is None:
+            return {"secured": False}
+        refused = {e.name: e.stats.refused for e in self.ctx.endpoints.all() if e.stats.refused}
+        return {"secured": True, **self.access.status(), "refused_by_endpoint": refused}
+
+    def _primary_present(self) -> bool:
+        """Is there a primary (this node, or a peer that said so lately)? Without one, the
+        control panel's Remote Control right is not checked (spec)."""
+        role, seen = self.ctx.peer_role
+        fresh = self.clock.now() - seen <= self.config.timing.peer_timeout
+        return self.ctx.role.role == "Primary" or (role == "Primary" and fresh)
+
+    def _start_security(self) -> Security:
+        cfg = self.config
+        if cfg.security.insecure:
+            self.log.warning(
+                "security.insecure = true: the pair's traffic is plain text, NOT encrypted and NOT "
+                "authenticated; anyone who reaches ports {}, {}, {} can query and switch the pair",
+                cfg.me.vswitch_port,
+                cfg.me.notifier_port,
+                cfg.me.notifier_aux_port,
+            )
+            return Security.plain()
+        public, _ = load_keypair(cfg.security.group_key)
+        try:
+            self.access = AccessControl(
+                public.decode(), cfg.security.clients_path, primary_present=self._primary_present
+            )
+        except ClientsFileError as exc:
+            raise KeyFileError(str(exc)) from None
+        self.authenticator = PairAuthenticator(self.ctx.zmq, self.access)
+        self.authenticator.start()
+        self.log.info(
+            "CURVE on: server group key {}, {} authorized client(s) from {}",
+            cfg.security.group_key,
+            len([c for c in self.access.clients() if c.active]),
+            cfg.security.clients_path,
+        )
+        return security_of(cfg, self.access)
+
     def op_endpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"endpoints": [e.status() for e in self.ctx.endpoints.all()]}
 
@@ -249,11 +317,12 @@ class Node:
         self.log.info("starting node {} (release {}), data in {}", cfg.name, cfg.release, data)
         try:
             check_listen_ports(cfg.me)
-        except NodeStartError as exc:
+            security = self._start_security()
+        except (NodeStartError, KeyFileError) as exc:
             self.log.error("cannot start node {}: {}", cfg.name, exc)
             self.lock.release()
             raise
-        security = security_of(cfg)
+        self.ctx.security = security
         self.store = Store.open_dir(data)
         seeded = seed_from_config(self.store, cfg.server_a.name, cfg.server_b.name, cfg.paths, cfg.parameters)
         if seeded:
@@ -350,6 +419,8 @@ class Node:
             except (pykka.Timeout, pykka.ActorDeadError):
                 pass
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        if self.authenticator is not None:
+            self.authenticator.stop()
         self.clock.stop()
         if self.params is not None:
             self.params.close()
@@ -360,13 +431,24 @@ class Node:
         self.log.info("node {} stopped", self.config.name)
         self.lock.release()
 
+    def _reload_on_signal(self) -> None:
+        self.log.info("received SIGHUP: reloading the clients file")
+        try:
+            self.op_keys_reload({})
+        except AdminError as exc:
+            self.log.warning("SIGHUP: {}", exc)
+
     def run(self) -> int:
         def request_stop(signum: int, frame: Any) -> None:
             self.log.info("received {}, stopping", signal.Signals(signum).name)
             self.stop_requested.set()
 
+        def reload_keys(signum: int, frame: Any) -> None:
+            threading.Thread(target=self._reload_on_signal, name="keys-reload", daemon=True).start()
+
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGHUP, reload_keys)
         self.start()
         while not self.stop_requested.wait(0.5):
             pass

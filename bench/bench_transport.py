@@ -9,9 +9,15 @@
    each window; it travels behind the Hellos, so its Pong means they were all handled).
    ``--window 0`` sends one unpaced burst and shows the losses.
 
-Targets: p99 < 1 ms, > 50,000 msg/s.
+Targets: p99 < 1 ms, > 50,000 msg/s; CURVE costs at most 25 % of the one-way throughput.
 
-    python bench/bench_transport.py [--requests 5000] [--messages 200000] [--window 5000] [--json]
+    python bench/bench_transport.py [--requests 5000] [--messages 200000] [--window 5000]
+                                    [--curve off|on|both] [--rounds N] [--json]
+
+With ``--curve on`` the server runs as a node does: CURVE with the server group keypair, pyzmq's
+ZAP authenticator and the per-message rights check (:mod:`transport.auth`); the client uses the
+group keypair (the peer node's traffic: Hello is node-to-node). ``both`` (the default) runs off
+then on and prints the cost.
 
 The server runs in a separate process (``multiprocessing``, spawn). It reports its figures back
 over a pipe. Everything is on 127.0.0.1 and the run is bounded in count and time.
@@ -34,9 +40,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import zmq
+
+from transport.auth import AccessControl, PairAuthenticator
 from transport.codec import REQUEST, Envelope
 from transport.endpoint import Endpoint, EndpointOptions
 from transport.messages import Hello, Ping, Pong
+from transport.security import Security
 
 TARGET_P99_US = 1000.0
 TARGET_RATE = 50_000.0
@@ -59,9 +69,16 @@ def quiet_logs() -> None:
 # ------------------------------------------------------------------------------------ server side
 
 
-def serve(address: str, expected: int, conn: Connection, options: EndpointOptions) -> None:
+def serve(
+    address: str, expected: int, conn: Connection, options: EndpointOptions, keys: tuple[bytes, bytes] | None
+) -> None:
     """The receiving process: echo Ping -> Pong; count Hellos and time them."""
     quiet_logs()
+    security = Security.plain()
+    if keys is not None:
+        access = AccessControl(keys[0].decode(), None)
+        PairAuthenticator(zmq.Context.instance(), access).start()
+        security = Security.curve_group(*keys, access=access)
     done = threading.Event()
     first = [0.0]
     last = [0.0]
@@ -81,7 +98,9 @@ def serve(address: str, expected: int, conn: Connection, options: EndpointOption
             if count[0] >= expected:
                 done.set()
 
-    server = Endpoint("bench.server", "server", address, node="S", on_message=on_message, options=options)
+    server = Endpoint(
+        "bench.server", "server", address, node="S", on_message=on_message, options=options, security=security
+    )
     holder.append(server)
     server.start()
     conn.send({"ready": True, "pid": os.getpid()})
@@ -92,12 +111,14 @@ def serve(address: str, expected: int, conn: Connection, options: EndpointOption
             timeout = float(conn.recv())
             done.wait(timeout)
             elapsed = last[0] - first[0]
-            conn.send({
-                "received": count[0],
-                "elapsed": elapsed,
-                "rate": (count[0] - 1) / elapsed if elapsed > 0 and count[0] > 1 else 0.0,
-                "stats": dict(server.stats.__dict__),
-            })
+            conn.send(
+                {
+                    "received": count[0],
+                    "elapsed": elapsed,
+                    "rate": (count[0] - 1) / elapsed if elapsed > 0 and count[0] > 1 else 0.0,
+                    "stats": dict(server.stats.__dict__),
+                }
+            )
         elif cmd == "stop":
             server.stop()
             conn.send("stopped")
@@ -114,18 +135,29 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[k]
 
 
-def run(requests: int, messages: int, payload: int, window: int, options: EndpointOptions) -> dict[str, Any]:
+def run(
+    requests: int, messages: int, payload: int, window: int, options: EndpointOptions, curve: bool = False
+) -> dict[str, Any]:
     address = f"tcp://127.0.0.1:{free_port()}"
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve, args=(address, messages, child, options), daemon=True)
+    keys = zmq.curve_keypair() if curve else None
+    security = Security.curve_group(*keys) if keys is not None else Security.plain()
+    proc = ctx.Process(target=serve, args=(address, messages, child, options, keys), daemon=True)
     proc.start()
     try:
         if not parent.poll(30):
             raise RuntimeError("server process did not start")
         parent.recv()
-        client = Endpoint("bench.client", "client", address, node="C", on_message=lambda e, p: None,
-                          options=options)
+        client = Endpoint(
+            "bench.client",
+            "client",
+            address,
+            node="C",
+            on_message=lambda e, p: None,
+            options=options,
+            security=security,
+        )
         client.start()
         deadline = time.monotonic() + 10
         while not client.connected:  # connection set up by the I/O thread; bounded wait
@@ -168,6 +200,7 @@ def run(requests: int, messages: int, payload: int, window: int, options: Endpoi
         parent.send("stop")
         parent.poll(10)
         return {
+            "curve": curve,
             "requests": requests,
             "payload_bytes": payload,
             "rtt_p50_us": round(percentile(lat_us, 50), 1),
@@ -199,29 +232,78 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=5000, help="sequential request/reply round trips")
     parser.add_argument("--messages", type=int, default=200_000, help="one-way Hello notifications")
     parser.add_argument("--payload", type=int, default=16, help="bytes in each Ping")
-    parser.add_argument("--window", type=int, default=5000,
-                        help="one-way messages in flight at most (0: one unpaced burst)")
+    parser.add_argument(
+        "--window", type=int, default=5000, help="one-way messages in flight at most (0: one unpaced burst)"
+    )
+    parser.add_argument(
+        "--curve",
+        choices=("off", "on", "both"),
+        default="both",
+        help="CURVE + ZAP + rights check on the server (default: both, to compare)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the modes this many times; report each mode's median run",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     quiet_logs()
-    result = run(args.requests, args.messages, args.payload, args.window, EndpointOptions())
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.curve]
+    runs: dict[bool, list[dict[str, Any]]] = {m: [] for m in modes}
+    for _ in range(args.rounds):  # alternate the modes, so load from elsewhere hits both alike
+        for curve in modes:
+            runs[curve].append(
+                run(args.requests, args.messages, args.payload, args.window, EndpointOptions(), curve)
+            )
+    # per mode, the run with the median one-way rate (its latencies come along)
+    results = [sorted(runs[m], key=lambda r: r["oneway_rate_per_s"])[len(runs[m]) // 2] for m in modes]
+    if args.rounds > 1:
+        for m in modes:
+            rates = ", ".join(f"{r['oneway_rate_per_s']:,}" for r in runs[m])
+            p50s = ", ".join(f"{r['rtt_p50_us']:.0f}" for r in runs[m])
+            print(f"CURVE {'on ' if m else 'off'} rounds: one-way msg/s {rates}; round trip p50 µs {p50s}")
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        ok_lat = result["rtt_p99_us"] < TARGET_P99_US
-        ok_rate = result["oneway_rate_per_s"] > TARGET_RATE and result["lost"] == 0
-        print(f"request/reply  N={result['requests']}: p50 {result['rtt_p50_us']:.0f} µs, "
-              f"p90 {result['rtt_p90_us']:.0f} µs, p99 {result['rtt_p99_us']:.0f} µs, "
-              f"max {result['rtt_max_us']:.0f} µs ({result['rtt_per_s']} round trips/s)  "
-              f"[target p99 < {TARGET_P99_US:.0f} µs: {'OK' if ok_lat else 'MISSED'}]")
-        print(f"one-way        N={result['messages']}: "
-              f"{result['oneway_rate_per_s']:,} msg/s at the receiver, "
-              f"{result['received']} received, {result['lost']} lost "
-              f"(window {result['window'] or 'none'}; sender {result['sender_rate_per_s']:,} msg/s)  "
-              f"[target > {TARGET_RATE:,.0f} msg/s, no loss: {'OK' if ok_rate else 'MISSED'}]")
-        print(f"client stats {result['client_stats']}")
-        print(f"server stats {result['server_stats']}")
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+        return 0
+    for result in results:
+        print(f"--- CURVE {'on (group key, ZAP, rights check)' if result['curve'] else 'off (plain text)'}")
+        report(result)
+    if len(results) == 2:
+        off, on = results
+        cost = (
+            1 - on["oneway_rate_per_s"] / off["oneway_rate_per_s"]
+            if off["oneway_rate_per_s"]
+            else float("nan")
+        )
+        print(
+            f"CURVE cost: one-way throughput {cost:+.1%} lower"
+            f" [target <= 25 %: {'OK' if cost <= 0.25 else 'MISSED'}];"
+            f" round trip p50 {on['rtt_p50_us'] - off['rtt_p50_us']:+.0f} µs,"
+            f" p99 {on['rtt_p99_us'] - off['rtt_p99_us']:+.0f} µs"
+        )
     return 0
+
+
+def report(result: dict[str, Any]) -> None:
+    ok_lat = result["rtt_p99_us"] < TARGET_P99_US
+    ok_rate = result["oneway_rate_per_s"] > TARGET_RATE and result["lost"] == 0
+    print(
+        f"request/reply  N={result['requests']}: p50 {result['rtt_p50_us']:.0f} µs, "
+        f"p90 {result['rtt_p90_us']:.0f} µs, p99 {result['rtt_p99_us']:.0f} µs, "
+        f"max {result['rtt_max_us']:.0f} µs ({result['rtt_per_s']} round trips/s)  "
+        f"[target p99 < {TARGET_P99_US:.0f} µs: {'OK' if ok_lat else 'MISSED'}]"
+    )
+    print(
+        f"one-way        N={result['messages']}: "
+        f"{result['oneway_rate_per_s']:,} msg/s at the receiver, "
+        f"{result['received']} received, {result['lost']} lost "
+        f"(window {result['window'] or 'none'}; sender {result['sender_rate_per_s']:,} msg/s)  "
+        f"[target > {TARGET_RATE:,.0f} msg/s, no loss: {'OK' if ok_rate else 'MISSED'}]"
+    )
+    print(f"client stats {result['client_stats']}")
+    print(f"server stats {result['server_stats']}")
 
 
 if __name__ == "__main__":

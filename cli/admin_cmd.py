@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ops.add_parser("endpoints", help="each ZeroMQ endpoint with its faults and counters")
     ops.add_parser("status", help="the node's role and generation")
     ops.add_parser("monitors", help="the parameter values the running monitors use (backup only)")
+    ops.add_parser(
+        "keys-reload", help="read the clients file again (added keys connect, revoked are refused)"
+    )
+    ops.add_parser("security", help="authorized clients and refusal counters")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
     inj.add_argument(

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.config import ConfigError, load_config
+from actors.config import ConfigError, load_config, tool_security
 from cli.output import error, on_every_operation, print_json
-from transport.client import Unreachable, query_state, request_once
+from transport.client import Unreachable, query_state, request_once, who_am_i
 from transport.messages import (
     CommandReply,
     HistoryReply,
@@ -112,17 +112,18 @@ def ctl_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     p.add_argument(
         "--timeout", type=float, default=d if suppress else 2.0, help="seconds to wait for each server"
     )
+    p.add_argument(
+        "--key",
+        default=d if suppress else None,
+        help="your secret key file (default: $SWITCHOVER_KEY, [security] client_key, the group key)",
+    )
 
 
-def servers_of(config_path: str | None) -> tuple[list[Server], str, Security]:
+def servers_of(config_path: str | None, key: str | None = None) -> tuple[list[Server], str, Security]:
     if not config_path:
         raise ConfigError("no configuration: pass --config FILE or set SWITCHOVER_CONFIG")
     cfg = load_config(config_path, check_parameters=False)  # the node checks them; ctl needs addresses
-    security = (
-        Security.plain()
-        if cfg.security.insecure
-        else Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
-    )
+    security = tool_security(cfg, key)
     servers = [Server(s.name, f"tcp://{s.address}:{s.vswitch_port}") for s in (cfg.server_a, cfg.server_b)]
     return servers, cfg.name, security
 
@@ -186,15 +187,41 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     return view
 
 
+def user_view(
+    servers: list[Server], view: dict[str, Any], timeout: float, security: Security
+) -> dict[str, Any] | None:
+    """Who this key is, and its rights, as the backup (else any connected server) sees it."""
+    order = [view["backup"], view["active"], *(s.name for s in servers)]
+    for name in order:
+        server = next((s for s in servers if s.name == name), None)
+        if server is None or not view["servers"][server.name]["connected"]:
+            continue
+        try:
+            me = who_am_i(server.address, timeout, security)
+        except Unreachable:
+            continue
+        return {"name": me.user, "rights": list(me.rights), "secured": me.secured}
+    return None
+
+
 def status_text(view: dict[str, Any]) -> str:
     """The control panel's view as text: the one rendering used by ``status`` and ``status --watch``."""
+    out: list[str] = []
+    user = view.get("user")
+    if user is not None:
+        privileges, _ = privilege_lines(
+            user["name"], tuple(user["rights"]), user["secured"], False, view["active"]
+        )
+        if user["secured"] and view["active"] and "remote-control" not in user["rights"]:
+            privileges[-1] += " (status only: switch and rejoin are refused)"
+        out += privileges
 
     def conn(name: str | None) -> str:
         if name is None:
             return "(none)"
         return f"{name} ({'connected' if view['servers'][name]['connected'] else 'NOT CONNECTED'})"
 
-    out = [
+    out += [
         f"Active:  {conn(view['active'])}",
         f"Backup:  {conn(view['backup'])}",
         f"State:   {view['pair_state']}",
@@ -220,6 +247,7 @@ def status_text(view: dict[str, Any]) -> str:
     if lines:
         out.append("Status Messages:")
         out += [f"  {line}" for line in lines]
+    out += interactions_lines(view.get("interactions"))
     return "\n".join(out)
 
 
@@ -235,7 +263,7 @@ def watch_status(args: argparse.Namespace, servers: list[Server], security: Secu
         n = 0
         while not args.count or n < args.count:
             started = time.monotonic()
-            yield status_view(poll_both(servers, args.timeout, security))
+            yield collect_status(args, servers, security)[1]
             n += 1
             if not args.count or n < args.count:
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -290,22 +318,31 @@ def interactions_view(
     }
 
 
-def print_interactions(view: dict[str, Any] | None, as_json: bool) -> None:
-    if as_json or view is None:
-        return
+def interactions_lines(view: dict[str, Any] | None) -> list[str]:
+    if view is None:
+        return []
     if "error" in view:
-        print(f"Interactions: not available ({view['error']})")
-        return
+        return [f"Interactions: not available ({view['error']})"]
     types = [t for t in view["live"] if view["live"][t] or view["shadowed"].get(t)]
-    print("Interactions (live on the active / shadowed on the backup):")
-    for t in types:
-        print(f"  {t}: {view['live'][t]} / {view['shadowed'].get(t, 0)}")
-    if not types:
-        print("  none")
+    out = ["Interactions (live on the active / shadowed on the backup):"]
+    out += [f"  {t}: {view['live'][t]} / {view['shadowed'].get(t, 0)}" for t in types] or ["  none"]
     if not view["backup_connected"]:
-        print("  no backup is shadowing interactions")
+        out.append("  no backup is shadowing interactions")
     elif view["lag"]:
-        print(f"  backup lag: {view['lag']} change(s)")
+        out.append(f"  backup lag: {view['lag']} change(s)")
+    return out
+
+
+def collect_status(
+    args: argparse.Namespace, servers: list[Server], security: Security
+) -> tuple[dict[str, StatusReport | str], dict[str, Any]]:
+    """Both servers' reports and the control panel's view of them, with every section (the user's
+    rights, interactions, ...): the one collection used by ``status`` and ``status --watch``."""
+    states = poll_both(servers, args.timeout, security)
+    view = status_view(states)
+    view["user"] = user_view(servers, view, args.timeout, security)
+    view["interactions"] = interactions_view(args.config, view["active"], args.timeout, security)
+    return states, view
 
 
 def wait_for(
@@ -322,6 +359,54 @@ def wait_for(
             pass
         time.sleep(0.1)
     return None
+
+
+def privilege_lines(
+    user: str, rights: tuple[str, ...], secured: bool, immediate: bool, primary: str | None
+) -> tuple[list[str], bool]:
+    """The control panel's privilege lines (spec lines 1850, 1943-1955) and whether to go on.
+
+    With ``--immediate`` the Remote Control right is not checked (the node requires the master
+    administrator, the Admin right); neither is it when there is no primary server.
+    """
+    if not secured:
+        return ["Plain text (security.insecure): user privileges are not checked"], True
+    lines = [f"Checking user privileges for user {user}"]
+    if immediate:
+        ok = "admin" in rights
+        lines.append(
+            "/Immediate: Remote Control right not checked; "
+            + ("verified user is a master administrator" if ok else f"user {user} lacks the Admin right")
+        )
+        return lines, ok
+    if primary is None:
+        lines.append("No primary server: Remote Control right not checked")
+        return lines, True
+    if "remote-control" in rights:
+        lines.append("Verified user has Remote Control rights")
+        return lines, True
+    lines.append(f"User {user} lacks the Remote Control right")
+    return lines, False
+
+
+def check_privileges(
+    server: Server, view: dict[str, Any], args: argparse.Namespace, security: Security
+) -> bool:
+    try:
+        me = who_am_i(server.address, args.timeout, security)
+    except Unreachable as exc:
+        error(f"cannot check user privileges on {server.name}: {exc}")
+        return False
+    lines, ok = privilege_lines(me.user, me.rights, me.secured, args.immediate, view["active"])
+    for line in lines:
+        print(line)
+    if view["active"]:
+        print(f"Potential Primary: {view['active']}")
+    print(f"Potential Backup: {server.name}")
+    if not ok:
+        need = "Admin" if args.immediate else "Remote Control"
+        error(f"switch refused: user {me.user} lacks the {need} right")
+    return ok
 
 
 def do_switch(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
@@ -346,6 +431,8 @@ def do_switch(args: argparse.Namespace, servers: list[Server], security: Securit
             print("Switchover cancelled.")
             return 1
     server = next(s for s in servers if s.name == backup)
+    if not check_privileges(server, view, args, security):
+        return 1
     try:
         reply = request_once(
             server.address,
@@ -465,17 +552,14 @@ def draw_history(records: list[EventRecord], servers: list[Server], path: str) -
 
 def run(args: argparse.Namespace) -> int:
     try:
-        servers, local, security = servers_of(args.config)
+        servers, local, security = servers_of(args.config, args.key)
     except ConfigError as exc:
         return error(str(exc))
     if args.ctl_op == "status" and args.watch:
         return watch_status(args, servers, security)
     if args.ctl_op == "status":
-        states = poll_both(servers, args.timeout, security)
-        view = status_view(states)
-        view["interactions"] = interactions_view(args.config, view["active"], args.timeout, security)
+        states, view = collect_status(args, servers, security)
         print_json(view) if args.json else print_status(view)
-        print_interactions(view["interactions"], args.json)
         nobody = nobody_answered(states)
         return error(nobody) if nobody else 0
     if args.ctl_op == "switch":

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the configs, data and logs after the demo (default: remove the temporary directory)",
     )
     p.add_argument(
+        "--insecure", action="store_true", help="run plain text (no CURVE keys; the nodes warn about it)"
+    )
+    p.add_argument(
         "--crash-module",
         action="store_true",
         help="after the manual switch, kill -9 the active's module and show the automatic switch",
@@ -68,8 +71,14 @@ def finish(base: Path, keep: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="switchover-demo-"))
-    pair = LocalPair(base, parameters={**FAST_PARAMETERS, **(DEMO_PARAMETERS if args.interactions else {})})
+    pair = LocalPair(base, parameters={**FAST_PARAMETERS, **(DEMO_PARAMETERS if args.interactions else {})}, curve=not args.insecure)
     print(f"pair configs and data in {base}")
+    if not args.insecure:
+        print(
+            f"CURVE keys in {pair.keys}: the server group keypair, an 'operator' (admin: the configs' "
+            "client_key, used by ctl) and a 'module' key the modules use; see `switchover keys list "
+            f"--dir {pair.keys}`"
+        )
     for name in pair.names:
         hooks = pair.nodes[name].data_dir / "hooks"
         for kind in ("commence", "discontinue"):

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from loguru import logger
 
-from actors.config import ConfigError, load_config
+from actors.config import ConfigError, load_config, tool_security
 from actors.runtime.logs import configure_logging
 from transport.client import RoleEventSubscription, Unreachable, is_backup
 from transport.messages import RoleEvent
 from transport.module import ProcessHealth, own_process, run_module
+from transport.security import Security
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         q.add_argument("--notifier", help="tcp://host:port of the local Notifier (instead of --config)")
         q.add_argument("--pidfile-out", help="write this module's own PID here")
+        q.add_argument(
+            "--key",
+            help="this module's secret key file (default: $SWITCHOVER_KEY, [security] client_key, the group key)",
+        )
         if op == "watch":
             what = q.add_mutually_exclusive_group(required=True)
             what.add_argument("--pidfile", help="the service's PID file")
@@ -45,20 +50,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(func=run)
 
 
-def addresses(args: argparse.Namespace) -> tuple[str, str | None]:
-    """The local Notifier's address, and the local VirtualSwitch's when a config is given."""
-    if args.notifier:
-        return str(args.notifier), None
+def addresses(args: argparse.Namespace) -> tuple[str, str | None, Security]:
+    """The local Notifier's address, the local VirtualSwitch's when a config is given, and the
+    node's security settings (with this module's key)."""
+    if args.notifier and not args.config:
+        return str(args.notifier), None, Security.plain()
     if not args.config:
         raise ConfigError("pass --config FILE (or SWITCHOVER_CONFIG) or --notifier tcp://HOST:PORT")
     cfg = load_config(args.config)
-    return f"tcp://{cfg.me.address}:{cfg.me.notifier_port}", f"tcp://{cfg.me.address}:{cfg.me.vswitch_port}"
+    security = tool_security(cfg, args.key)
+    if args.notifier:
+        return str(args.notifier), None, security
+    vswitch = f"tcp://{cfg.me.address}:{cfg.me.vswitch_port}"
+    return f"tcp://{cfg.me.address}:{cfg.me.notifier_port}", vswitch, security
 
 
-def follow_role(vswitch: str, name: str) -> RoleEventSubscription:
+def follow_role(vswitch: str, name: str, security: Security) -> RoleEventSubscription:
     """Like an application would: ask whether this server is the backup, then hear of each switch."""
     try:
-        logger.info("{}: this server is {}", name, "the backup" if is_backup(vswitch) else "not the backup")
+        backup = is_backup(vswitch, security=security)
+        logger.info("{}: this server is {}", name, "the backup" if backup else "not the backup")
     except Unreachable as exc:
         logger.info("{}: cannot ask the local node yet ({})", name, exc)
 
@@ -72,12 +83,12 @@ def follow_role(vswitch: str, name: str) -> RoleEventSubscription:
             event.reason or "-",
         )
 
-    return RoleEventSubscription(vswitch, on_event, name=name).start()
+    return RoleEventSubscription(vswitch, on_event, name=name, security=security).start()
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        address, vswitch = addresses(args)
+        address, vswitch, security = addresses(args)
     except ConfigError as exc:
         print(f"switchover module: config error: {exc}", file=sys.stderr)
         return 2
@@ -92,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    subscription = follow_role(vswitch, args.name) if vswitch else None
+    subscription = follow_role(vswitch, args.name, security) if vswitch else None
     try:
-        run_module(address, args.name, health, stop)
+        run_module(address, args.name, health, stop, security=security)
     finally:
         if subscription is not None:
             subscription.stop()

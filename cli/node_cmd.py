@@ -32,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from actors.node import Node, NodeStartError
     from actors.runtime.data_lock import DataDirInUse
+    from transport.security import KeyFileError
 
     try:
         return Node(cfg, force_backup=args.force_backup, manual_switch_only=args.manual_switch_only).run()
+    except KeyFileError as exc:
+        print(f"switchover node: cannot start: {exc}", file=sys.stderr)
+        return 2
     except DataDirInUse as exc:
         print(f"switchover node: refused: {exc}", file=sys.stderr)
         return 2

@@ -125,11 +125,20 @@ class LocalPair:
     release: dict[str, str] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     names: tuple[str, str] = ("alpha", "beta")
-    security: dict[str, Any] | None = None  # the [security] table; default plain text
+    security: dict[str, Any] | None = None  # the [security] table; default: see ``curve``
     address: str = "127.0.0.1"
+    # CURVE (the default) with keys made under base/keys: the group keypair, an "operator" (admin)
+    # that the configs name as client_key (ctl), and a "module" key the modules run with.
+    # False: plain text (the nodes warn about it at every start).
+    curve: bool = True
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
+        self.keys = self.base / "keys"
+        if self.security is not None and self.security.get("insecure"):
+            self.curve = False
+        if self.security is None and self.curve:
+            self.security = make_keys(self.keys)
         n = len(SERVER_PORTS)
         ports = free_ports(2 * n + 2)
         http_ports = dict(zip(self.names, ports[2 * n :], strict=True))
@@ -179,8 +188,48 @@ class LocalPair:
             )
         return node
 
-    def start_module(self, name: str, module: str = "TsServer") -> PairNode:
+    def security_for(self, client: str = "operator") -> Any:
+        """The :class:`~transport.security.Security` of a client of this pair (plain text if it is)."""
+        from transport.security import Security, client_security
+
+        if not self.curve:
+            return Security.plain()
+        return client_security(
+            False, str(self.keys / "server-group.key_secret"), str(self.client_key(client))
+        )
+
+    def client_key(self, client: str) -> Path:
+        """The secret key file of a client made by :func:`make_keys` (or ``add_client``)."""
+        return self.keys / "clients.d" / f"{client}.key_secret"
+
+    def add_client(self, client: str, rights: str) -> Path:
+        """``switchover keys add-client`` into this pair's keys directory; the secret key file."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "keys",
+                "add-client",
+                client,
+                "--rights",
+                rights,
+                "--dir",
+                str(self.keys),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"keys add-client {client} failed: {done.stderr}")
+        return self.client_key(client)
+
+    def start_module(self, name: str, module: str = "TsServer", key: Path | None = None) -> PairNode:
         node = self.nodes[name]
+        if key is None and self.curve and self.client_key("module").exists():
+            key = self.client_key("module")
         with open(node.data_dir / "module.stderr", "ab") as log:
             node.module = subprocess.Popen(
                 [
@@ -193,6 +242,7 @@ class LocalPair:
                     module,
                     "--config",
                     str(node.config),
+                    *(["--key", str(key)] if key is not None else []),
                 ],
                 stdout=log,
                 stderr=log,
@@ -220,10 +270,11 @@ class LocalPair:
         return {n: self.role(n) for n in self.names}
 
     def ctl(
-        self, *args: str, input_text: str | None = None, timeout: float = 30.0
+        self, *args: str, input_text: str | None = None, timeout: float = 30.0, key: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        with_key = ["--key", str(key)] if key is not None else []
         return subprocess.run(
-            [sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *args],
+            [sys.executable, "-m", "cli.main", "ctl", "--config", str(self.a.config), *with_key, *args],
             capture_output=True,
             text=True,
             env=child_env(),
@@ -248,6 +299,32 @@ class LocalPair:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait(timeout=5)
+
+
+DEFAULT_CLIENTS = (("operator", "admin"), ("module", "module,app"))
+
+
+def make_keys(
+    keys: Path, clients: tuple[tuple[str, str], ...] = DEFAULT_CLIENTS, client_key: str = "operator"
+) -> dict[str, Any]:
+    """The server group keypair and ``clients`` (name, rights) under ``keys``, as ``switchover
+    keys`` makes them (by default an ``operator`` with the admin right and a ``module`` key with
+    module and app). Returns the [security] table: the group key, and ``client_key`` as the local
+    tools' key. Keys made before are kept (a pair's nodes share them)."""
+    from transport.auth import Client, load_clients, parse_rights, save_clients
+    from transport.security import GROUP_KEY_NAME, load_public, write_keypair
+
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    group = keys / f"{GROUP_KEY_NAME}.key_secret"
+    if not group.exists():
+        write_keypair(keys, GROUP_KEY_NAME)
+    known = load_clients(keys / "clients.toml")
+    for client, rights in clients:
+        if client not in known:
+            pub, _ = write_keypair(keys / "clients.d", client)
+            known[client] = Client(client, load_public(pub).decode(), parse_rights(rights))
+    save_clients(keys / "clients.toml", known.values())
+    return {"group_key": str(group), "client_key": str(keys / "clients.d" / f"{client_key}.key_secret")}
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:

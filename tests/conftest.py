@@ -110,9 +110,16 @@ def switchover_command() -> list[str]:
 
 
 def node_config_text(
-    name: str, data_dir: Path, ports_a: list[int], ports_b: list[int], http_port: int = 0, **extra: str
+    name: str,
+    data_dir: Path,
+    ports_a: list[int],
+    ports_b: list[int],
+    security: dict[str, str] | None = None,
+    http_port: int = 0,
+    **extra: str,
 ) -> str:
-    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1 (plain text transport); its HTTP
+    """A TOML config for node ``name`` of an A/B pair on 127.0.0.1: CURVE with the key files
+    ``security`` names (:func:`deploy.pair.make_keys`), plain text when it is None; its HTTP
     endpoint on ``http_port`` (0: disabled, so that tests never collide on the default port)."""
     lines = [
         "[node]",
@@ -129,7 +136,10 @@ def node_config_text(
             'address = "127.0.0.1"',
             *(f"{key} = {port}" for key, port in zip(SERVER_PORTS, ports, strict=True)),
         ]
-    lines += ["", "[security]", "insecure = true"]
+    if security is None:
+        lines += ["", "[security]", "insecure = true"]
+    else:
+        lines += ["", "[security]", "insecure = false", *(f'{k} = "{v}"' for k, v in security.items())]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
     http = [f"port = {http_port}"] if http_port else ["enabled = false"]
     lines += ["", "[http]", *http]
@@ -248,14 +258,19 @@ class NodePair:
 
 
 def make_pair(root: Path) -> NodePair:
-    """Write configs for A and B under ``root`` (not started)."""
+    """Write configs for A and B under ``root`` (not started), secured with CURVE: keys under
+    ``root/keys`` (the group keypair, an ``operator`` with the admin right as the configs'
+    client key, a ``module`` key)."""
+    from deploy.pair import make_keys
+
     ports_a, ports_b = server_ports()
     http_ports = dict(zip("AB", free_tcp_ports(2), strict=True))
+    security = make_keys(root / "keys")
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"
         cfg = root / f"{name}.toml"
-        cfg.write_text(node_config_text(name, data, ports_a, ports_b, http_port=http_ports[name]))
+        cfg.write_text(node_config_text(name, data, ports_a, ports_b, security, http_port=http_ports[name]))
         nodes.append(NodeProc(name, cfg, data, root / f"{name}.log", http_port=http_ports[name]))
     return NodePair(nodes[0], nodes[1], {"A": ports_a, "B": ports_b})
 

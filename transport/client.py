@@ -13,7 +13,17 @@ from typing import Any
 import zmq
 
 from transport.codec import REQUEST, DecodeError, Envelope, decode, encode
-from transport.messages import CommandReply, Message, QueryState, RoleEvent, StatusReport, Subscribe
+from transport.messages import (
+    CommandReply,
+    ErrorReply,
+    Message,
+    QueryState,
+    RoleEvent,
+    StatusReport,
+    Subscribe,
+    WhoAmI,
+    WhoAmIReply,
+)
 from transport.security import Security
 
 _ids = itertools.count(1)
@@ -21,6 +31,10 @@ _ids = itertools.count(1)
 
 class Unreachable(ConnectionError):
     """The node did not answer in time (or answered garbage); the text says which."""
+
+
+class Refused(Unreachable):
+    """The node answered with an error: the request was refused (e.g. the key lacks the right)."""
 
 
 def request_once(
@@ -42,6 +56,8 @@ def request_once(
             except DecodeError as exc:
                 raise Unreachable(f"{address} answered a malformed frame: {exc}") from None
             if env.corr == corr:
+                if isinstance(env.msg, ErrorReply):
+                    raise Refused(f"{address} refused {msg.TYPE}: {env.msg.error}")
                 return env.msg
         raise Unreachable(f"{address} did not answer {msg.TYPE} within {timeout:g} s")
     finally:
@@ -52,6 +68,14 @@ def query_state(address: str, timeout: float = 2.0, security: Security | None = 
     reply = request_once(address, QueryState("ctl"), timeout, security)
     if not isinstance(reply, StatusReport):
         raise Unreachable(f"{address} answered {reply.TYPE} to QueryState")
+    return reply
+
+
+def who_am_i(address: str, timeout: float = 2.0, security: Security | None = None) -> WhoAmIReply:
+    """The name and rights the node gives this client's key."""
+    reply = request_once(address, WhoAmI(), timeout, security)
+    if not isinstance(reply, WhoAmIReply):
+        raise Unreachable(f"{address} answered {reply.TYPE} to WhoAmI")
     return reply
 
 
@@ -82,6 +106,7 @@ class RoleEventSubscription:
         self.name = name
         self._stop = threading.Event()
         self.subscribed = threading.Event()  # set when the node first confirmed the subscription
+        self.refused = ""  # the node's refusal, when this client's key may not subscribe
         self._thread = threading.Thread(target=self._run, name=f"role-events-{name}", daemon=True)
 
     def start(self) -> RoleEventSubscription:
@@ -115,6 +140,8 @@ class RoleEventSubscription:
                         continue
                     if isinstance(env.msg, RoleEvent):
                         self.on_event(env.msg)
+                    elif isinstance(env.msg, ErrorReply):
+                        self.refused = env.msg.error
                     elif isinstance(env.msg, CommandReply) and env.msg.ok:
                         self.subscribed.set()
         finally:

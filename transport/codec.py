@@ -38,6 +38,10 @@ class Envelope:
     seq: int | None = None
     kind: int = NOTIFY
     corr: int | None = None
+    # set by a receiving server endpoint with access control, never encoded: the sender's ZAP
+    # user id (the client's name; "server-group" for the peer node) and network address
+    user: str = ""
+    peer_address: str = ""
 
 
 _FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {}
@@ -89,7 +93,11 @@ def _schema(type_name: str) -> _Schema | None:
     return schema
 
 
-def decode(frames: list[bytes], max_frame: int = DEFAULT_MAX_FRAME) -> Envelope:
+def decode(
+    frames: list[bytes], max_frame: int = DEFAULT_MAX_FRAME, user: str = "", peer_address: str = ""
+) -> Envelope:
+    """The envelope of ``frames``; ``user``/``peer_address``: what the receiving socket knows of
+    the sender (ZAP user id, address), carried along, never on the wire."""
     # Hot path: plain ``if`` tests, and an error text is only formatted when a check fails.
     if len(frames) != 1:
         raise DecodeError(f"expected exactly 1 message frame, got {len(frames)}")
@@ -142,7 +150,7 @@ def decode(frames: list[bytes], max_frame: int = DEFAULT_MAX_FRAME) -> Envelope:
         msg = schema.cls(**values)
     except Exception as exc:  # a __post_init__ that rejects the values
         raise DecodeError(f"{type_name}: invalid values: {exc}") from None
-    return Envelope(msg, sender, generation, seq, kind, corr)
+    return Envelope(msg, sender, generation, seq, kind, corr, user, peer_address)
 
 
 def _is_tuple_field(field: dataclasses.Field[Any]) -> bool:

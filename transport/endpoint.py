@@ -19,6 +19,7 @@ import heapq
 import itertools
 import os
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -88,6 +89,7 @@ _MONITOR_KINDS: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_failed",
 }
 
 MessageHandler = Callable[[Envelope, bytes | None], None]
@@ -101,6 +103,7 @@ class EndpointStats:
     dropped_out: int = 0
     dropped_in: int = 0
     decode_errors: int = 0
+    refused: int = 0  # messages refused by access control (the sender lacks the right)
     timeouts: int = 0
     send_failures: int = 0
 
@@ -186,7 +189,17 @@ class Endpoint:
             sock.setsockopt(zmq.IMMEDIATE, 1)
         if self._identity:
             sock.setsockopt(zmq.IDENTITY, self._identity)
+        if self.role == "server":
+            sock.zap_domain = self.name.encode()  # the ZAP handler (transport.auth) sees which socket
         self.security.apply(sock, server=self.role == "server")
+        self._access = self.security.access if self.role == "server" and not self.security.insecure else None
+        if self._access is not None:
+            self._access.add_domain(self.name)
+        self._accepted: dict[int, str] = {}  # fd -> peer address of connections not yet closed
+        self._failed_handshakes = 0  # handshake failures not yet matched with their connection's close
+        self._seen_closed: set[str] = set()
+        self._peer_meta: dict[bytes, tuple[str, str]] = {}  # routing id -> (ZAP user id, address)
+        self._closed_looked_up = -1e9
         return sock
 
     def start(self) -> Endpoint:
@@ -398,16 +411,37 @@ class Endpoint:
                 fut.set_exception(SendFailed(f"{self.name}: cannot send {env.msg.TYPE}: {exc.strerror}"))
 
     def _receive_all(self) -> None:
+        access = self._access
         for _ in range(1000):
+            user = address = ""
             try:
-                frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+                if access is None:
+                    frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+                else:
+                    # the first frame (a server's: the routing id) as a Frame, which carries
+                    # the message properties; the rest copied as usual
+                    first = self._sock.recv(flags=zmq.NOBLOCK, copy=False)
+                    frames = [first.bytes]
+                    if self._sock.getsockopt(zmq.RCVMORE):
+                        frames += self._sock.recv_multipart(flags=zmq.NOBLOCK)
+                    # A connection's user id and address never change: ask ZeroMQ once per peer.
+                    # Only for routing ids ZeroMQ generated (a leading zero byte, a counter never
+                    # reused); one a client chose may come back on another connection, another key.
+                    meta = self._peer_meta.get(frames[0])
+                    if meta is None:
+                        meta = (_metadata(first, "User-Id"), _metadata(first, "Peer-Address"))
+                        if frames[0][:1] == b"\x00":
+                            if len(self._peer_meta) > 10_000:
+                                self._peer_meta.clear()
+                            self._peer_meta[frames[0]] = meta
+                    user, address = meta
             except zmq.Again:
                 return
             peer: bytes | None = None
             if self.role == "server":
                 peer, frames = frames[0], frames[1:]
             try:
-                env = decode(frames, self.options.max_frame)
+                env = decode(frames, self.options.max_frame, user, address)
             except DecodeError as exc:
                 self.stats.decode_errors += 1
                 self.log.warning("{}: rejected a malformed frame from {!r}: {}", self.name, peer, exc)
@@ -416,6 +450,21 @@ class Endpoint:
                         Envelope(ErrorReply(str(exc)), self.node, self._generation(), None, REPLY), peer, None
                     )
                 continue
+            if access is not None:
+                refusal = access.check(env.msg, user, address, self.name)
+                if refusal is not None:
+                    self.stats.refused += 1
+                    if env.kind == REQUEST:
+                        reply = Envelope(
+                            ErrorReply(refusal, env.msg.TYPE),
+                            self.node,
+                            self._generation(),
+                            None,
+                            REPLY,
+                            env.corr,
+                        )
+                        self._transmit(reply, peer, None)
+                    continue
             faults = self._faults
             if faults.drops(self._rng):
                 self.stats.dropped_in += 1
@@ -452,6 +501,8 @@ class Endpoint:
                 continue
             endpoint = event.get("endpoint", b"")
             address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+            if self._access is not None:
+                self._watch_handshakes(kind, int(event["event"]), int(event.get("value", -1)))
             if self.role == "client":
                 if kind == "handshake":  # usable only now: with IMMEDIATE, sends fail before the handshake
                     self.connected = True
@@ -460,6 +511,49 @@ class Endpoint:
                 elif kind == "handshake_failed":
                     self._reconnect_later(address)
             self._emit(kind, address)
+
+    def _watch_handshakes(self, kind: str, code: int, value: int) -> None:
+        """Name the peer of a failed handshake (a plain-text client, a wrong server key, garbage).
+
+        ZeroMQ reports a failed handshake without the peer; its ``accepted`` event carries the
+        connection's descriptor (asked for its peer address at once) and its ``disconnected``
+        event the same descriptor, right after the failure (one I/O thread, in order).
+        """
+        if kind == "accepted":
+            self._accepted[value] = _peer_of_fd(value, self.bound_address)
+            if len(self._accepted) > 100_000:
+                self._accepted.clear()
+        elif kind == "handshake_failed" and code != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self._failed_handshakes += 1  # (a refused key was logged by the ZAP handler, with its name)
+        elif kind in ("disconnected", "closed"):
+            peer = self._accepted.pop(value, "")
+            if self._failed_handshakes and self._access is not None:
+                self._failed_handshakes -= 1
+                if not peer:  # closed before we could ask: the connection the node closed just now
+                    peer = self._just_closed() or "an unknown address"
+                self._access.handshake_failed(
+                    self.name,
+                    peer,
+                    "the CURVE handshake failed (a plain-text client, or not this pair's key)",
+                )
+
+    def _just_closed(self) -> str:
+        """The peers of this server's port whose connection the node closed since the last call
+        (TCP sockets in FIN-WAIT or TIME-WAIT: the side that closes first goes there)."""
+        now = time.monotonic()
+        if now - self._closed_looked_up < 1.0:
+            return ""  # at most one look-up a second: a flood of bad handshakes must not slow the I/O
+        self._closed_looked_up = now
+        try:
+            port = int(self.bound_address.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return ""
+        closed = _closed_by_us(port)
+        new = sorted(closed - self._seen_closed)
+        self._seen_closed = closed
+        if len(new) > 3:
+            return f"{', '.join(new[:3])} (or another of {len(new)} connections closed lately)"
+        return ", ".join(new)
 
     def _reconnect_later(self, address: str) -> None:
         """ZeroMQ gives up on a connection whose handshake failed on a protocol error (a plain
@@ -547,3 +641,61 @@ class Endpoint:
                 except OSError:
                     pass
             self._wake_r = self._wake_w = -1
+
+
+def _metadata(frame: zmq.Frame, name: str) -> str:
+    """A message property ZeroMQ attached to a received frame ("" when it has none)."""
+    try:
+        value = frame.get(name)
+    except zmq.ZMQError:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+_CLOSED_BY_US = {"04", "05", "06"}  # FIN_WAIT1, FIN_WAIT2, TIME_WAIT in /proc/net/tcp
+
+
+def _closed_by_us(port: int) -> set[str]:
+    """``host:port`` of the peers of local ``port`` whose connections this host closed lately (Linux)."""
+    out: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 4 or parts[3] not in _CLOSED_BY_US:
+                continue
+            local, remote = parts[1], parts[2]
+            if int(local.rsplit(":", 1)[1], 16) != port:
+                continue
+            host_hex, port_hex = remote.rsplit(":", 1)
+            raw = bytes.fromhex(host_hex)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            host = socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words)
+            if host.startswith("::ffff:"):
+                host = host[7:]
+            out.add(f"{host}:{int(port_hex, 16)}")
+    return out
+
+
+def _peer_of_fd(fd: int, address: str) -> str:
+    """The peer of an accepted TCP connection's descriptor ("" if it is gone already, or the
+    number now belongs to a socket that is not on our ``address``'s port)."""
+    if fd < 0:
+        return ""
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return ""
+    try:
+        local, peer = s.getsockname(), s.getpeername()
+        if not (isinstance(peer, tuple) and address.endswith(f":{local[1]}")):
+            return ""
+        return f"{peer[0]}:{peer[1]}"
+    except OSError:
+        return ""
+    finally:
+        s.close()

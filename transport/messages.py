@@ -502,3 +502,21 @@ class ShadowSessionUnknown(Message):
 
     session: str
     detail: str = ""
+
+
+# ---- Security (issue 13): who am I, with which rights
+
+
+@register("WhoAmI")
+@dataclass(frozen=True)
+class WhoAmI(Message):
+    """Client -> node: the name and rights this connection's key has (control panel privilege check)."""
+
+
+@register("WhoAmIReply")
+@dataclass(frozen=True)
+class WhoAmIReply(Message):
+    node: str
+    user: str  # the ZAP user id: the client's name ("server-group" for the group key, "" in plain text)
+    rights: tuple[str, ...]  # effective rights, stronger ones including weaker ones
+    secured: bool  # False: the node runs plain text and checks no rights

@@ -21,7 +21,8 @@ import zmq
 from loguru import logger
 
 from transport.codec import REPLY, REQUEST, DecodeError, Envelope, decode, encode
-from transport.messages import ModulePing, ModulePingReply, RegisterModule
+from transport.messages import CommandReply, ErrorReply, ModulePing, ModulePingReply, RegisterModule
+from transport.security import Security
 
 HealthCheck = Callable[[], tuple[bool, int, str]]  # (healthy, pid to report, detail)
 
@@ -102,12 +103,16 @@ def run_module(
     stop: threading.Event | None = None,
     renew: float = 1.0,
     ready: Callable[[], None] | None = None,
+    security: Security | None = None,
 ) -> None:
-    """Register ``name`` at ``notifier`` (tcp://host:port) and answer pings until ``stop`` is set."""
+    """Register ``name`` at ``notifier`` (tcp://host:port) and answer pings until ``stop`` is set.
+
+    ``security`` is the node's (CURVE with this module's key, or plain text when the node is)."""
     stop = stop or threading.Event()
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    (security or Security.plain()).apply(sock, server=False)
     sock.connect(notifier)
     log = logger.bind(actor=f"module {name}")
     registered = False
@@ -130,7 +135,10 @@ def run_module(
             except DecodeError as exc:
                 log.warning("malformed frame from the notifier: {}", exc)
                 continue
-            if env.kind == REPLY and not registered:
+            if env.kind == REPLY and isinstance(env.msg, ErrorReply):
+                log.error("the notifier refused to register {}: {}", name, env.msg.error)
+                continue
+            if env.kind == REPLY and isinstance(env.msg, CommandReply) and not registered:
                 registered = True
                 log.info("registered with the notifier at {}", notifier)
                 if ready is not None:

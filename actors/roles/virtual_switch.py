@@ -44,6 +44,8 @@ from transport.messages import (
     Subscribe,
     SwitchRequest,
     Tick,
+    WhoAmI,
+    WhoAmIReply,
 )
 from transport.security import Security
 
@@ -338,12 +340,24 @@ class VirtualSwitch(NodeActor):
             if peer is not None:
                 self.subscribers[peer] = self.ctx.clock.now() + SUBSCRIPTION_TTL
             reply(CommandReply(True, "subscribed", self.ctx.role.role))
+        elif isinstance(body, WhoAmI):
+            reply(self._whoami(env.user))
         elif isinstance(body, (SwitchRequest, RejoinRequest, Discontinue)):
+            if env.user and not isinstance(body, Discontinue):
+                self.log.info("{} from user {} at {}", body.TYPE, env.user, env.peer_address or "?")
             self._supervisor(Forwarded(body, env.sender, self.peer_reachable(), reply))
         else:
             reply(CommandReply(False, f"the virtual switch does not serve {body.TYPE}"))
 
+    def _whoami(self, user: str) -> WhoAmIReply:
+        access = self.security.access
+        if access is None or self.security.insecure:
+            return WhoAmIReply(self.ctx.node, user, (), False)
+        rights = tuple(sorted(r.value for r in access.rights_of(user)))
+        return WhoAmIReply(self.ctx.node, user, rights, True)
+
     def _peer_hello(self, hello: Hello) -> None:
+        self.ctx.peer_role = (hello.role, self.ctx.clock.now())
         old = self.peer_hello
         if old is None or not self.peer_reachable():
             self.log.info(

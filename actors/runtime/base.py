@@ -197,7 +197,8 @@ class NodeActor(pykka.ThreadingActor):
     ) -> Endpoint:
         """Start an endpoint whose messages and connection events come to this actor.
 
-        It is registered for fault injection and closed when the actor stops or fails.
+        It is registered for fault injection and closed when the actor stops or fails. A TCP
+        endpoint gets the node's security (``ctx.security``) unless the caller passes one.
         """
         ref = self.actor_ref
 
@@ -207,6 +208,8 @@ class NodeActor(pykka.ThreadingActor):
         def on_event(event: ConnectionEvent) -> None:
             ref.tell(event)
 
+        if "security" not in kwargs and address.startswith("tcp://") and self.ctx.security is not None:
+            kwargs["security"] = self.ctx.security  # the node's CURVE keys and rights checks
         kwargs.setdefault("node", self.ctx.node)
         kwargs.setdefault("context", self.ctx.zmq)
         kwargs.setdefault("options", EndpointOptions())

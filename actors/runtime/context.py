@@ -99,5 +99,9 @@ class NodeContext:
     event_log: EventLog | None = None
     links: dict[str, bool] = field(default_factory=dict)  # NotifierLink name -> connected
     # the server parameter catalog over the DS tree (typed values, change subscriptions); set at start
-    server_params: ServerParams | None = None
+    server_params: ServerParams | None = None  # change subscriptions for dynamic parameters
+    peer_role: tuple[str, float] = ("", float("-inf"))  # the peer's last Hello: role, clock time seen
+    # the node's transport Security (CURVE keys and access control): the default of every TCP
+    # endpoint an actor opens, so a new server socket is encrypted and checked without asking
+    security: Any = None
     metrics: Metrics = field(default_factory=Metrics)  # Prometheus families, served at /metrics

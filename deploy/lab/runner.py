@@ -42,7 +42,7 @@ from deploy.lab.faults import DropHandle, Faults, Flow, LinkHandle, require_nft
 from deploy.lab.procs import Procs
 from deploy.lab.scenario import NODES, UNREACHABLE, Scenario, Step
 from deploy.lab.topology import Lab, LabConfig, LabError, cleanup_prefix, require_root
-from deploy.pair import FAST_PARAMETERS, child_env, render_config
+from deploy.pair import FAST_PARAMETERS, child_env, make_keys, render_config
 from transport.admin_client import AdminCallError, admin_address, admin_call
 from transport.codec import REPLY, REQUEST, DecodeError, Envelope, decode, encode
 from transport.messages import AdminReply, AdminRequest
@@ -154,6 +154,9 @@ class LabPair:
             f"server_{n}": {"name": SERVER_NAMES[n], "address": self.lab.addr[n], **PORTS} for n in NODES
         }
         params = self.parameters()
+        # CURVE like a real pair: one keypair for the group; the lab's tools (ctl on each server,
+        # the reference modules) share one client key with the admin, module and app rights
+        security = make_keys(self.root / "keys", (("lab", "admin,module,app"),), client_key="lab")
         for node in NODES:
             data = self.data_dir(node)
             data.mkdir(parents=True, exist_ok=True)
@@ -169,7 +172,9 @@ class LabPair:
                 hook.write_text(HOOK_SCRIPT.format(python=sys.executable, out=str(self.hooks_log(node))))
                 hook.chmod(0o755)
             extra = {"hooks": {"dir": str(self.hooks_dir(node)), "timeout": self.hook_timeout}}
-            text = render_config(SERVER_NAMES[node], data, servers, params, extra, log_level=self.log_level)
+            text = render_config(
+                SERVER_NAMES[node], data, servers, params, extra, log_level=self.log_level, security=security
+            )
             self.config_path(node).write_text(text)
         with self.lab.state() as st:  # so that `switchover lab status` finds the nodes
             st["pair_dir"] = str(self.root)

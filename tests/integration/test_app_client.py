@@ -11,7 +11,7 @@ import zmq
 from deploy.pair import LocalPair, wait_until
 from transport.client import RoleEventSubscription, Unreachable, is_backup, query_state
 from transport.messages import RoleEvent
-from transport.security import Security
+from transport.security import Security, client_security
 
 # No module runs in these tests: make the module monitor patient so only the tests switch.
 QUIET = {
@@ -45,11 +45,12 @@ def pair(tmp_path: Path):
 
 def test_query_backup_answers_for_each_node_and_follows_a_switch(pair: LocalPair) -> None:
     start_pair(pair)
-    assert is_backup(vswitch(pair, "beta")) is True
-    assert is_backup(vswitch(pair, "alpha")) is False
+    app = pair.security_for("module")  # the pair's key with the app right
+    assert is_backup(vswitch(pair, "beta"), security=app) is True
+    assert is_backup(vswitch(pair, "alpha"), security=app) is False
     assert pair.ctl("switch", "--yes").returncode == 0
-    wait_until(lambda: not is_backup(vswitch(pair, "beta")), 10, what="beta no longer backup")
-    assert query_state(vswitch(pair, "alpha")).role == "Inactive"
+    wait_until(lambda: not is_backup(vswitch(pair, "beta"), security=app), 10, what="beta no longer backup")
+    assert query_state(vswitch(pair, "alpha"), security=app).role == "Inactive"
 
 
 def test_subscribed_applications_hear_commence_and_discontinue(pair: LocalPair) -> None:
@@ -66,7 +67,9 @@ def test_subscribed_applications_hear_commence_and_discontinue(pair: LocalPair) 
         return on_event
 
     subs = [
-        RoleEventSubscription(vswitch(pair, n), listener(n), renew=0.5, name=f"app-{n}").start()
+        RoleEventSubscription(
+            vswitch(pair, n), listener(n), renew=0.5, name=f"app-{n}", security=pair.security_for("module")
+        ).start()
         for n in ("alpha", "beta")
     ]
     try:
@@ -84,13 +87,12 @@ def test_subscribed_applications_hear_commence_and_discontinue(pair: LocalPair) 
 
 
 def test_a_pair_secured_with_curve_works_and_refuses_plain_text_clients(tmp_path: Path) -> None:
-    public, secret = zmq.curve_keypair()
-    security = {"insecure": False, "public_key": public.decode(), "secret_key": secret.decode()}
-    pair = LocalPair(tmp_path / "pair", parameters=dict(QUIET), extra=dict(TIMING), security=security)
+    pair = LocalPair(tmp_path / "pair", parameters=dict(QUIET), extra=dict(TIMING), curve=True)
     try:
         start_pair(pair)
-        curve = Security.curve_group(public, secret)
-        assert query_state(vswitch(pair, "beta"), 2.0, curve).role == "Backup"
+        group = pair.keys / "server-group.key_secret"
+        operator = client_security(False, str(group), str(pair.client_key("operator")))
+        assert query_state(vswitch(pair, "beta"), 2.0, operator).role == "Backup"
         with pytest.raises(Unreachable):
             query_state(vswitch(pair, "beta"), 1.0, Security.plain())
         other_public, other_secret = zmq.curve_keypair()

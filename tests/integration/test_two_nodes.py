@@ -143,7 +143,7 @@ def test_admin_without_a_running_node_says_so(tmp_path: Path) -> None:
     [
         (lambda text: text.replace("vswitch_port = ", "vswitch_prot = ", 1), "server_a.vswitch_prot"),
         (lambda text: text.replace('name = "A"', 'name = "C"', 1), "node.name"),
-        (lambda text: text.replace("insecure = true", "insecure = 1"), "security.insecure"),
+        (lambda text: text.replace("insecure = false", "insecure = 0"), "security.insecure"),
         (lambda text: text.replace("[node]", "[node]\nlog_levl = 'INFO'"), "node.log_levl"),
     ],
 )

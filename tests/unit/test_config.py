@@ -84,11 +84,28 @@ def test_node_b_sees_a_as_its_peer() -> None:
     assert not cfg.is_server_a and cfg.me.name == "B" and cfg.peer.name == "A"
 
 
-def test_curve_keys_instead_of_insecure() -> None:
+def test_curve_key_files_instead_of_insecure() -> None:
     data = good_data()
-    data["security"] = {"public_key": "P" * 40, "secret_key": "S" * 40}
+    data["security"] = {"group_key": "/etc/switchover/keys/server-group.key_secret"}
     cfg = parse_config(data)
-    assert not cfg.security.insecure and cfg.security.public_key == "P" * 40
+    assert not cfg.security.insecure
+    assert cfg.security.clients_path == Path("/etc/switchover/keys/clients.toml")
+
+
+def test_relative_key_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    text = GOOD.replace("insecure = true", 'group_key = "keys/g.key_secret"\nclient_key = "me.key_secret"')
+    (tmp_path / "node.toml").write_text(text)
+    cfg = load_config(tmp_path / "node.toml")
+    assert cfg.security.group_key == str(tmp_path / "keys" / "g.key_secret")
+    assert cfg.security.client_key == str(tmp_path / "me.key_secret")
+    assert cfg.security.clients_path == tmp_path / "keys" / "clients.toml"
+
+
+@pytest.mark.parametrize("inline", ["public_key", "secret_key"])
+def test_inline_keys_are_refused_with_the_way_to_key_files(inline: str) -> None:
+    data = good_data()
+    data["security"] = {inline: "P" * 40, "group_key": "/k/server-group.key_secret"}
+    rejected(data, f"security.{inline}", "key files", "switchover keys generate", "group_key")
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -230,21 +247,20 @@ def test_port_out_of_range(table: str, key: str, port: int) -> None:
     [
         {},
         {"insecure": False},
-        {"public_key": "P" * 40},
-        {"secret_key": "S" * 40},
-        {"public_key": "", "secret_key": ""},
+        {"clients": "/k/clients.toml"},
+        {"group_key": ""},
     ],
 )
 def test_no_curve_keys_and_not_insecure(security: dict[str, Any]) -> None:
     data = good_data()
     data["security"] = security
-    rejected(data, "security", "public_key", "insecure")
+    rejected(data, "security.group_key", "switchover keys generate", "insecure = true")
 
 
 def test_no_security_table_at_all_means_curve_and_needs_keys() -> None:
     data = good_data()
     del data["security"]
-    rejected(data, "security.public_key")
+    rejected(data, "security.group_key")
 
 
 def test_bad_log_level() -> None:
@@ -307,3 +323,11 @@ def test_good_addresses(address: str) -> None:
     data = good_data()
     data["server_b"]["address"] = address
     assert parse_config(data).server_b.address == address
+
+
+def test_the_shipped_examples_are_secure_by_default() -> None:
+    examples = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+    for name in ("server-a.toml", "server-b.toml"):
+        cfg = load_config(examples / name)
+        assert not cfg.security.insecure, name
+        assert cfg.security.group_key.endswith("server-group.key_secret"), name
