@@ -70,9 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--out", help=f"where to write the new keypair (default: DIR/{CLIENT_KEYS_DIR})")
     add.add_argument("--node", help="a running node's data directory: reload its clients file")
     ls = with_dir(ops.add_parser("list", help="the authorized (and revoked) clients"))
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print the clients as JSON")
     rv = with_dir(ops.add_parser("revoke", help="withdraw a client's key (its name is never reused)"))
-    rv.add_argument("name")
+    rv.add_argument("name", help="the client to revoke (its name can never be reused)")
     rv.add_argument("--node", help="a running node's data directory: reload its clients file")
     p.set_defaults(func=run)
 

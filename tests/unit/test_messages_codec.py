@@ -198,6 +198,9 @@ WIRE_TYPES: dict[str, str] = {
     "ShadowHeartbeat": "actors/mirroring/interaction_publisher.py",
     "ShadowAck": "actors/mirroring/interaction_shadow.py",
     "ShadowSessionUnknown": "actors/mirroring/interaction_publisher.py",
+    # security (issue 13)
+    "WhoAmI": "transport/client.py",
+    "WhoAmIReply": "actors/roles/virtual_switch.py",
 }
 
 # Actor-internal messages that used to be registered (issue 9, defect 6): never on the wire.
