@@ -24,6 +24,7 @@ class ServerConfig:
     vswitch_port: int = 3633
     notifier_port: int = 3634
     notifier_aux_port: int = 3635
+    file_port: int = 3637  # the File Monitor's manifests, file content and pushed changes (active side)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,18 @@ class TimingConfig:
 
 
 @dataclass(frozen=True)
+class MirrorConfig:
+    """File mirroring on this node (see :mod:`replication.mirror_sets`)."""
+
+    root: str = "/"  # every mirrored path lives under this directory on this node (a pair on one machine)
+    initial_sync_timeout: float = 600.0  # the backup's start-up time for the once-only directories
+    full_scan_interval: float = 300.0  # the backup compares whole manifests this often (safety net)
+    debounce: float = 0.05  # a file modified without being closed is sent once quiet this long
+    chunk_size: int = 1024 * 1024  # bytes per content request
+    window: int = 8  # content requests in flight at once (flow control)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     data_dir: str
@@ -67,6 +80,7 @@ class NodeConfig:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    mirror: MirrorConfig = field(default_factory=MirrorConfig)
     source: str = ""
 
     @property
@@ -91,7 +105,17 @@ class NodeConfig:
         return Path(self.hooks.dir) if self.hooks.dir else Path(self.data_dir) / "hooks"
 
 
-_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing")
+_TABLES = (
+    "server_a",
+    "server_b",
+    "parameters",
+    "paths",
+    "security",
+    "supervisor",
+    "hooks",
+    "timing",
+    "mirror",
+)
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -166,7 +190,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         raise ConfigError(f"node.log_level: {cfg.log_level!r} is not one of {', '.join(sorted(_LOG_LEVELS))}")
     for srv in ("server_a", "server_b"):
         s: ServerConfig = getattr(cfg, srv)
-        for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port"):
+        for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port", "file_port"):
             port = getattr(s, port_key)
             if not 0 < port < 65536:
                 raise ConfigError(f"{srv}.{port_key}: {port} is not a TCP port (1-65535)")
@@ -177,6 +201,15 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         )
     if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
         raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
+    m = cfg.mirror
+    if not m.root.startswith("/"):
+        raise ConfigError(
+            f'mirror.root: {m.root!r} is not an absolute directory (expected e.g. "/" or "/srv/b")'
+        )
+    if m.initial_sync_timeout <= 0 or m.full_scan_interval <= 0 or m.debounce < 0:
+        raise ConfigError("mirror: initial_sync_timeout and full_scan_interval must be > 0, debounce >= 0")
+    if not 4096 <= m.chunk_size <= 2 * 1024 * 1024 or not 1 <= m.window <= 256:
+        raise ConfigError("mirror: chunk_size must be 4096-2097152 bytes and window 1-256")
     object.__setattr__(cfg, "source", source)
     return cfg
 
