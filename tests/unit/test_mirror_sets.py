@@ -10,8 +10,8 @@ import pytest
 from actors.config import ConfigError, parse_config
 from replication.mirror_sets import (
     Entry,
-    Mode,
     MirrorRoot,
+    Mode,
     PathRefused,
     When,
     check_relative,
@@ -242,7 +242,7 @@ def test_mirror_config_defaults_and_checks() -> None:
     }
     cfg = parse_config(base)
     assert cfg.mirror.root == "/" and cfg.me.file_port == 3637
-    with pytest.raises(ConfigError, match="mirror.root"):
+    with pytest.raises(ConfigError, match=r"mirror\.root"):
         parse_config({**base, "mirror": {"root": "relative"}})
     with pytest.raises(ConfigError, match="file_port"):
         parse_config({**base, "server_a": {"name": "A", "file_port": 0}})
