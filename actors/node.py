@@ -16,6 +16,8 @@ from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig
+from actors.mirroring.file_mirror import FileMirror
+from actors.mirroring.file_monitor import FileMonitor, GetFilesStatus, StallReaders
 from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
@@ -84,6 +86,8 @@ class Node:
             "status": self.op_status,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
+            "files.status": self.op_files_status,
+            "files.stall": self.op_files_stall,
         }
 
     def _is_active(self) -> bool:
@@ -130,6 +134,32 @@ class Node:
         vswitch = self.ctx.directory.lookup("VirtualSwitch")
         peer = vswitch.ask(GetPeerStatus(), timeout=2) if vswitch is not None else None
         return {"node": self.config.name, "role": self.ctx.role.role, "actors": rows, "peer": peer}
+
+    def op_files_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """File mirroring per root: the File Monitor's on the active, the FileMirror's on the backup."""
+        for name in ("FileMirror", "FileMonitor"):
+            ref = self.ctx.directory.lookup(name)
+            if ref is not None and ref.is_alive():
+                try:
+                    result: Any = ref.ask(GetFilesStatus(), timeout=3)
+                except (pykka.Timeout, pykka.ActorDeadError):
+                    continue
+                return {"node": self.config.name, "role": self.ctx.role.role, **result}
+        return {"node": self.config.name, "role": self.ctx.role.role, "side": None, "roots": []}
+
+    def op_files_stall(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Fault injection: the File Monitor stops reading inotify for ``seconds`` (forces a queue overflow)."""
+        try:
+            seconds = float(args.get("seconds", 1.0))
+        except (TypeError, ValueError):
+            raise AdminError(f"seconds: expected a number, got {args.get('seconds')!r}") from None
+        if not 0 <= seconds <= 600:
+            raise AdminError(f"seconds: expected 0-600, got {seconds:g}")
+        ref = self.ctx.directory.lookup("FileMonitor")
+        if ref is None or not ref.is_alive():
+            raise AdminError("no File Monitor is running here (it runs on the active server)")
+        result: Any = ref.ask(StallReaders(seconds), timeout=3)
+        return {**result}
 
     def op_endpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"endpoints": [e.status() for e in self.ctx.endpoints.all()]}
@@ -206,11 +236,13 @@ class Node:
                     reconnect_delay=reconnect_delay,
                     tos=dscp << 2,
                 ),
+                actor_spec("FileMirror", FileMirror, security=security),
             ],
             "monitors": [
                 actor_spec("ModuleMonitor", ModuleMonitor),
                 actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
+            "active": [actor_spec("FileMonitor", FileMonitor, security=security)],
         }
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(

@@ -14,6 +14,7 @@ from typing import Any
 from actors.config import ConfigError, load_config
 from actors.roles.event_log import EventRecord, merge_histories
 from cli.output import error, on_every_operation, print_json, print_table
+from transport.admin_client import AdminCallError, admin_call
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (
     CommandReply,
@@ -144,6 +145,71 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     if active is None:
         view["warnings"].append("no active server")
     return view
+
+
+def local_files_status(config_path: str | None, timeout: float) -> dict[str, Any] | None:
+    """File mirroring per root, from the local node's admin socket (the backup's FileMirror or the
+    active's File Monitor); ``None`` when this machine runs no node of the pair."""
+    if not config_path:
+        return None
+    try:
+        cfg = load_config(config_path)
+        return admin_call(cfg.data_dir, "files.status", {}, timeout=timeout)
+    except (ConfigError, AdminCallError, OSError):
+        return None
+
+
+def _ago(stamp: float | None) -> str:
+    return "never" if stamp is None else f"{max(0.0, time.time() - stamp):.1f}s ago"
+
+
+def print_files(files: dict[str, Any] | None) -> None:
+    if not files or not files.get("side"):
+        return
+    if files["side"] == "backup":
+        print(f"File replication ({files['node']}, backup): {files['state']}", end="")
+        print(f" - {files['reason']}" if files.get("reason") else "")
+        rows = [
+            [
+                r["root"],
+                r["when"],
+                r["state"],
+                r["files"],
+                r["bytes"],
+                "-" if r["lag"] is None else f"{r['lag'] * 1000:.0f} ms",
+                _ago(r["last_success"]),
+                r["overflow_rescans"],
+                r["reason"],
+            ]
+            for r in files["roots"]
+        ]
+        headers = [
+            "root",
+            "when",
+            "state",
+            "files",
+            "bytes",
+            "lag",
+            "last success",
+            "overflow rescans",
+            "note",
+        ]
+    else:
+        print(f"File Monitor ({files['node']}, active), subscriber: {files.get('subscriber') or 'none'}")
+        rows = [
+            [
+                r["root"],
+                r["when"],
+                r["state"],
+                r["changes"],
+                _ago(r["last_change"]),
+                r["overflow_rescans"],
+                r["error"],
+            ]
+            for r in files["roots"]
+        ]
+        headers = ["root", "when", "state", "changes", "last change", "overflow rescans", "error"]
+    print_table("mirrored directories", headers, rows)
 
 
 def print_status(view: dict[str, Any]) -> None:
@@ -310,7 +376,12 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     if args.ctl_op == "status":
         view = status_view(poll_both(servers, args.timeout, security))
-        print_json(view) if args.json else print_status(view)
+        view["files"] = local_files_status(args.config, args.timeout)
+        if args.json:
+            print_json(view)
+        else:
+            print_status(view)
+            print_files(view["files"])
         return 0
     if args.ctl_op == "switch":
         return do_switch(args, servers, security)

@@ -120,6 +120,8 @@ def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: lis
             f"notifier_port = {ports[1]}",
             f"notifier_aux_port = {ports[2]}",
         ]
+        if len(ports) > 3:
+            lines.append(f"file_port = {ports[3]}")
     lines += ["", "[security]", "insecure = true"]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
     return "\n".join(lines) + "\n"
@@ -136,10 +138,11 @@ class NodeProc:
     proc: subprocess.Popen[bytes] | None = None
     _log_file: Any = field(default=None, repr=False)
 
-    def start(self) -> NodeProc:
+    def start(self, *args: str) -> NodeProc:
+        """Start the node; ``args`` are extra ``switchover node`` options (e.g. --manual-switch-only)."""
         self._log_file = open(self.log, "ab")  # closed in close()
         self.proc = subprocess.Popen(
-            [*switchover_command(), "node", "--config", str(self.config)],
+            [*switchover_command(), "node", "--config", str(self.config), *args],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -237,8 +240,8 @@ class NodePair:
 
 def make_pair(root: Path) -> NodePair:
     """Write configs for A and B under ``root`` (not started)."""
-    ports = free_tcp_ports(6)
-    ports_a, ports_b = ports[:3], ports[3:]
+    ports = free_tcp_ports(8)  # vswitch, notifier main, notifier aux, files for each server
+    ports_a, ports_b = ports[:4], ports[4:]
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"

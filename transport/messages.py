@@ -472,6 +472,7 @@ class FileChange(Message):
     path: str
     new_path: str = ""
     entry: ManifestRow | None = None
+    at: float = 0.0  # the active's wall clock when it saw the change (for the backup's lag)
 
 
 @register("FileHealthCheck")
