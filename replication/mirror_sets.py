@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from replication.params import MirrorPath
 
@@ -289,13 +290,33 @@ class Entry:
     hash: str  # content hash of a file ("" for dirs; the target for links)
     target: str = ""  # symlink target
 
-    def as_tuple(self) -> tuple[str, str, int, int, int, str, str]:
-        return (self.path, self.type, self.size, self.mtime_ns, self.mode, self.hash, self.target)
+    def as_row(self) -> dict[str, Any]:
+        """The manifest row on the wire."""
+        return {
+            "path": self.path,
+            "type": self.type,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "mode": self.mode,
+            "hash": self.hash,
+            "target": self.target,
+        }
 
     @classmethod
-    def from_tuple(cls, t: tuple[str, str, int, int, int, str, str] | list[object]) -> Entry:
-        p, ty, size, mt, mode, h, tgt = t
-        return cls(str(p), str(ty), int(size), int(mt), int(mode), str(h), str(tgt))  # type: ignore[call-overload]
+    def from_row(cls, row: Mapping[str, Any]) -> Entry:
+        """An entry from a wire row; :class:`ValueError` naming the field when one is missing or wrong."""
+        try:
+            return cls(
+                str(row["path"]),
+                str(row["type"]),
+                int(row["size"]),
+                int(row["mtime_ns"]),
+                int(row["mode"]),
+                str(row["hash"]),
+                str(row.get("target", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad manifest row {dict(row)!r}: {exc!r}") from None
 
 
 @dataclass(frozen=True)

@@ -382,10 +382,10 @@ class ModuleGone(Message):
 # --------------------------------------------------------------------------------------------------
 # File mirroring (issue 11): the backup's FileMirror <-> the active's File Monitor (file_port, 3637).
 # Roots are named by their logical path (the same on both servers, or "@canary"); paths inside a root
-# are relative POSIX paths. A manifest row is (path, type, size, mtime_ns, mode, hash, link target).
+# are relative POSIX paths. A manifest row is a map: path, type, size, mtime_ns, mode, hash, target.
 # --------------------------------------------------------------------------------------------------
 
-ManifestRow = tuple[str, str, int, int, int, str, str]
+ManifestRow = dict[str, Any]
 
 
 @register("FileSubscribe")
@@ -473,6 +473,7 @@ class FileChange(Message):
     new_path: str = ""
     entry: ManifestRow | None = None
     at: float = 0.0  # the active's wall clock when it saw the change (for the backup's lag)
+    data: bytes | None = None  # a small file's whole content (saves the round trip of a chunk request)
 
 
 @register("FileHealthCheck")

@@ -123,6 +123,7 @@ class _Root:
     last_success: float | None = None
     lag: float | None = None
     synced_at: float | None = None
+    counted_rescan: int = 0  # the last rescan change counted (it may arrive while synchronising)
 
 
 @dataclass
@@ -321,7 +322,13 @@ class FileMirror(NodeActor):
             return
         if body.offset == 0:
             r.base_seq = body.seq
-        r.rows += [Entry.from_tuple(row) for row in body.entries]
+        try:
+            r.rows += [Entry.from_row(row) for row in body.entries]
+        except ValueError as exc:
+            self.log.error("manifest of {} from the File Monitor is malformed ({}); asking again", r.root.id, exc)
+            r.want_sync = "malformed manifest"
+            self.schedule(1.0, _Tick("resync", 0))
+            return
         if body.offset + len(body.entries) < body.total and body.entries:
             req = FileManifestRequest(r.root.id, body.scan, body.offset + len(body.entries))
             self._request(req, ("manifest", r.root.id, r.gen))
@@ -357,9 +364,7 @@ class FileMirror(NodeActor):
             len(plan.meta),
         )
         for e in plan.fetch:
-            r.queue.append(
-                FileChange(r.root.id, self.epoch, 0, "write", e.path, "", e.as_tuple(), time.time())
-            )
+            r.queue.append(FileChange(r.root.id, self.epoch, 0, "write", e.path, "", e.as_row(), time.time()))
         r.queue.append(FileChange(r.root.id, self.epoch, 0, "synced", ""))
         self._pump(r)
 
@@ -392,6 +397,11 @@ class FileMirror(NodeActor):
             if not self.subscribing:
                 self._subscribe()  # the monitor restarted: its FileRoots tells us the new epoch
             return
+        if ch.kind == "rescan" and ch.seq > r.counted_rescan:
+            r.counted_rescan = ch.seq
+            r.rescans += 1
+            if "overflow" in ch.new_path:
+                r.overflow_rescans += 1
         if r.state == "syncing":
             r.buffer.append(ch)
             return
@@ -410,9 +420,6 @@ class FileMirror(NodeActor):
             return
         r.seq = ch.seq
         if ch.kind == "rescan":
-            r.rescans += 1
-            if "overflow" in ch.new_path:
-                r.overflow_rescans += 1
             self.log.warning("the File Monitor rescans {} ({}): comparing it again", r.root.id, ch.new_path)
             self._request_sync(r, f"the File Monitor asked: {ch.new_path}")
             return
@@ -427,7 +434,13 @@ class FileMirror(NodeActor):
                 ch = r.queue[0]
                 if ch.kind == "write":
                     busy = {self.jobs[j].path for j in r.jobs}
-                    if ch.path in busy or len(self.jobs) >= self.window:
+                    if ch.path in busy:
+                        return
+                    if ch.data is not None:
+                        r.queue.popleft()
+                        self._write_inline(r, ch)
+                        continue
+                    if len(self.jobs) >= self.window:
                         return
                     r.queue.popleft()
                     self._start_job(r, ch)
@@ -448,7 +461,12 @@ class FileMirror(NodeActor):
             self._stop_root(r, str(stop))
 
     def _apply(self, r: _Root, ch: FileChange) -> None:
-        entry = Entry.from_tuple(ch.entry) if ch.entry is not None else None
+        try:
+            entry = Entry.from_row(ch.entry) if ch.entry is not None else None
+        except ValueError as exc:
+            self.log.error("{}: malformed change {} of {} ignored ({})", r.root.id, ch.kind, ch.path, exc)
+            r.want_sync = r.want_sync or "malformed change"
+            return
         if ch.kind == "mkdir" and entry is not None:
             self._mkdir(r, entry)
         elif ch.kind == "link" and entry is not None:
@@ -541,7 +559,7 @@ class FileMirror(NodeActor):
         if not same:
             if fetch_if_differs and e.type == "file":
                 r.queue.appendleft(
-                    FileChange(r.root.id, self.epoch, 0, "write", e.path, "", e.as_tuple(), time.time())
+                    FileChange(r.root.id, self.epoch, 0, "write", e.path, "", e.as_row(), time.time())
                 )
             return
         try:
@@ -569,6 +587,33 @@ class FileMirror(NodeActor):
             self._os_error(r, new, exc)
 
     # ------------------------------------------------------------------------------ content
+
+    def _write_inline(self, r: _Root, ch: FileChange) -> None:
+        """A small file whose content came with its change: temp file, fsync, mode, mtime, rename."""
+        final = self._safe(r, ch.path)
+        if final is None or ch.entry is None or ch.data is None:
+            return
+        try:
+            e = Entry.from_row(ch.entry)
+        except ValueError as exc:
+            self.log.error("{}: malformed change of {} ignored ({})", r.root.id, ch.path, exc)
+            return
+        tmp = temp_path(final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, ch.data)
+            finally:
+                os.close(fd)
+            finish_file(tmp, final, e.mode, e.mtime_ns)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self._os_error(r, ch.path, exc)
+            return
+        r.files += 1
+        r.bytes += len(ch.data)
+        self._applied(r, ch)
 
     def _start_job(self, r: _Root, ch: FileChange) -> None:
         final = self._safe(r, ch.path)
@@ -870,7 +915,7 @@ class FileMirror(NodeActor):
         limit = self.ctx.config.mirror.initial_sync_timeout
         for r in late:
             left = [e for e in r.queue if e.kind == "write"]
-            bytes_left = sum(Entry.from_tuple(c.entry).size for c in left if c.entry is not None)
+            bytes_left = sum(Entry.from_row(c.entry).size for c in left if c.entry is not None)
             jobs = [self.jobs[j] for j in r.jobs]
             bytes_left += sum(max(0, j.size - j.received) for j in jobs)
             message = initial_sync_failure(r.root.path, bytes_left, len(left) + len(jobs), limit)

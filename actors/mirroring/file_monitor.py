@@ -64,6 +64,7 @@ CANARY_FILE = "canary"
 MAX_CHUNK = 2 * 1024 * 1024
 READ_TIMEOUT_MS = 100
 MOVE_PAIR_WAIT = 0.05
+INLINE_LIMIT = 64 * 1024  # files up to this size travel inside their change
 
 
 def canary_dir(data_dir: str) -> Path:
@@ -355,6 +356,8 @@ class FileMonitor(NodeActor):
                 self._push(w, "meta", ch.path, entry=e)
             elif e.type == "link":
                 self._push(w, "link", ch.path, entry=e)
+            elif ch.kind == "write" and e.size <= INLINE_LIMIT:
+                self._push(w, "write", ch.path, entry=e, data=_small_content(w.top / ch.path, e))
             else:
                 self._push(w, ch.kind, ch.path, entry=e)
         elif ch.kind == "delete":
@@ -372,7 +375,12 @@ class FileMonitor(NodeActor):
                 sub = entry_of(w.top, rel, None)
                 if sub is not None:
                     kind = {"dir": "mkdir", "link": "link"}.get(sub.type, "write")
-                    self._push(w, kind, rel, entry=sub)
+                    data = (
+                        _small_content(w.top / rel, sub)
+                        if kind == "write" and sub.size <= INLINE_LIMIT
+                        else None
+                    )
+                    self._push(w, kind, rel, entry=sub, data=data)
 
     def _rescan(self, w: _Watched, why: Rescan) -> None:
         w.rescans += 1
@@ -391,16 +399,22 @@ class FileMonitor(NodeActor):
         self._push(w, "rescan", "", why.reason)
 
     def _push(
-        self, w: _Watched, kind: str, path: str, new_path: str = "", entry: Entry | None = None
+        self,
+        w: _Watched,
+        kind: str,
+        path: str,
+        new_path: str = "",
+        entry: Entry | None = None,
+        data: bytes | None = None,
     ) -> None:
         w.seq += 1
         w.pushed += 1
         w.last_change = time.time()
         if self.subscriber is None or self.endpoint is None:
             return
-        row = entry.as_tuple() if entry is not None else None
+        row = entry.as_row() if entry is not None else None
         self.endpoint.send(
-            FileChange(w.root.id, self.epoch, w.seq, kind, path, new_path, row, time.time()),
+            FileChange(w.root.id, self.epoch, w.seq, kind, path, new_path, row, time.time(), data),
             to=self.subscriber,
         )
 
@@ -472,7 +486,7 @@ class FileMonitor(NodeActor):
             top = node_local_root(self.ctx.config, root.id)
             entries = scan(top, root, self.hashes)
             self.scan_ids += 1
-            cached = (self.scan_ids, seq, [entries[k].as_tuple() for k in sorted(entries)])
+            cached = (self.scan_ids, seq, [entries[k].as_row() for k in sorted(entries)])
             self.scans[body.root] = cached
         scan_id, seq, rows = cached
         limit = max(1, min(body.limit, 5000))
@@ -567,6 +581,24 @@ class FileMonitor(NodeActor):
         self.stall_until = time.monotonic() + max(0.0, msg.seconds)
         self.log.warning("File Monitor: inotify reading stalled for {:g} s (fault injection)", msg.seconds)
         return {"stalled": msg.seconds}
+
+
+def _small_content(path: Path, e: Entry) -> bytes | None:
+    """The content of a small file if it still is what ``e`` says (else the backup asks for it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, INLINE_LIMIT + 1, 0)
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size or st.st_mtime_ns != e.mtime_ns or st.st_size != e.size:
+        return None
+    return data
 
 
 def _shifted(root: MirrorRoot, rel: str) -> MirrorRoot:
