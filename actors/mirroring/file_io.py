@@ -4,6 +4,8 @@ writes (temp file in the same directory, fsync, rename)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import stat
@@ -92,6 +94,20 @@ def scan(top: Path, root: MirrorRoot, hashes: HashCache | None) -> dict[str, Ent
         if e is not None:
             out[rel] = e
     return out
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a range of a large file to disk now (``sync_file_range``), so that the final fsync
+    does not wait for the whole file; best effort."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def temp_path(final: Path) -> Path:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from actors.mirroring.file_io import finish_file, remove_tree, scan, temp_path
+from actors.mirroring.file_io import finish_file, remove_tree, scan, start_writeback, temp_path
 from actors.mirroring.file_monitor import CANARY_FILE, GetFilesStatus, canary_dir, node_local_root
 from actors.roles.event_log import EventRecord
 from actors.roles.node_supervisor import MonitorEvent
@@ -123,6 +123,8 @@ class _Root:
     last_success: float | None = None
     lag: float | None = None
     synced_at: float | None = None
+    sync_started: float | None = None
+    sync_seconds: float | None = None  # how long the last manifest comparison and its copies took
     counted_rescan: int = 0  # the last rescan change counted (it may arrive while synchronising)
 
 
@@ -308,6 +310,7 @@ class FileMirror(NodeActor):
         r.want_sync = ""
         r.rows = []
         r.gen += 1
+        r.sync_started = time.time()
         self._request(FileManifestRequest(r.root.id), ("manifest", r.root.id, r.gen))
 
     def _on_manifest(self, tag: tuple[Any, ...], body: Any, error: str) -> None:
@@ -372,6 +375,8 @@ class FileMirror(NodeActor):
         """The manifest is applied: apply what was pushed meanwhile, then follow the pushes."""
         r.synced_at = time.time()
         r.last_success = r.synced_at
+        if r.sync_started is not None:
+            r.sync_seconds = r.synced_at - r.sync_started
         r.seq = r.base_seq
         buffered, r.buffer = sorted(r.buffer, key=lambda c: c.seq), []
         if r.root.when is When.ONCE:
@@ -700,6 +705,7 @@ class FileMirror(NodeActor):
         try:
             if body.data:
                 os.pwrite(job.fd, body.data, offset)
+                start_writeback(job.fd, offset, len(body.data))
             job.received += len(body.data)
             if not body.data and offset < job.size:
                 self._restart_job(job)  # shrank under us
@@ -948,6 +954,7 @@ class FileMirror(NodeActor):
                     "overflow_rescans": r.overflow_rescans,
                     "refused": r.refused,
                     "queued": len(r.queue) + len(r.buffer),
+                    "sync_seconds": r.sync_seconds,
                     "in_flight": len(r.jobs),
                 }
             )
