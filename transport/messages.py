@@ -492,3 +492,22 @@ class FileHealthReply(Message):
     epoch: str
     seqs: dict[str, int]
     detail: str = ""
+
+
+@register("FileBatchRequest")
+@dataclass(frozen=True)
+class FileBatchRequest(Message):
+    """Many small files of one root at once (the backup's initial comparison)."""
+
+    root: str
+    paths: tuple[str, ...]
+
+
+@register("FileBatchReply")
+@dataclass(frozen=True)
+class FileBatchReply(Message):
+    """Per path: ``path``, ``data`` (bytes, or None when too large: ask in chunks), ``size``, ``mtime_ns``,
+    ``mode``, ``error`` ("" when read)."""
+
+    root: str
+    files: tuple[dict[str, Any], ...]

@@ -34,7 +34,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from actors.mirroring.file_io import finish_file, remove_tree, scan, start_writeback, temp_path
+from actors.mirroring.file_io import (
+    finish_file,
+    remove_tree,
+    scan,
+    start_writeback,
+    sync_filesystem,
+    temp_path,
+)
 from actors.mirroring.file_monitor import CANARY_FILE, GetFilesStatus, canary_dir, node_local_root
 from actors.roles.event_log import EventRecord
 from actors.roles.node_supervisor import MonitorEvent
@@ -57,6 +64,8 @@ from transport.codec import Envelope
 from transport.endpoint import Endpoint, EndpointOptions, tcp
 from transport.messages import (
     ErrorReply,
+    FileBatchReply,
+    FileBatchRequest,
     FileChange,
     FileChunkReply,
     FileChunkRequest,
@@ -74,6 +83,9 @@ STOPPED_WARNING = "The backup server has detected that file replication from the
 REQUEST_TIMEOUT = 10.0
 RETRY_DELAY = 0.5
 MAX_RETRIES = 40
+BATCH_FILE_LIMIT = 64 * 1024  # files up to this size are fetched many at once during a comparison
+BATCH_FILES = 256
+BATCH_BYTES = 1024 * 1024
 FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 # ------------------------------------------------------------------------------ internal messages
@@ -126,6 +138,8 @@ class _Root:
     sync_started: float | None = None
     sync_seconds: float | None = None  # how long the last manifest comparison and its copies took
     counted_rescan: int = 0  # the last rescan change counted (it may arrive while synchronising)
+    batches: deque[tuple[str, ...]] = field(default_factory=deque)  # small files to ask for, in groups
+    batches_out: int = 0
 
 
 @dataclass
@@ -288,6 +302,8 @@ class FileMirror(NodeActor):
     def _forget_root(self, r: _Root) -> None:
         r.gen += 1
         r.queue.clear()
+        r.batches.clear()
+        r.batches_out = 0
         for jid in list(r.jobs):
             self._drop_job(self.jobs[jid])
 
@@ -302,6 +318,8 @@ class FileMirror(NodeActor):
         r.gen += 1
         r.queue.clear()
         r.buffer.clear()
+        r.batches.clear()
+        r.batches_out = 0
         if not r.jobs:
             self._start_sync(r)
 
@@ -328,7 +346,9 @@ class FileMirror(NodeActor):
         try:
             r.rows += [Entry.from_row(row) for row in body.entries]
         except ValueError as exc:
-            self.log.error("manifest of {} from the File Monitor is malformed ({}); asking again", r.root.id, exc)
+            self.log.error(
+                "manifest of {} from the File Monitor is malformed ({}); asking again", r.root.id, exc
+            )
             r.want_sync = "malformed manifest"
             self.schedule(1.0, _Tick("resync", 0))
             return
@@ -366,10 +386,105 @@ class FileMirror(NodeActor):
             len(plan.links),
             len(plan.meta),
         )
+        group: list[str] = []
+        group_bytes = 0
         for e in plan.fetch:
-            r.queue.append(FileChange(r.root.id, self.epoch, 0, "write", e.path, "", e.as_row(), time.time()))
+            if e.size > BATCH_FILE_LIMIT:
+                r.queue.append(
+                    FileChange(r.root.id, self.epoch, 0, "write", e.path, "", e.as_row(), time.time())
+                )
+                continue
+            if group and (len(group) >= BATCH_FILES or group_bytes + e.size > BATCH_BYTES):
+                r.batches.append(tuple(group))
+                group, group_bytes = [], 0
+            group.append(e.path)
+            group_bytes += e.size
+        if group:
+            r.batches.append(tuple(group))
         r.queue.append(FileChange(r.root.id, self.epoch, 0, "synced", ""))
+        self._send_batches(r)
         self._pump(r)
+
+    def _send_batches(self, r: _Root) -> None:
+        while r.batches and self.in_flight < self.window:
+            paths = r.batches.popleft()
+            r.batches_out += 1
+            self.in_flight += 1
+            self._request(FileBatchRequest(r.root.id, paths), ("batch", r.root.id, r.gen))
+
+    def _on_batch(self, tag: tuple[Any, ...], body: Any, error: str) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        r = self.roots.get(tag[1])
+        if r is None or r.gen != tag[2]:
+            self._refill()
+            return
+        r.batches_out -= 1
+        try:
+            if not isinstance(body, FileBatchReply):
+                self.log.warning(
+                    "{}: a batch of files was not answered ({}); comparing again", r.root.id, error
+                )
+                r.want_sync = r.want_sync or "a batch of files was not answered"
+            else:
+                self._write_batch(r, body)
+        except _Stop as stop:
+            self._stop_root(r, str(stop))
+        self._send_batches(r)
+        self._pump(r)
+        self._refill()
+
+    def _write_batch(self, r: _Root, body: FileBatchReply) -> None:
+        """Small files: all to temp files, one syncfs, then mode, mtime and rename each."""
+        done: list[tuple[Path, Path, dict[str, Any]]] = []
+        for row in body.files:
+            rel = str(row.get("path", ""))
+            data = row.get("data")
+            if row.get("error"):
+                if "refused" in str(row["error"]):
+                    r.refused += 1
+                    self.log.warning("{}: the File Monitor refused {}: {}", r.root.id, rel, row["error"])
+                continue
+            if not isinstance(data, bytes):
+                e = Entry(rel, "file", int(row.get("size", 0)), int(row.get("mtime_ns", 0)), 0, "")
+                r.queue.appendleft(
+                    FileChange(r.root.id, self.epoch, 0, "write", rel, "", e.as_row(), time.time())
+                )
+                continue
+            final = self._safe(r, rel)
+            if final is None:
+                continue
+            tmp = temp_path(final)
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                self._os_error(r, rel, exc)
+                continue
+            done.append((tmp, final, row))
+        if not done:
+            return
+        try:
+            sync_filesystem(r.top)
+        except OSError as exc:
+            for tmp, _final, _row in done:
+                tmp.unlink(missing_ok=True)
+            self._os_error(r, done[0][2]["path"], exc)
+            return
+        for tmp, final, row in done:
+            try:
+                finish_file(tmp, final, int(row["mode"]), int(row["mtime_ns"]), synced=True)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                self._os_error(r, str(row["path"]), exc)
+                continue
+            r.files += 1
+            r.bytes += int(row["size"])
+        r.last_success = time.time()
 
     def _synced(self, r: _Root) -> None:
         """The manifest is applied: apply what was pushed meanwhile, then follow the pushes."""
@@ -450,7 +565,7 @@ class FileMirror(NodeActor):
                     r.queue.popleft()
                     self._start_job(r, ch)
                     continue
-                if r.jobs:
+                if r.jobs or r.batches or r.batches_out:
                     return
                 r.queue.popleft()
                 if ch.kind == "synced":
@@ -739,6 +854,8 @@ class FileMirror(NodeActor):
                 break
             self._feed(job)
         for r in list(self.roots.values()):
+            if r.batches:
+                self._send_batches(r)
             if r.queue and len(self.jobs) < self.window:
                 self._pump(r)
 

@@ -46,6 +46,8 @@ from transport.codec import REQUEST
 from transport.endpoint import Endpoint, EndpointOptions, tcp
 from transport.messages import (
     ErrorReply,
+    FileBatchReply,
+    FileBatchRequest,
     FileChange,
     FileChunkReply,
     FileChunkRequest,
@@ -449,6 +451,8 @@ class FileMonitor(NodeActor):
             reply = self._manifest(body)
         elif isinstance(body, FileChunkRequest):
             reply = self._chunk(body)
+        elif isinstance(body, FileBatchRequest):
+            reply = self._batch(body)
         elif isinstance(body, FileHealthCheck):
             reply = self._health(body)
         else:
@@ -526,6 +530,54 @@ class FileMonitor(NodeActor):
         return FileChunkReply(
             body.root, body.path, body.offset, data, st.st_size, st.st_mtime_ns, st.st_mode & 0o7777
         )
+
+    def _batch(self, body: FileBatchRequest) -> FileBatchReply:
+        root = self.roots.get(body.root)
+        files: list[dict[str, Any]] = []
+        budget = 2 * 1024 * 1024
+        for rel in body.paths:
+            row: dict[str, Any] = {
+                "path": rel,
+                "data": None,
+                "size": 0,
+                "mtime_ns": 0,
+                "mode": 0,
+                "error": "",
+            }
+            files.append(row)
+            if root is None:
+                row["error"] = f"{body.root} is not a mirrored root"
+                continue
+            top = node_local_root(self.ctx.config, root.id)
+            try:
+                path = safe_local_path(top, rel)
+            except PathRefused as exc:
+                self.log.warning(
+                    "File Monitor: refused a content request for {} in {}: {}", rel, root.id, exc
+                )
+                row["error"] = f"refused: {exc}"
+                continue
+            if not root.includes(rel):
+                row["error"] = f"{rel} is not mirrored under {root.id}"
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                row["error"] = f"cannot open: {exc.strerror}"
+                continue
+            try:
+                st = os.fstat(fd)
+                row.update(size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
+                if st.st_size <= min(INLINE_LIMIT, budget):
+                    data = os.pread(fd, st.st_size + 1, 0)
+                    if len(data) == st.st_size:
+                        row["data"] = data
+                        budget -= len(data)
+            except OSError as exc:
+                row["error"] = f"cannot read: {exc.strerror}"
+            finally:
+                os.close(fd)
+        return FileBatchReply(body.root, tuple(files))
 
     def _health(self, body: FileHealthCheck) -> FileHealthReply:
         for w in self.watched.values():
