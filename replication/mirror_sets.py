@@ -270,10 +270,16 @@ def symlink_allowed(root: Path, rel: str, link_target: str) -> bool:
 
 
 def initial_sync_failure(directory: str, bytes_left: int, files_left: int, limit: float) -> str:
-    """The message of a start-up that ran out of time copying an InitialMirrorDir (spec lines 271-275)."""
+    """The message of a start-up that ran out of time copying an InitialMirrorDir (spec lines 271-275);
+    ``bytes_left`` < 0: the comparison had not even started."""
+    left = (
+        f"{bytes_left} bytes in {files_left} file(s) left to copy"
+        if bytes_left >= 0
+        else "its manifest had not arrived yet, so nothing was copied"
+    )
     return (
         f"Initial mirror of {directory} not finished within the start-up time of {limit:g} s: "
-        f"{bytes_left} bytes in {files_left} file(s) left to copy; the backup start-up failed. "
+        f"{left}; the backup start-up failed. "
         f"Raise [mirror] initial_sync_timeout or move large files out of InitialMirrorDir."
     )
 

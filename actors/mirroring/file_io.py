@@ -15,6 +15,7 @@ from pathlib import Path
 from replication.mirror_sets import Entry, MirrorRoot
 
 HASH_BLOCK = 1024 * 1024
+HASH_LIMIT = 16 * 1024 * 1024  # larger files are compared by size and mtime (rsync's quick check)
 TEMP_PREFIX = ".swmirror-"  # the backup's partial files; never part of a manifest
 
 
@@ -57,7 +58,7 @@ def entry_of(top: Path, rel: str, hashes: HashCache | None) -> Entry | None:
         if stat.S_ISDIR(st.st_mode):
             return Entry(rel, "dir", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode), "")
         if stat.S_ISREG(st.st_mode):
-            digest = hashes.get(path, st) if hashes is not None else ""
+            digest = hashes.get(path, st) if hashes is not None and st.st_size <= HASH_LIMIT else ""
             return Entry(rel, "file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), digest)
     except (FileNotFoundError, NotADirectoryError):
         return None

@@ -158,6 +158,7 @@ class _Job:
     received: int = 0
     outstanding: set[int] = field(default_factory=set)
     retries: int = 0
+    expected: int = 0  # the size the change announced (until the first chunk tells the real one)
 
 
 class FileMirror(NodeActor):
@@ -748,6 +749,8 @@ class FileMirror(NodeActor):
             return
         self.job_ids += 1
         job = _Job(self.job_ids, r.root.id, ch.path, final, tmp, fd, ch.at)
+        if ch.entry is not None:
+            job.expected = int(ch.entry.get("size", 0))
         self.jobs[job.id] = job
         r.jobs.add(job.id)
         self._feed(job)
@@ -1040,7 +1043,9 @@ class FileMirror(NodeActor):
             left = [e for e in r.queue if e.kind == "write"]
             bytes_left = sum(Entry.from_row(c.entry).size for c in left if c.entry is not None)
             jobs = [self.jobs[j] for j in r.jobs]
-            bytes_left += sum(max(0, j.size - j.received) for j in jobs)
+            bytes_left += sum(max(0, (j.size if j.size >= 0 else j.expected) - j.received) for j in jobs)
+            if r.synced_at is None and not left and not jobs and not r.batches and not r.batches_out:
+                bytes_left = -1  # still waiting for its manifest
             message = initial_sync_failure(r.root.path, bytes_left, len(left) + len(jobs), limit)
             self.log.error("{}", message)
             self._stop_root(r, message)

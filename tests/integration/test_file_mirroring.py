@@ -24,7 +24,7 @@ HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 1.0
 
 
-def configure(pair: NodePair, tmp: Path, **extra_params: str) -> dict[str, Path]:
+def configure(pair: NodePair, tmp: Path, mirror_extra: str = "", **extra_params: str) -> dict[str, Path]:
     roots = {}
     params = {
         "CustomMirrorDir": "+/data; /flat",
@@ -40,7 +40,7 @@ def configure(pair: NodePair, tmp: Path, **extra_params: str) -> dict[str, Path]
         root.mkdir()
         roots[node.name] = root
         text = node.config.read_text().replace(
-            "[security]", f'[parameters]\n{table}\n\n[mirror]\nroot = "{root}"\n\n[security]'
+            "[security]", f'[parameters]\n{table}\n\n[mirror]\nroot = "{root}"\n{mirror_extra}\n[security]'
         )
         node.config.write_text(text)
     return roots
@@ -59,19 +59,21 @@ def mirrored(tmp_path: Path) -> Iterator[tuple[NodePair, Path, Path]]:
     (a_root / "flat/sub/deep.dat").write_text("not mirrored: flat root")
     (a_root / "init/i.dat").write_text("initial")
     try:
-        pair.a.start("--manual-switch-only")
-        wait_until(
-            lambda: pair.a.call("status", timeout=0.5)["role"] == "Primary", 15, 0.05, "A to become Primary"
-        )
-        pair.b.start("--manual-switch-only")
-        wait_until(
-            lambda: pair.b.call("status", timeout=0.5)["role"] == "Backup", 15, 0.05, "B to become Backup"
-        )
+        start_both(pair)
         wait_until(lambda: files_status(pair)["state"] == "running", 10, 0.05, "file replication to run")
         yield pair, a_root, b_root
     finally:
         for node in pair.nodes:
             node.close()
+
+
+def start_both(pair: NodePair) -> None:
+    pair.a.start("--manual-switch-only")
+    wait_until(
+        lambda: pair.a.call("status", timeout=0.5)["role"] == "Primary", 15, 0.05, "A to become Primary"
+    )
+    pair.b.start("--manual-switch-only")
+    wait_until(lambda: pair.b.call("status", timeout=0.5)["role"] == "Backup", 15, 0.05, "B to become Backup")
 
 
 def files_status(pair: NodePair) -> dict[str, Any]:
@@ -278,3 +280,55 @@ def test_stopped_file_monitor_is_a_lasting_warning_in_ctl_status_and_switch(
     assert switch.returncode == 1 and pair.a.call("status")["role"] == "Primary"
     pair.a.call("inject", {"clear_all": True})
     assert poll_result(lambda: files_status(pair)["state"] == "running", 5, 0.05)
+
+
+def test_initial_mirror_dir_past_the_start_up_time_fails_naming_directory_and_bytes(tmp_path: Path) -> None:
+    pair = make_pair(tmp_path)
+    roots = configure(pair, tmp_path, mirror_extra="initial_sync_timeout = 1.0\n")
+    big = roots["A"] / "init/recordings.bin"
+    big.parent.mkdir(parents=True)
+    with open(big, "wb") as f:
+        block = os.urandom(1024 * 1024)
+        for _ in range(768):  # 768 MiB: several seconds of copying, the start-up time is 1 s
+            f.write(block)
+    try:
+        start_both(pair)
+        wait_until(
+            lambda: (
+                "Initial mirror of /init not finished within the start-up time of 1 s" in log_of(pair, "B")
+            ),
+            10,
+            0.05,
+            "the start-up failure",
+        )
+        line = next(x for x in log_of(pair, "B").splitlines() if "Initial mirror of /init" in x)
+        assert "ERROR" in line and "the backup start-up failed" in line
+        left = int(line.split(" bytes in ")[0].rsplit(" ", 1)[1])
+        assert 0 < left <= 768 * 1024 * 1024
+        wait_until(lambda: pair.b.call("status")["role"] == "Error", 5, 0.05, "B to go to Error")
+    finally:
+        for node in pair.nodes:
+            node.close()
+
+
+def test_permission_error_on_the_backup_stops_that_root_with_the_reason(
+    mirrored: tuple[NodePair, Path, Path],
+) -> None:
+    pair, a, b = mirrored
+    locked = b / "data/sub"
+    subprocess.run(["chattr", "+i", str(locked)], check=True)  # EPERM even for root
+    try:
+        (a / "data/sub/blocked.dat").write_text("cannot land")
+        wait_until(lambda: files_status(pair)["state"] == "stopped", 3, 0.02, "the root to stop")
+        data = next(r for r in files_status(pair)["roots"] if r["root"] == "/data")
+        assert data["state"] == "stopped" and "permission denied writing" in data["reason"]
+        assert "file mirroring of /data stopped: permission denied" in log_of(pair, "B")
+        flat = next(r for r in files_status(pair)["roots"] if r["root"] == "/flat")
+        assert flat["state"] == "running"  # only that root stops
+        view = json.loads(ctl(pair, "status", "--json").stdout)
+        assert (
+            "The backup server has detected that file replication from the primary has stopped."
+            in view["warnings"]
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)

@@ -246,3 +246,8 @@ def test_mirror_config_defaults_and_checks() -> None:
         parse_config({**base, "mirror": {"root": "relative"}})
     with pytest.raises(ConfigError, match="file_port"):
         parse_config({**base, "server_a": {"name": "A", "file_port": 0}})
+
+
+def test_initial_sync_failure_before_the_manifest_says_so() -> None:
+    text = initial_sync_failure("/srv/rec", -1, 0, 5)
+    assert "/srv/rec" in text and "manifest had not arrived" in text and "start-up failed" in text
