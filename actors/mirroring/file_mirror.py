@@ -47,6 +47,7 @@ from actors.roles.event_log import EventRecord
 from actors.roles.node_supervisor import MonitorEvent
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
+from replication.file_health import CheckResult, Seq, check_verdict, overall_state, seq_verdict
 from replication.mirror_sets import (
     CANARY_ROOT,
     Entry,
@@ -526,9 +527,10 @@ class FileMirror(NodeActor):
         if r.state == "syncing":
             r.buffer.append(ch)
             return
-        if ch.seq <= r.seq:
+        verdict = seq_verdict(r.seq, ch.seq)
+        if verdict is Seq.OLD:
             return
-        if ch.seq != r.seq + 1:
+        if verdict is Seq.GAP:
             r.rescans += 1
             self.log.warning(
                 "gap in the file changes of {} (expected {}, got {}): rescanning the root",
@@ -904,14 +906,8 @@ class FileMirror(NodeActor):
         self._publish_state()
 
     def _overall(self) -> tuple[str, str]:
-        stopped = [r for r in self.roots.values() if r.state == "stopped"]
-        if stopped:
-            return "stopped", "; ".join(f"{r.root.id}: {r.reason}" for r in stopped)
-        if not self.health_ok:
-            return "stopped", self.health_reason
-        if self.subscribed and all(r.state in ("running", "done") for r in self.roots.values()):
-            return "running", ""
-        return "starting", ""
+        roots = {rid: (r.state, r.reason) for rid, r in self.roots.items()}
+        return overall_state(roots, self.health_ok, self.health_reason, self.subscribed)
 
     def _publish_state(self) -> None:
         state, reason = self._overall()
@@ -983,14 +979,17 @@ class FileMirror(NodeActor):
     def _health_deadline(self) -> None:
         _, timeout = self._health_times()
         reply = self.health_reply
-        if reply is None:
-            self._health_failed(f"no answer from the File Monitor within {timeout:g} s")
-        elif not reply.ok:
-            self._health_failed(f"the File Monitor reports: {reply.detail}")
-        elif reply.epoch != self.epoch:
-            return  # failed already; the new subscription will clear it at the next check
-        elif self._canary() != self.health_token:
-            self._health_failed(f"the canary change did not arrive within {timeout:g} s")
+        result = CheckResult(
+            None if reply is None else reply.ok,
+            reply.epoch if reply is not None else "",
+            self.epoch,
+            reply.detail if reply is not None else "",
+            self._canary(),
+            self.health_token,
+        )
+        why = check_verdict(result, timeout)
+        if why is not None:
+            self._health_failed(why)
         elif not self.health_ok:
             self.health_ok, self.health_reason = True, ""
             self._publish_state()

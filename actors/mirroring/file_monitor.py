@@ -631,7 +631,10 @@ class FileMonitor(NodeActor):
     @handles(StallReaders)
     def on_stall(self, msg: StallReaders) -> dict[str, Any]:
         self.stall_until = time.monotonic() + max(0.0, msg.seconds)
-        self.log.warning("File Monitor: inotify reading stalled for {:g} s (fault injection)", msg.seconds)
+        if msg.seconds > 0:
+            self.log.warning("File Monitor: inotify reading stalled for {:g} s (fault injection)", msg.seconds)
+        else:
+            self.log.info("File Monitor: inotify reading resumed")
         return {"stalled": msg.seconds}
 
 

@@ -195,11 +195,12 @@ def test_burst_of_10000_files_with_a_queue_overflow_all_arrive(mirrored: tuple[N
     # kernel queue (fs.inotify.max_queued_events, 16384 by default) overflows and the root is rescanned.
     limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     assert limit < 30_000, "the overflow needs a kernel queue smaller than the burst"
-    pair.a.call("files.stall", {"seconds": 1.5})
+    pair.a.call("files.stall", {"seconds": 120})  # until the burst is written (ended below)
     burst = a / "data/burst"
     burst.mkdir()
     for i in range(10_000):
         (burst / f"f{i:05d}.dat").write_bytes(b"%d" % i)
+    pair.a.call("files.stall", {"seconds": 0})
 
     def all_arrived() -> bool:
         d = b / "data/burst"
