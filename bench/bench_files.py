@@ -255,7 +255,8 @@ def main() -> int:
             arrivals = Arrivals(dst / "big", size=size)
             try:
                 closed = write_big(src / "big" / "big.bin", args.big_mib)
-                wait_until(lambda a=arrivals: "big.bin" in a.times, 600, 0.05, f"{label} big file")
+                times = arrivals.times
+                wait_until(lambda: "big.bin" in times, 600, 0.05, f"{label} big file")
                 secs = arrivals.times["big.bin"] - closed
             finally:
                 arrivals.close()
