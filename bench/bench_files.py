@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ class Arrivals:
                     except OSError:
                         continue
                 self.times[ev.name] = now
+
+    def has(self, name: str) -> Callable[[], bool]:
+        return lambda: name in self.times
 
     def close(self) -> None:
         self.stop.set()
@@ -255,8 +259,7 @@ def main() -> int:
             arrivals = Arrivals(dst / "big", size=size)
             try:
                 closed = write_big(src / "big" / "big.bin", args.big_mib)
-                times = arrivals.times
-                wait_until(lambda: "big.bin" in times, 600, 0.05, f"{label} big file")
+                wait_until(arrivals.has("big.bin"), 600, 0.05, f"{label} big file")
                 secs = arrivals.times["big.bin"] - closed
             finally:
                 arrivals.close()
