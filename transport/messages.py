@@ -417,6 +417,7 @@ class FileManifestRequest(Message):
     scan: int = 0
     offset: int = 0
     limit: int = 2000
+    hashes: bool = True  # False: the backup holds nothing here yet, content hashes would not be used
 
 
 @register("FileManifestReply")

@@ -331,7 +331,9 @@ class FileMirror(NodeActor):
         r.rows = []
         r.gen += 1
         r.sync_started = time.time()
-        self._request(FileManifestRequest(r.root.id), ("manifest", r.root.id, r.gen))
+        self._request(
+            FileManifestRequest(r.root.id, hashes=_has_entries(r.top)), ("manifest", r.root.id, r.gen)
+        )
 
     def _on_manifest(self, tag: tuple[Any, ...], body: Any, error: str) -> None:
         r = self.roots.get(tag[1])
@@ -1089,3 +1091,12 @@ class FileMirror(NodeActor):
             "roots": rows,
             "canary": CANARY_ROOT,
         }
+
+
+def _has_entries(top: Path) -> bool:
+    """Does the local copy hold anything (else the comparison needs no content hashes)?"""
+    try:
+        with os.scandir(top) as it:
+            return any(True for _ in it)
+    except OSError:
+        return False

@@ -488,7 +488,7 @@ class FileMonitor(NodeActor):
             w = self.watched.get(body.root)
             seq = w.seq if w is not None else 0
             top = node_local_root(self.ctx.config, root.id)
-            entries = scan(top, root, self.hashes)
+            entries = scan(top, root, self.hashes if body.hashes else None)
             self.scan_ids += 1
             cached = (self.scan_ids, seq, [entries[k].as_row() for k in sorted(entries)])
             self.scans[body.root] = cached
@@ -632,7 +632,9 @@ class FileMonitor(NodeActor):
     def on_stall(self, msg: StallReaders) -> dict[str, Any]:
         self.stall_until = time.monotonic() + max(0.0, msg.seconds)
         if msg.seconds > 0:
-            self.log.warning("File Monitor: inotify reading stalled for {:g} s (fault injection)", msg.seconds)
+            self.log.warning(
+                "File Monitor: inotify reading stalled for {:g} s (fault injection)", msg.seconds
+            )
         else:
             self.log.info("File Monitor: inotify reading resumed")
         return {"stalled": msg.seconds}
