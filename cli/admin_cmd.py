@@ -1,4 +1,4 @@
-"""``switchover admin --node DIR actors|ping|endpoints|status|inject``."""
+"""``switchover admin --node DIR actors|ping|endpoints|status|inject|files.status|files.stall``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ops.add_parser("ping", help="round-trip to the node")
     ops.add_parser("endpoints", help="each ZeroMQ endpoint with its faults and counters")
     ops.add_parser("status", help="the node's role and generation")
+    ops.add_parser(
+        "files.status", help="file mirroring per root (FileMirror on the backup, File Monitor on the active)"
+    )
+    stall = ops.add_parser(
+        "files.stall", help="fault injection: the File Monitor stops reading inotify for N s"
+    )
+    stall.add_argument("--seconds", type=float, default=1.0, help="0 resumes at once")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
     inj.add_argument("--drop-all", action="store_true")
@@ -51,6 +58,8 @@ def _inject_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     try:
         request = _inject_args(args) if args.admin_op == "inject" else {}
+        if args.admin_op == "files.stall":
+            request = {"seconds": args.seconds}
         result = admin_call(args.node, args.admin_op, request, timeout=args.timeout)
     except AdminCallError as exc:
         return error(str(exc))
@@ -101,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
             ["name", "role", "address", "connected", "faults", "sent", "received", "decode errors"],
             rows,
         )
+    elif args.admin_op == "files.status":
+        from cli.ctl_cmd import print_files
+
+        print_files(result)
     else:
         for key, value in result.items():
             print(f"{key}: {value}")

@@ -111,6 +111,10 @@ def test_initial_state_is_mirrored_and_excluded_and_deep_flat_files_are_not(
     roots = {r["root"]: r for r in files_status(pair)["roots"]}
     assert roots["/data"]["state"] == "running" and roots["/init"]["state"] == "done"
     assert roots["/init"]["when"] == "once"
+    cli = pair.b.admin_json("files.status")  # the same through `switchover admin`
+    assert cli["side"] == "backup" and {r["root"] for r in cli["roots"]} >= {"/data", "/flat", "/init"}
+    table = pair.a.admin("files.status")
+    assert table.returncode == 0 and "File Monitor (A, active), subscriber: B" in table.stdout
 
 
 def test_create_modify_rename_chmod_delete_each_within_1_s(mirrored: tuple[NodePair, Path, Path]) -> None:
