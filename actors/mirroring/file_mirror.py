@@ -138,6 +138,7 @@ class _Root:
     synced_at: float | None = None
     sync_started: float | None = None
     sync_seconds: float | None = None  # how long the last manifest comparison and its copies took
+    manifest_error: str = ""
     counted_rescan: int = 0  # the last rescan change counted (it may arrive while synchronising)
     batches: deque[tuple[str, ...]] = field(default_factory=deque)  # small files to ask for, in groups
     batches_out: int = 0
@@ -341,10 +342,15 @@ class FileMirror(NodeActor):
             return
         if not isinstance(body, FileManifestReply) or body.error:
             why = error or (body.error if isinstance(body, FileManifestReply) else "no answer")
-            self.log.warning("manifest of {} failed ({}); asking again", r.root.id, why)
-            self.schedule(1.0, _Tick("resync", 0))
+            if why != r.manifest_error:
+                self.log.warning(
+                    "manifest of {} failed ({}); keeping the local copy, asking again", r.root.id, why
+                )
+            r.manifest_error = why
+            self.schedule(5.0 if isinstance(body, FileManifestReply) else 1.0, _Tick("resync", 0))
             r.want_sync = r.want_sync or f"manifest failed: {why}"
             return
+        r.manifest_error = ""
         if body.offset == 0:
             r.base_seq = body.seq
         try:

@@ -488,6 +488,10 @@ class FileMonitor(NodeActor):
             w = self.watched.get(body.root)
             seq = w.seq if w is not None else 0
             top = node_local_root(self.ctx.config, root.id)
+            if not top.is_dir():
+                # never an empty manifest for a missing directory: the backup would delete its copy
+                error = f"{top} is not a directory on {self.ctx.node}"
+                return FileManifestReply(body.root, self.epoch, 0, 0, 0, 0, (), error)
             entries = scan(top, root, self.hashes if body.hashes else None)
             self.scan_ids += 1
             cached = (self.scan_ids, seq, [entries[k].as_row() for k in sorted(entries)])

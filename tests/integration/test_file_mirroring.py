@@ -337,3 +337,20 @@ def test_permission_error_on_the_backup_stops_that_root_with_the_reason(
         )
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=True)
+
+
+def test_a_mirrored_directory_moved_away_on_the_active_keeps_the_backup_copy(
+    mirrored: tuple[NodePair, Path, Path],
+) -> None:
+    pair, a, b = mirrored
+    # the root itself goes away (moved, e.g. an unmount would look alike): a rescan whose manifest is
+    # refused rather than empty, so the backup keeps its copy
+    os.rename(a / "flat", a / "flat-moved")
+    wait_until(
+        lambda: "manifest of /flat failed" in log_of(pair, "B") and "is not a directory on A" in log_of(pair, "B"),
+        3,
+        0.02,
+        "the refused manifest",
+    )
+    assert read(b / "flat/f.dat") == "flat"
+    assert "the root directory was moved" in log_of(pair, "A")
