@@ -179,7 +179,7 @@ class FileMonitor(NodeActor):
             "server",
             tcp(me.address, me.file_port),
             security=self.security,
-            options=EndpointOptions(sndhwm=100_000, rcvhwm=10_000),
+            options=EndpointOptions(sndhwm=100_000, rcvhwm=10_000, linger_ms=1000),
         )
         canary_dir(self.ctx.config.data_dir).mkdir(parents=True, exist_ok=True)
         if self.ctx.server_params is not None:
@@ -193,9 +193,37 @@ class FileMonitor(NodeActor):
     def stopped(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        for w in self.watched.values():
+            w.stop.set()
+        for w in self.watched.values():
+            if w.thread is not None:
+                w.thread.join(1.0)
+        self._drain()
         for w in list(self.watched.values()):
             self._unwatch(w)
         self.watched.clear()
+
+    def _drain(self) -> None:
+        """On the way out (a controlled switch stops this actor): push what the kernel still holds and
+        the files waiting for quiet, so the backup gets every change closed before the switch. The
+        endpoint lingers to send them."""
+        if self.subscriber is None:
+            return
+        now = time.monotonic()
+        for w in list(self.watched.values()):
+            if w.ino is None:
+                continue
+            try:
+                events = [Ev(e.wd, e.mask, e.cookie, e.name) for e in w.ino.read(timeout=0)]
+            except OSError:
+                events = []
+            outputs = w.interp.process(events, now)
+            outputs += w.interp.expire_moves()
+            outputs += w.interp.due(float("inf"))
+            try:
+                self._handle(w, outputs)
+            except Exception:
+                self.log.exception("File Monitor: could not push the last changes of {}", w.root.id)
 
     # ------------------------------------------------------------------------------- roots
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -347,10 +348,46 @@ def test_a_mirrored_directory_moved_away_on_the_active_keeps_the_backup_copy(
     # refused rather than empty, so the backup keeps its copy
     os.rename(a / "flat", a / "flat-moved")
     wait_until(
-        lambda: "manifest of /flat failed" in log_of(pair, "B") and "is not a directory on A" in log_of(pair, "B"),
+        lambda: (
+            "manifest of /flat failed" in log_of(pair, "B") and "is not a directory on A" in log_of(pair, "B")
+        ),
         3,
         0.02,
         "the refused manifest",
     )
     assert read(b / "flat/f.dat") == "flat"
     assert "the root directory was moved" in log_of(pair, "A")
+
+
+def test_small_files_closed_before_a_controlled_switch_are_on_the_new_active(
+    mirrored: tuple[NodePair, Path, Path],
+) -> None:
+    pair, a, b = mirrored
+    out = a / "data/stream"
+    out.mkdir()
+    closed: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set() and i < 2000:
+            name = f"s{i:05d}.dat"
+            (out / name).write_text(name)
+            closed.append((name, time.monotonic()))
+            i += 1
+            stop.wait(0.005)  # a steady stream of about 200 files/s
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    wait_until(lambda: len(closed) >= 50, 10, 0.01, "the writer to get going")
+    requested = time.monotonic()
+    switch = ctl(pair, "switch", "--yes")
+    stop.set()
+    t.join(5)
+    assert switch.returncode == 0, switch.stdout + switch.stderr
+    assert pair.b.call("status")["role"] == "Primary"
+    before = [name for name, at in closed if at < requested]
+    missing = [name for name in before if read(b / "data/stream" / name) != name]
+    assert not missing, (
+        f"{len(missing)} of {len(before)} files closed before the switch are missing: {missing[:5]}"
+    )
