@@ -64,6 +64,7 @@ class MirrorConfig:
     debounce: float = 0.05  # a file modified without being closed is sent once quiet this long
     chunk_size: int = 1024 * 1024  # bytes per content request
     window: int = 8  # content requests in flight at once (flow control)
+    request_timeout: float = 10.0  # a manifest/content request unanswered this long is asked again
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         raise ConfigError(
             f'mirror.root: {m.root!r} is not an absolute directory (expected e.g. "/" or "/srv/b")'
         )
-    if m.initial_sync_timeout <= 0 or m.full_scan_interval <= 0 or m.debounce < 0:
-        raise ConfigError("mirror: initial_sync_timeout and full_scan_interval must be > 0, debounce >= 0")
+    if m.initial_sync_timeout <= 0 or m.full_scan_interval <= 0 or m.debounce < 0 or m.request_timeout <= 0:
+        raise ConfigError(
+            "mirror: initial_sync_timeout, full_scan_interval and request_timeout must be > 0, debounce >= 0"
+        )
     if not 4096 <= m.chunk_size <= 2 * 1024 * 1024 or not 1 <= m.window <= 256:
         raise ConfigError("mirror: chunk_size must be 4096-2097152 bytes and window 1-256")
     object.__setattr__(cfg, "source", source)

@@ -81,7 +81,6 @@ from transport.messages import (
 from transport.security import Security
 
 STOPPED_WARNING = "The backup server has detected that file replication from the primary has stopped."
-REQUEST_TIMEOUT = 10.0
 RETRY_DELAY = 0.5
 MAX_RETRIES = 40
 BATCH_FILE_LIMIT = 64 * 1024  # files up to this size are fetched many at once during a comparison
@@ -177,6 +176,7 @@ class FileMirror(NodeActor):
         self.security = security or Security.plain()
         m = ctx.config.mirror
         self.chunk = int(m.chunk_size)
+        self.request_timeout = float(m.request_timeout)
         self.window = int(m.window)
         self.endpoint: Endpoint | None = None
         self.epoch = ""
@@ -221,9 +221,9 @@ class FileMirror(NodeActor):
 
     # ------------------------------------------------------------------------------ requests
 
-    def _request(self, msg: Message, tag: tuple[Any, ...], timeout: float = REQUEST_TIMEOUT) -> None:
+    def _request(self, msg: Message, tag: tuple[Any, ...], timeout: float | None = None) -> None:
         assert self.endpoint is not None
-        fut = self.endpoint.request(msg, timeout)
+        fut = self.endpoint.request(msg, timeout if timeout is not None else self.request_timeout)
         ref = self.actor_ref
         fut.add_done_callback(lambda f: ref.tell(_Reply(tag, f)) if ref.is_alive() else None)
 
@@ -873,6 +873,9 @@ class FileMirror(NodeActor):
                 self._pump(r)
 
     def _restart_job(self, job: _Job) -> None:
+        self.log.debug(
+            "{}: {} changed while it was copied; copying it again from the start", job.root, job.path
+        )
         os.ftruncate(job.fd, 0)
         job.size, job.received, job.next_offset = -1, 0, 0
         if not job.outstanding:

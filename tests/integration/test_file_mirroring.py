@@ -6,6 +6,7 @@ so an automatic backup would take over). Every check polls with a deadline.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -391,3 +392,45 @@ def test_small_files_closed_before_a_controlled_switch_are_on_the_new_active(
     assert not missing, (
         f"{len(missing)} of {len(before)} files closed before the switch are missing: {missing[:5]}"
     )
+
+
+def test_a_large_file_resumes_after_the_link_is_cut(tmp_path: Path) -> None:
+    pair = make_pair(tmp_path)
+    roots = configure(pair, tmp_path, mirror_extra="request_timeout = 1.0\nchunk_size = 262144\n")
+    a, b = roots["A"], roots["B"]
+    for d in ("data", "flat", "init"):
+        (a / d).mkdir()
+    try:
+        start_both(pair)
+        wait_until(lambda: files_status(pair)["state"] == "running", 10, 0.05, "file replication to run")
+        block = os.urandom(1024 * 1024)
+        src = a / "data/big.bin"
+        with open(src, "wb") as f:
+            for i in range(300):
+                f.write(block[:-4] + i.to_bytes(4, "little"))
+        expected = hashlib.blake2b(src.read_bytes(), digest_size=16).hexdigest()
+
+        def copying() -> bool:
+            data = next(r for r in files_status(pair)["roots"] if r["root"] == "/data")
+            return bool(data["in_flight"])
+
+        wait_until(copying, 10, 0.005, "the copy to start")
+        pair.b.call("inject", {"endpoint": "files.client", "faults": {"cut": True}})
+        wait_until(
+            lambda: "failed (" in log_of(pair, "B") and "asking again" in log_of(pair, "B"),
+            10,
+            0.02,
+            "a lost chunk",
+        )
+        pair.b.call("inject", {"clear_all": True})
+        dst = b / "data/big.bin"
+        wait_until(
+            lambda: dst.exists() and dst.stat().st_size == src.stat().st_size, 30, 0.05, "the whole file"
+        )
+        assert hashlib.blake2b(dst.read_bytes(), digest_size=16).hexdigest() == expected
+        log = log_of(pair, "B")
+        assert "big.bin changed while it was copied" not in log  # resumed at its offsets, not restarted
+        assert not any(p.name.startswith(".swmirror-") for p in (b / "data").iterdir())
+    finally:
+        for node in pair.nodes:
+            node.close()
