@@ -246,12 +246,17 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def safe_local_path(root: Path, rel: str) -> Path:
-    """``root/rel`` if it stays inside ``root`` once the existing symlinks of its parents are resolved."""
+def safe_local_path(root: Path, rel: str, resolved: dict[str, str] | None = None) -> Path:
+    """``root/rel`` if it stays inside ``root`` once the existing symlinks of its parents are resolved.
+
+    ``resolved`` caches resolved directories across calls (one batch of files): a deep tree is then
+    resolved once per directory, not once per file."""
     check_relative(rel)
-    real_root = os.path.realpath(root)
+    cache = resolved if resolved is not None else {}
+    real_root = cache.get("") or cache.setdefault("", os.path.realpath(root))
     target = root / rel
-    parent = os.path.realpath(target.parent)
+    parent_key = rel.rpartition("/")[0] or "."
+    parent = cache.get(parent_key) or cache.setdefault(parent_key, os.path.realpath(target.parent))
     if not _inside(parent, real_root):
         raise PathRefused(f"{rel!r} leads outside {root} through a symbolic link (to {parent})")
     return target

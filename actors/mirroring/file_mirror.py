@@ -446,6 +446,8 @@ class FileMirror(NodeActor):
     def _write_batch(self, r: _Root, body: FileBatchReply) -> None:
         """Small files: all to temp files, one syncfs, then mode, mtime and rename each."""
         done: list[tuple[Path, Path, dict[str, Any]]] = []
+        resolved: dict[str, str] = {}  # directories resolved once for the whole batch
+        made: set[Path] = set()
         for row in body.files:
             rel = str(row.get("path", ""))
             data = row.get("data")
@@ -460,12 +462,14 @@ class FileMirror(NodeActor):
                     FileChange(r.root.id, self.epoch, 0, "write", rel, "", e.as_row(), time.time())
                 )
                 continue
-            final = self._safe(r, rel)
+            final = self._safe(r, rel, resolved)
             if final is None:
                 continue
             tmp = temp_path(final)
             try:
-                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.parent not in made:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(final.parent)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
                 try:
                     os.write(fd, data)
@@ -621,9 +625,9 @@ class FileMirror(NodeActor):
 
     # ---------------------------------------------------------------------------- file system
 
-    def _safe(self, r: _Root, rel: str) -> Path | None:
+    def _safe(self, r: _Root, rel: str, resolved: dict[str, str] | None = None) -> Path | None:
         try:
-            return safe_local_path(r.top, check_relative(rel))
+            return safe_local_path(r.top, check_relative(rel), resolved)
         except PathRefused as exc:
             r.refused += 1
             self.log.warning("refused a change under {}: {}", r.root.id, exc)

@@ -567,6 +567,7 @@ class FileMonitor(NodeActor):
         root = self.roots.get(body.root)
         files: list[dict[str, Any]] = []
         budget = 2 * 1024 * 1024
+        resolved: dict[str, str] = {}  # directories resolved once per batch
         for rel in body.paths:
             row: dict[str, Any] = {
                 "path": rel,
@@ -582,7 +583,7 @@ class FileMonitor(NodeActor):
                 continue
             top = node_local_root(self.ctx.config, root.id)
             try:
-                path = safe_local_path(top, rel)
+                path = safe_local_path(top, rel, resolved)
             except PathRefused as exc:
                 self.log.warning(
                     "File Monitor: refused a content request for {} in {}: {}", rel, root.id, exc

@@ -251,3 +251,17 @@ def test_mirror_config_defaults_and_checks() -> None:
 def test_initial_sync_failure_before_the_manifest_says_so() -> None:
     text = initial_sync_failure("/srv/rec", -1, 0, 5)
     assert "/srv/rec" in text and "manifest had not arrived" in text and "start-up failed" in text
+
+
+def test_safe_local_path_cache_resolves_each_directory_once_and_still_refuses(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, root / "out")
+    cache: dict[str, str] = {}
+    assert safe_local_path(root, "d/a", cache) == root / "d/a"
+    assert safe_local_path(root, "d/b", cache) == root / "d/b"
+    assert set(cache) == {"", "d"}
+    with pytest.raises(PathRefused):
+        safe_local_path(root, "out/x", cache)
