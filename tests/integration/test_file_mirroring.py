@@ -434,3 +434,39 @@ def test_a_large_file_resumes_after_the_link_is_cut(tmp_path: Path) -> None:
     finally:
         for node in pair.nodes:
             node.close()
+
+
+def test_upgrade_higher_backup_mirrors_no_handlers_and_skips_the_exclusions(tmp_path: Path) -> None:
+    pair = make_pair(tmp_path)
+    roots = configure(
+        pair,
+        tmp_path,
+        **{"Handler Path": "/handlers", "Switchover Upgrade Higher File Exclusions": "/data/skip"},
+    )
+    text = pair.b.config.read_text().replace('log_level = "DEBUG"', 'log_level = "DEBUG"\nrelease = "2.0.0"')
+    pair.b.config.write_text(text)  # B runs a newer release: Upgrade Higher
+    a, b = roots["A"], roots["B"]
+    for d in ("data/skip", "flat", "init", "handlers"):
+        (a / d).mkdir(parents=True)
+    (a / "handlers/h.ivp").write_text("handler")
+    (a / "data/skip/s.dat").write_text("excluded directory")
+    (a / "data/keep.dat").write_text("kept")
+    try:
+        pair.a.start("--manual-switch-only")
+        wait_until(lambda: pair.a.call("status", timeout=0.5)["role"] == "Primary", 15, 0.05, "A Primary")
+        pair.b.start()
+        wait_until(
+            lambda: pair.b.call("status", timeout=0.5)["role"] == "Upgrade Higher", 15, 0.05, "B upgrade"
+        )
+        wait_until(lambda: files_status(pair)["state"] == "running", 10, 0.05, "file replication to run")
+        assert read(b / "data/keep.dat") == "kept"
+        (a / "data/skip/later.dat").write_text("still excluded")
+        (a / "data/marker.dat").write_text("marker")
+        within_1s(lambda: read(b / "data/marker.dat") == "marker", "a change under /data")
+        assert not (b / "handlers").exists() and not (b / "data/skip/s.dat").exists()
+        assert not (b / "data/skip/later.dat").exists()
+        assert {r["root"] for r in files_status(pair)["roots"]} == {"/data", "/flat", "/init", "@canary"}
+        assert "B subscribed to file changes (upgrade-higher mode)" in log_of(pair, "A")
+    finally:
+        for node in pair.nodes:
+            node.close()
