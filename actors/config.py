@@ -32,6 +32,7 @@ class ServerConfig:
     vswitch_port: int = 3633
     notifier_port: int = 3634
     notifier_aux_port: int = 3635
+    file_port: int = 3637  # the File Monitor's manifests, file content and pushed changes (active side)
     interaction_port: int = 3638  # InteractionPublisher on the active: applications and the backup's shadow
 
 
@@ -87,6 +88,19 @@ class TimingConfig:
 
 
 @dataclass(frozen=True)
+class MirrorConfig:
+    """File mirroring on this node (see :mod:`replication.mirror_sets`)."""
+
+    root: str = "/"  # every mirrored path lives under this directory on this node (a pair on one machine)
+    initial_sync_timeout: float = 600.0  # the backup's start-up time for the once-only directories
+    full_scan_interval: float = 300.0  # the backup compares whole manifests this often (safety net)
+    debounce: float = 0.05  # a file modified without being closed is sent once quiet this long
+    chunk_size: int = 1024 * 1024  # bytes per content request
+    window: int = 8  # content requests in flight at once (flow control)
+    request_timeout: float = 10.0  # a manifest/content request unanswered this long is asked again
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     data_dir: str
@@ -101,6 +115,7 @@ class NodeConfig:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    mirror: MirrorConfig = field(default_factory=MirrorConfig)
     source: str = ""
 
     @property
@@ -125,7 +140,18 @@ class NodeConfig:
         return Path(self.hooks.dir) if self.hooks.dir else Path(self.data_dir) / "hooks"
 
 
-_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing", "http")
+_TABLES = (
+    "server_a",
+    "server_b",
+    "parameters",
+    "paths",
+    "security",
+    "supervisor",
+    "hooks",
+    "timing",
+    "http",
+    "mirror",
+)
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -268,6 +294,17 @@ def parse_config(
         )
     if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
         raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
+    m = cfg.mirror
+    if not m.root.startswith("/"):
+        raise ConfigError(
+            f'mirror.root: {m.root!r} is not an absolute directory (expected e.g. "/" or "/srv/b")'
+        )
+    if m.initial_sync_timeout <= 0 or m.full_scan_interval <= 0 or m.debounce < 0 or m.request_timeout <= 0:
+        raise ConfigError(
+            "mirror: initial_sync_timeout, full_scan_interval and request_timeout must be > 0, debounce >= 0"
+        )
+    if not 4096 <= m.chunk_size <= 2 * 1024 * 1024 or not 1 <= m.window <= 256:
+        raise ConfigError("mirror: chunk_size must be 4096-2097152 bytes and window 1-256")
     if check_parameters:
         _check_parameters(cfg)
     object.__setattr__(cfg, "source", source)

@@ -18,6 +18,8 @@ from loguru import logger
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import SERVER_PORTS, NodeConfig, ServerConfig
 from actors.http_endpoint import HttpEndpoint, node_state_collector
+from actors.mirroring.file_mirror import FileMirror
+from actors.mirroring.file_monitor import FileMonitor, GetFilesStatus, StallReaders
 from actors.mirroring.interaction_publisher import GetInteractions, InteractionPublisher
 from actors.mirroring.interaction_shadow import InteractionShadow
 from actors.monitoring.monitor_params import PRIMARY_MONITOR_PARAMS, primary_monitor_params, resolved_values
@@ -118,6 +120,8 @@ class Node:
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
             "interactions": self.op_interactions,
+            "files.status": self.op_files_status,
+            "files.stall": self.op_files_stall,
         }
 
     def _is_active(self) -> bool:
@@ -275,6 +279,32 @@ class Node:
         )
         return security_of(cfg, self.access)
 
+    def op_files_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """File mirroring per root: the File Monitor's on the active, the FileMirror's on the backup."""
+        for name in ("FileMirror", "FileMonitor"):
+            ref = self.ctx.directory.lookup(name)
+            if ref is not None and ref.is_alive():
+                try:
+                    result: Any = ref.ask(GetFilesStatus(), timeout=3)
+                except (pykka.Timeout, pykka.ActorDeadError):
+                    continue
+                return {"node": self.config.name, "role": self.ctx.role.role, **result}
+        return {"node": self.config.name, "role": self.ctx.role.role, "side": None, "roots": []}
+
+    def op_files_stall(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Fault injection: the File Monitor stops reading inotify for ``seconds`` (forces a queue overflow)."""
+        try:
+            seconds = float(args.get("seconds", 1.0))
+        except (TypeError, ValueError):
+            raise AdminError(f"seconds: expected a number, got {args.get('seconds')!r}") from None
+        if not 0 <= seconds <= 600:
+            raise AdminError(f"seconds: expected 0-600, got {seconds:g}")
+        ref = self.ctx.directory.lookup("FileMonitor")
+        if ref is None or not ref.is_alive():
+            raise AdminError("no File Monitor is running here (it runs on the active server)")
+        result: Any = ref.ask(StallReaders(seconds), timeout=3)
+        return {**result}
+
     def op_endpoints(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"endpoints": [e.status() for e in self.ctx.endpoints.all()]}
 
@@ -355,12 +385,16 @@ class Node:
                     reconnect_delay=reconnect_delay,
                     tos=dscp << 2,
                 ),
+                actor_spec("FileMirror", FileMirror, security=security),
             ],
             "monitors": [
                 actor_spec("ModuleMonitor", ModuleMonitor),
                 actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
-            "active": [actor_spec("InteractionPublisher", InteractionPublisher, security=security)],
+            "active": [
+                actor_spec("InteractionPublisher", InteractionPublisher, security=security),
+                actor_spec("FileMonitor", FileMonitor, security=security),
+            ],
         }
         specs["backup"].append(actor_spec("InteractionShadow", InteractionShadow, security=security))
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)

@@ -1,4 +1,4 @@
-"""``switchover admin --node DIR actors|ping|endpoints|status|monitors|inject``."""
+"""``switchover admin --node DIR actors|ping|endpoints|status|monitors|inject|keys-reload|security|files.status|files.stall``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "keys-reload", help="read the clients file again (added keys connect, revoked are refused)"
     )
     ops.add_parser("security", help="authorized clients and refusal counters")
+    ops.add_parser(
+        "files.status", help="file mirroring per root (FileMirror on the backup, File Monitor on the active)"
+    )
+    stall = ops.add_parser(
+        "files.stall", help="fault injection: the File Monitor stops reading inotify for N s"
+    )
+    stall.add_argument("--seconds", type=float, default=1.0, help="0 resumes at once")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
     inj.add_argument(
@@ -62,6 +69,8 @@ def _inject_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     try:
         request = _inject_args(args) if args.admin_op == "inject" else {}
+        if args.admin_op == "files.stall":
+            request = {"seconds": args.seconds}
         result = admin_call(args.node, args.admin_op, request, timeout=args.timeout)
     except AdminCallError as exc:
         return error(str(exc))
@@ -112,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
             ["name", "role", "address", "connected", "faults", "sent", "received", "decode errors"],
             rows,
         )
+    elif args.admin_op == "files.status":
+        from cli.ctl_cmd import print_files
+
+        print_files(result)
     else:
         for key, value in result.items():
             print(f"{key}: {value}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.config import ConfigError, load_config, tool_security
 from cli.output import error, on_every_operation, print_json
+from transport.admin_client import AdminCallError, admin_call
 from transport.client import Unreachable, query_state, request_once, who_am_i
 from transport.messages import (
     CommandReply,
@@ -204,6 +205,73 @@ def user_view(
     return None
 
 
+def local_files_status(config_path: str | None, timeout: float) -> dict[str, Any] | None:
+    """File mirroring per root, from the local node's admin socket (the backup's FileMirror or the
+    active's File Monitor); ``None`` when this machine runs no node of the pair."""
+    if not config_path:
+        return None
+    try:
+        cfg = load_config(config_path, check_parameters=False)
+        return admin_call(cfg.data_dir, "files.status", {}, timeout=timeout)
+    except (ConfigError, AdminCallError, OSError):
+        return None
+
+
+def _ago(stamp: float | None) -> str:
+    return "never" if stamp is None else f"{max(0.0, time.time() - stamp):.1f}s ago"
+
+
+def print_files(files: dict[str, Any] | None) -> None:
+    from cli.output import print_table  # rich: only when there is a table to print
+
+    if not files or not files.get("side"):
+        return
+    if files["side"] == "backup":
+        print(f"File replication ({files['node']}, backup): {files['state']}", end="")
+        print(f" - {files['reason']}" if files.get("reason") else "")
+        rows = [
+            [
+                r["root"],
+                r["when"],
+                r["state"],
+                r["files"],
+                r["bytes"],
+                "-" if r["lag"] is None else f"{r['lag'] * 1000:.0f} ms",
+                _ago(r["last_success"]),
+                r["overflow_rescans"],
+                r["reason"],
+            ]
+            for r in files["roots"]
+        ]
+        headers = [
+            "root",
+            "when",
+            "state",
+            "files",
+            "bytes",
+            "lag",
+            "last success",
+            "overflow rescans",
+            "note",
+        ]
+    else:
+        print(f"File Monitor ({files['node']}, active), subscriber: {files.get('subscriber') or 'none'}")
+        rows = [
+            [
+                r["root"],
+                r["when"],
+                r["state"],
+                r["changes"],
+                _ago(r["last_change"]),
+                r["overflow_rescans"],
+                r["error"],
+            ]
+            for r in files["roots"]
+        ]
+        headers = ["root", "when", "state", "changes", "last change", "overflow rescans", "error"]
+    print_table("mirrored directories", headers, rows)
+
+
 def status_text(view: dict[str, Any]) -> str:
     """The control panel's view as text: the one rendering used by ``status`` and ``status --watch``."""
     out: list[str] = []
@@ -253,6 +321,7 @@ def status_text(view: dict[str, Any]) -> str:
 
 def print_status(view: dict[str, Any]) -> None:
     print(status_text(view))
+    print_files(view.get("files"))
 
 
 def watch_status(args: argparse.Namespace, servers: list[Server], security: Security) -> int:
@@ -342,6 +411,7 @@ def collect_status(
     view = status_view(states)
     view["user"] = user_view(servers, view, args.timeout, security)
     view["interactions"] = interactions_view(args.config, view["active"], args.timeout, security)
+    view["files"] = local_files_status(args.config, args.timeout)
     return states, view
 
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian packages the network-namespace lab (deploy/lab) needs:
+# Install the Debian packages the network-namespace lab (deploy/lab) and the benchmarks need:
 #   nftables  - `nft`, used by deploy/lab/faults.py to drop flows
 #   iproute2  - `ip netns`, `ip link`, `ip addr`, `ip route`
 #   procps    - `sysctl`, `ps`
 #   nginx, keepalived - the real service and the comparison system of deploy/lab/real_service.py
+#   rsync     - bench/bench_files.py: the reference copy (rsync -W) and lsyncd's backend
+#   lsyncd    - bench/bench_files.py: the live-mirroring daemon compared with the File Monitor
 # Idempotent: packages already installed are left alone, and `apt-get update` runs only when
 # something is missing. Non-interactive. Must run as root (or with sudo available).
 set -euo pipefail
 
-PACKAGES=(nftables iproute2 procps nginx keepalived)
+PACKAGES=(nftables iproute2 procps nginx keepalived rsync lsyncd)
 
 die() {
     echo "install-system-deps: ERROR: $*" >&2
@@ -46,7 +48,7 @@ echo "install-system-deps: installing: ${missing[*]}"
 "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
     || die "'apt-get install ${missing[*]}' failed"
 
-for tool in nft ip sysctl; do
+for tool in nft ip sysctl rsync lsyncd; do
     command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || [[ -x "/sbin/$tool" ]] \
         || die "'$tool' is still not found after installing ${missing[*]}"
 done

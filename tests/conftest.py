@@ -158,10 +158,11 @@ class NodeProc:
     http_port: int = 0
     _log_file: Any = field(default=None, repr=False)
 
-    def start(self) -> NodeProc:
+    def start(self, *args: str) -> NodeProc:
+        """Start the node; ``args`` are extra ``switchover node`` options (e.g. --manual-switch-only)."""
         self._log_file = open(self.log, "ab")  # closed in close()
         self.proc = subprocess.Popen(
-            [*switchover_command(), "node", "--config", str(self.config)],
+            [*switchover_command(), "node", "--config", str(self.config), *args],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

@@ -520,3 +520,137 @@ class WhoAmIReply(Message):
     user: str  # the ZAP user id: the client's name ("server-group" for the group key, "" in plain text)
     rights: tuple[str, ...]  # effective rights, stronger ones including weaker ones
     secured: bool  # False: the node runs plain text and checks no rights
+
+
+# File mirroring (issue 11): the backup's FileMirror <-> the active's File Monitor (file_port, 3637).
+# Roots are named by their logical path (the same on both servers, or "@canary"); paths inside a root
+# are relative POSIX paths. A manifest row is a map: path, type, size, mtime_ns, mode, hash, target.
+# --------------------------------------------------------------------------------------------------
+
+ManifestRow = dict[str, Any]
+
+
+@register("FileSubscribe")
+@dataclass(frozen=True)
+class FileSubscribe(Message):
+    """Backup -> File Monitor: mirror for a backup in ``mode`` (normal, upgrade-higher, upgrade-lower);
+    pushes go to the sender. Answered by :class:`FileRoots`."""
+
+    mode: str
+    node: str
+
+
+@register("FileRoots")
+@dataclass(frozen=True)
+class FileRoots(Message):
+    """The mirrored roots (``MirrorRoot.as_dict()`` each), with the monitor's ``epoch`` (new per start).
+    Also pushed when the set changes (CustomMirrorDir is dynamic)."""
+
+    epoch: str
+    roots: tuple[dict[str, Any], ...]
+
+
+@register("FileManifestRequest")
+@dataclass(frozen=True)
+class FileManifestRequest(Message):
+    """A page of a root's manifest: ``scan`` 0 starts a new scan, else continues it from ``offset``."""
+
+    root: str
+    scan: int = 0
+    offset: int = 0
+    limit: int = 2000
+    hashes: bool = True  # False: the backup holds nothing here yet, content hashes would not be used
+
+
+@register("FileManifestReply")
+@dataclass(frozen=True)
+class FileManifestReply(Message):
+    """``seq``: the root's last change number when the scan began (apply pushed changes after it)."""
+
+    root: str
+    epoch: str
+    scan: int
+    seq: int
+    offset: int
+    total: int
+    entries: tuple[ManifestRow, ...]
+    error: str = ""
+
+
+@register("FileChunkRequest")
+@dataclass(frozen=True)
+class FileChunkRequest(Message):
+    root: str
+    path: str
+    offset: int
+    length: int
+
+
+@register("FileChunkReply")
+@dataclass(frozen=True)
+class FileChunkReply(Message):
+    """``size``/``mtime_ns``/``mode`` of the file when read; ``error`` set when it cannot be read."""
+
+    root: str
+    path: str
+    offset: int
+    data: bytes
+    size: int
+    mtime_ns: int
+    mode: int
+    error: str = ""
+
+
+@register("FileChange")
+@dataclass(frozen=True)
+class FileChange(Message):
+    """Pushed by the File Monitor in order: ``seq`` counts per root and ``epoch``. ``kind``: write
+    (``entry`` is the file's manifest row), mkdir, link, meta (mode/mtime only), delete, rename
+    (``path`` -> ``new_path``), rescan (the root must be compared again: overflow or lost watch)."""
+
+    root: str
+    epoch: str
+    seq: int
+    kind: str
+    path: str
+    new_path: str = ""
+    entry: ManifestRow | None = None
+    at: float = 0.0  # the active's wall clock when it saw the change (for the backup's lag)
+    data: bytes | None = None  # a small file's whole content (saves the round trip of a chunk request)
+
+
+@register("FileHealthCheck")
+@dataclass(frozen=True)
+class FileHealthCheck(Message):
+    """Backup -> File Monitor every Health Check Interval; the monitor writes ``token`` to its canary file
+    (which travels like any mirrored change)."""
+
+    token: str
+
+
+@register("FileHealthReply")
+@dataclass(frozen=True)
+class FileHealthReply(Message):
+    ok: bool
+    epoch: str
+    seqs: dict[str, int]
+    detail: str = ""
+
+
+@register("FileBatchRequest")
+@dataclass(frozen=True)
+class FileBatchRequest(Message):
+    """Many small files of one root at once (the backup's initial comparison)."""
+
+    root: str
+    paths: tuple[str, ...]
+
+
+@register("FileBatchReply")
+@dataclass(frozen=True)
+class FileBatchReply(Message):
+    """Per path: ``path``, ``data`` (bytes, or None when too large: ask in chunks), ``size``, ``mtime_ns``,
+    ``mode``, ``error`` ("" when read)."""
+
+    root: str
+    files: tuple[dict[str, Any], ...]
