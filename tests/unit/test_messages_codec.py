@@ -201,6 +201,18 @@ WIRE_TYPES: dict[str, str] = {
     # security (issue 13)
     "WhoAmI": "transport/client.py",
     "WhoAmIReply": "actors/roles/virtual_switch.py",
+    # file mirroring (issue 11)
+    "FileBatchReply": "actors/mirroring/file_monitor.py",
+    "FileBatchRequest": "actors/mirroring/file_mirror.py",
+    "FileChange": "actors/mirroring/file_monitor.py",
+    "FileChunkReply": "actors/mirroring/file_monitor.py",
+    "FileChunkRequest": "actors/mirroring/file_mirror.py",
+    "FileHealthCheck": "actors/mirroring/file_mirror.py",
+    "FileHealthReply": "actors/mirroring/file_monitor.py",
+    "FileManifestReply": "actors/mirroring/file_monitor.py",
+    "FileManifestRequest": "actors/mirroring/file_mirror.py",
+    "FileRoots": "actors/mirroring/file_monitor.py",
+    "FileSubscribe": "actors/mirroring/file_mirror.py",
 }
 
 # Actor-internal messages that used to be registered (issue 9, defect 6): never on the wire.
