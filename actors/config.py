@@ -24,6 +24,7 @@ class ServerConfig:
     vswitch_port: int = 3633
     notifier_port: int = 3634
     notifier_aux_port: int = 3635
+    ds_port: int = 3636  # DS replication: the active's DSPublisher (issue 10)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         raise ConfigError(f"node.log_level: {cfg.log_level!r} is not one of {', '.join(sorted(_LOG_LEVELS))}")
     for srv in ("server_a", "server_b"):
         s: ServerConfig = getattr(cfg, srv)
-        for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port"):
+        for port_key in ("vswitch_port", "notifier_port", "notifier_aux_port", "ds_port"):
             port = getattr(s, port_key)
             if not 0 < port < 65536:
                 raise ConfigError(f"{srv}.{port_key}: {port} is not a TCP port (1-65535)")

@@ -127,7 +127,7 @@ class LocalPair:
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(6)
+        ports = free_ports(8)
         servers = {
             "server_a": {
                 "name": self.names[0],
@@ -135,6 +135,7 @@ class LocalPair:
                 "vswitch_port": ports[0],
                 "notifier_port": ports[1],
                 "notifier_aux_port": ports[2],
+                "ds_port": ports[6],
             },
             "server_b": {
                 "name": self.names[1],
@@ -142,6 +143,7 @@ class LocalPair:
                 "vswitch_port": ports[3],
                 "notifier_port": ports[4],
                 "notifier_aux_port": ports[5],
+                "ds_port": ports[7],
             },
         }
         self.nodes: dict[str, PairNode] = {}

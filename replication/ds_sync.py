@@ -47,8 +47,8 @@ __all__ = [
     "WriteGate",
     "attrs_digest",
     "discarded_keys",
-    "hash_nodes",
     "fetch_attrs",
+    "hash_nodes",
     "pack_batches",
     "resolve_start",
     "unpack_batches",
@@ -220,13 +220,15 @@ class TreeCompare:
     (done: :meth:`ops` is the update). Feed replies with :meth:`on_hashes` / :meth:`on_fetched`.
     ``replicate(key)`` says whether a key follows the active (``False``: a local parameter, or
     filtered by an upgrade state: never set or deleted here); ``descend(key)`` whether anything
-    under it may. ``filter_attrs(key, attrs)`` drops attributes an upgrade state keeps local.
+    under it may. ``filter_attrs(key, remote, mine)`` gives the attributes to keep (an upgrade state
+    keeps some of this node's own).
     """
 
     local: Store
     replicate: Callable[[str], bool] = _always
     descend: Callable[[str], bool] = _always
-    filter_attrs: Callable[[str, dict[str, list[str]]], dict[str, list[str]]] | None = None
+    filter_attrs: Callable[[str, dict[str, list[str]], dict[str, list[str]] | None],
+                           dict[str, list[str]]] | None = None
     hash_chunk: int = 256
     fetch_chunk: int = 2000
     stats: CompareStats = field(default_factory=CompareStats)
@@ -332,9 +334,9 @@ class TreeCompare:
         self.stats.keys_deleted = len(kept)
         for key in sorted(k for k, a in self._fetched.items() if a is not None):
             attrs: dict[str, list[str]] = self._fetched[key] or {}
-            if self.filter_attrs is not None:
-                attrs = self.filter_attrs(key, attrs)
             mine = self.local.get(key)
+            if self.filter_attrs is not None:
+                attrs = self.filter_attrs(key, attrs, mine)
             if mine is not None and mine == attrs and key not in self._leaf:
                 continue
             if mine != attrs:

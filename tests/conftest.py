@@ -119,6 +119,7 @@ def node_config_text(name: str, data_dir: Path, ports_a: list[int], ports_b: lis
             f"vswitch_port = {ports[0]}",
             f"notifier_port = {ports[1]}",
             f"notifier_aux_port = {ports[2]}",
+            *([f"ds_port = {ports[3]}"] if len(ports) > 3 else []),
         ]
     lines += ["", "[security]", "insecure = true"]
     lines += ["", "[timing]", "hello_interval = 0.1", "peer_timeout = 1.0"]
@@ -237,8 +238,8 @@ class NodePair:
 
 def make_pair(root: Path) -> NodePair:
     """Write configs for A and B under ``root`` (not started)."""
-    ports = free_tcp_ports(6)
-    ports_a, ports_b = ports[:3], ports[3:]
+    ports = free_tcp_ports(8)
+    ports_a, ports_b = ports[:3] + ports[6:7], ports[3:6] + ports[7:]
     nodes = []
     for name in ("A", "B"):
         data = root / f"data{name}"
