@@ -3,10 +3,12 @@ socket, and a clean stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from loguru import logger
 
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import NodeConfig
+from actors.mirroring.ds_mirror import DSMirror
+from actors.mirroring.ds_publisher import DSPublisher
 from actors.monitoring.monitors import ModuleMonitor, PrimaryMonitor, primary_monitor_params
 from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
@@ -30,6 +34,7 @@ from actors.runtime.logs import configure_logging
 from actors.runtime.supervision import Intensity
 from actors.runtime.supervisor import GetActorStatus, actor_spec
 from replication import ds_admin
+from replication.ds_sync import StatusBoard, WriteGate, replication_warning
 from replication.params import CATALOG, ServerParams, format_value, seed_from_config
 from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
@@ -72,6 +77,9 @@ class Node:
         self.store: Store | None = None
         self.params: ServerParams | None = None
         self.log = logger.bind(actor="Node", node=config.name)
+        self.ds_board = StatusBoard()  # DS replication state (DSMirror / DSPublisher write it)
+        self.ds_gate = WriteGate(time.monotonic)  # DS writes stop here during a controlled switch
+        self.ctx.ds_status = self.ds_replication_status
 
     # ------------------------------------------------------------------------------ ops
 
@@ -82,6 +90,7 @@ class Node:
             "endpoints": self.op_endpoints,
             "inject": self.op_inject,
             "status": self.op_status,
+            "ds.replication": self.op_ds_replication,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
         }
@@ -93,7 +102,8 @@ class Node:
         def run(args: dict[str, Any]) -> dict[str, Any]:
             assert self.store is not None
             try:
-                return ds_admin.handle_ds(self.store, op, args, self._is_active())
+                with self._write_gate(op in ("set", "rm", "import")):
+                    return ds_admin.handle_ds(self.store, op, args, self._is_active())
             except ds_admin.AdminError as exc:
                 raise AdminError(str(exc)) from None
 
@@ -103,11 +113,40 @@ class Node:
         def run(args: dict[str, Any]) -> dict[str, Any]:
             assert self.store is not None and self.params is not None
             try:
-                return ds_admin.handle_param(self.store, self.params, op, args, self._is_active())
+                with self._write_gate(op in ("set", "unset")):
+                    return ds_admin.handle_param(self.store, self.params, op, args, self._is_active())
             except ds_admin.AdminError as exc:
                 raise AdminError(str(exc)) from None
 
         return run
+
+    @contextlib.contextmanager
+    def _write_gate(self, writes: bool) -> Iterator[None]:
+        """DS writes on the active hold the gate, so a controlled switch's drain sees the last one."""
+        if not writes:
+            yield
+            return
+        with self.ds_gate.lock:
+            why = self.ds_gate.check()
+            if why is not None and self._is_active():
+                raise AdminError(why)
+            yield
+
+    def ds_replication_status(self) -> dict[str, Any]:
+        status = self.ds_board.snapshot()
+        if self.store is not None:
+            epoch, rev = self.store.position()
+            status.update(history=epoch, revision=rev)
+            if status.get("side") == "backup":
+                status["applied"] = rev
+                active = status.get("active_revision")
+                if isinstance(active, int) and active >= 0 and status.get("lag_revisions") is not None:
+                    status["lag_revisions"] = max(0, active - rev)
+        status["warning"] = replication_warning(status)
+        return status
+
+    def op_ds_replication(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"node": self.config.name, "role": self.ctx.role.role, **self.ds_replication_status()}
 
     def op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "node": self.config.name, "pid": os.getpid(), "time": time.time()}
@@ -211,7 +250,13 @@ class Node:
                 actor_spec("ModuleMonitor", ModuleMonitor),
                 actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
+            "active": [
+                actor_spec("DSPublisher", DSPublisher, store=self.store, gate=self.ds_gate,
+                           board=self.ds_board, security=security),
+            ],
         }
+        specs["backup"].append(
+            actor_spec("DSMirror", DSMirror, store=self.store, board=self.ds_board, security=security))
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
             self.ctx,

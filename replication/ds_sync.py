@@ -374,20 +374,24 @@ class Follower:
     def __post_init__(self) -> None:
         self.expected = self.base + 1  # the next revision the stream must deliver
 
-    def accept(self, batches: list[tuple[int, list[Op]]]) -> tuple[list[tuple[int, list[Op]]], str | None]:
-        """Take pushed batches; returns those to apply now (none while comparing) and a gap message."""
+    def accept(self, first: int, last: int,
+               batches: list[tuple[int, list[Op]]]) -> tuple[list[tuple[int, list[Op]]], str | None]:
+        """Take a pushed message covering revisions ``first..last`` (a revision without operations on
+        the active's side has no batch); returns those to apply now (none while comparing) and a gap
+        message when the message does not follow the last one."""
+        if last < self.expected:
+            return [], None  # already held (a duplicate after a resubscription): drop it
+        if first > self.expected:
+            return [], f"gap in the DS change stream: expected revision {self.expected}, got {first}"
         ready: list[tuple[int, list[Op]]] = []
         for rev, ops in batches:
             if rev < self.expected:
-                continue  # already held (a duplicate after a resubscription): drop it
-            if rev > self.expected:
-                return ready, (f"gap in the DS change stream: expected revision {self.expected}, "
-                               f"got {rev}")
-            self.expected = rev + 1
+                continue
             if self.comparing:
                 self.queue.append((rev, ops))
             else:
                 ready.append((rev, ops))
+        self.expected = last + 1
         return ready, None
 
     def compared(self) -> list[tuple[int, list[Op]]]:
@@ -396,3 +400,40 @@ class Follower:
         out = [(r, o) for r, o in self.queue if r > self.base]
         self.queue.clear()
         return out
+
+
+# ------------------------------------------------------------------------------------- visible state
+class StatusBoard:
+    """The replication state a node shows (admin ``ds.replication``, ``ctl status``): written by the
+    DSMirror / DSPublisher, read by anyone (thread-safe, copies out)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {"side": "none", "state": "stopped", "reason": "not started"}
+
+    def update(self, **fields: Any) -> None:
+        with self._lock:
+            self._data.update(fields)
+
+    def replace(self, **fields: Any) -> None:
+        with self._lock:
+            self._data = dict(fields)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._data)
+
+
+def replication_warning(status: Mapping[str, Any]) -> str | None:
+    """The control panel's warning when a backup's DS changes are not replicating, else ``None``."""
+    if not status or status.get("side") != "backup":
+        return None
+    state = status.get("state")
+    if state == "stopped":
+        return (f"The backup server has detected that DS (configuration) replication from the primary has "
+                f"stopped: {status.get('reason') or 'no reason given'}.")
+    if state == "comparing" and status.get("compares", 0) > 1 and status.get("reason"):
+        return f"DS replication is resynchronising: {status.get('reason')}."
+    return None

@@ -231,6 +231,7 @@ class StatusReport(Message):
     peer_role: str
     peer_release: str
     messages: tuple[str, ...] = ()
+    ds: dict[str, Any] = dataclasses.field(default_factory=dict)  # issue 10: DS replication state
 
 
 @register("SwitchRequest")

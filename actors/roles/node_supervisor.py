@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from actors.mirroring.ds_mirror import DrainFinished, DrainForSwitch  # issue 10
 from actors.monitoring.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
 from actors.roles.event_log import EventLog, EventRecord
 from actors.roles.generation import GenerationStore
@@ -160,6 +161,7 @@ class NodeSupervisor(Supervisor):
         self.reconnect_token = 0
         self.pending: _Pending | None = None
         self.bumped_for_switch = False
+        self.ds_drained = False  # issue 10: the DS stream was drained for the pending controlled switch
         self.network_ok = True
         self.hooks_running: dict[str, int] = {}
         self.shutdown_after_hooks = ""
@@ -207,6 +209,12 @@ class NodeSupervisor(Supervisor):
         while actions:
             action = actions.pop(0)
             if action is Action.REQUEST_DISCONTINUE:
+                # issue 10: first drain the DS stream to the active's last committed revision (the
+                # DSMirror answers DrainFinished, bounded by Switchover DS Request Timeout)
+                if not self.ds_drained and self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
+                    self.pending = _Pending(step, [action, *actions], detail)
+                    return
+                self.ds_drained = False
                 self._bump_generation()
                 self.pending = _Pending(step, actions, detail)
                 self.tell_actor("VirtualSwitch", SendDiscontinue(self.generation.value, step.reason or ""))
@@ -226,7 +234,8 @@ class NodeSupervisor(Supervisor):
         elif action is Action.BECOME_BACKUP:
             self.generation.observe(self.peer_generation)
             self.start_children(self.groups["backup"])
-            if self.sm.starting_up:
+            # issue 10: with a DSMirror, start-up completes when its first compare-and-update finished
+            if self.sm.starting_up and "DSMirror" not in self.groups["backup"]:
                 self.tell_self(Tick("startup-complete"))
         elif action is Action.START_MONITORS:
             self.start_children(self.groups["monitors"])
@@ -446,6 +455,18 @@ class NodeSupervisor(Supervisor):
         self._carry_out(pending.step, pending.actions)
         self._record(pending.step, pending.detail)
         self._publish()
+
+    @handles(DrainFinished)
+    def on_ds_drained(self, msg: DrainFinished) -> None:
+        """issue 10: the DS stream is drained (or could not be): go on with the controlled switch."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        self.ds_drained = True
+        self._carry_out(pending.step, pending.actions, pending.detail)
+        if self.pending is None:
+            self._record(pending.step, pending.detail)
+            self._publish()
 
     @handles(HooksFinished)
     def on_hooks_finished(self, msg: HooksFinished) -> None:

@@ -101,3 +101,5 @@ class NodeContext:
     # the server parameters' current values by specification name (the DS tree's, once it is open)
     parameters: Callable[[], Mapping[str, str]] = field(default=lambda: {})
     server_params: ServerParams | None = None  # change subscriptions for dynamic parameters
+    # DS replication state for status reports (issue 10: set by the node; DSMirror/DSPublisher fill it)
+    ds_status: Callable[[], Mapping[str, Any]] = field(default=lambda: {})

@@ -122,7 +122,7 @@ def test_compare_then_queued_batches_equals_the_active_whatever_it_read_when(pai
             cmp.on_hashes(hash_nodes(a, items))
         else:
             cmp.on_fetched(fetch_attrs(a, items))
-    ready, gap = follower.accept(stream)  # type: ignore[arg-type]
+    ready, gap = follower.accept(follower.base + 1, a.revision, stream)  # type: ignore[arg-type]
     assert ready == [] and gap is None
     b.adopt(cmp.ops(), follower.history, follower.base)
     for rev, ops in follower.compared():
@@ -133,10 +133,13 @@ def test_compare_then_queued_batches_equals_the_active_whatever_it_read_when(pai
 
 def test_follower_drops_what_it_holds_and_reports_a_gap() -> None:
     f = Follower("h", 10, comparing=False)
-    ready, gap = f.accept([(9, []), (10, []), (11, []), (12, [])])
+    ready, gap = f.accept(9, 12, [(9, []), (10, []), (11, []), (12, [])])
     assert [r for r, _ in ready] == [11, 12] and gap is None
-    ready, gap = f.accept([(14, [])])
-    assert ready == [] and gap is not None and "expected revision 13" in gap
+    assert f.accept(5, 12, [(12, [])]) == ([], None)  # a duplicate
+    ready, gap = f.accept(13, 15, [(15, [])])  # 13 and 14 had no operations on the active
+    assert [r for r, _ in ready] == [15] and gap is None
+    ready, gap = f.accept(17, 17, [(17, [])])
+    assert ready == [] and gap is not None and "expected revision 16" in gap
 
 
 def test_batches_roundtrip() -> None:

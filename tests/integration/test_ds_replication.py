@@ -1,0 +1,169 @@
+"""DS tree replication between two real ``switchover node`` processes (issue 10 acceptance)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.pair import LocalPair, child_env
+from tests.conftest import poll_result, wait_until
+from transport.admin_client import AdminCallError
+
+QUIET_PARAMETERS: dict[str, str] = {  # no automatic switch while a test runs (no module is running)
+    "Switchover TS Timeout": "5",
+    "Switchover TS Failure Retry Delay": "3600",
+    "Switchover Max TS Failures": "100",
+    "Switchover Primary Monitor Ping Delay": "0.5",
+    "Switchover Primary Monitor Timeout": "3",
+    "Switchover Reconnect Timeout": "60",
+    "Switchover DS Request Timeout": "5",
+}
+TIMING: dict[str, Any] = {"hello_interval": 0.1, "peer_timeout": 1.0, "startup_wait": 1.0,
+                          "discontinue_timeout": 2.0}
+SETTLE = 20.0
+
+
+def admin(pair: LocalPair, name: str, op: str, args: dict[str, Any] | None = None,
+          timeout: float = 5.0) -> dict[str, Any]:
+    return pair.admin(name, op, args, timeout)
+
+
+def settled(pair: LocalPair) -> dict[str, str] | None:
+    try:
+        states = {n: admin(pair, n, "status", timeout=1.0) for n in pair.names}
+    except AdminCallError:
+        return None
+    if sorted(s["role"] for s in states.values()) != ["Backup", "Primary"]:
+        return None
+    if any(s["starting_up"] for s in states.values()):
+        return None
+    primary = next(n for n, s in states.items() if s["role"] == "Primary")
+    return {"primary": primary, "backup": next(n for n in pair.names if n != primary)}
+
+
+def start_in_order(pair: LocalPair) -> tuple[str, str]:
+    first, second = pair.names
+    pair.start_node(first)
+    wait_until(lambda: pair.role(first) == "Primary", SETTLE, message=f"{first} to become Primary")
+    pair.start_node(second)
+    roles = wait_until(lambda: settled(pair), SETTLE, message="a started Primary and Backup")
+    return roles["primary"], roles["backup"]
+
+
+def repl(pair: LocalPair, name: str) -> dict[str, Any]:
+    return admin(pair, name, "ds.replication")
+
+
+def root_hash(pair: LocalPair, name: str) -> str:
+    return str(admin(pair, name, "ds.get", {"key": "/"})["hash"])
+
+
+def in_sync(pair: LocalPair, primary: str, backup: str) -> bool:
+    return root_hash(pair, primary) == root_hash(pair, backup) and repl(pair, backup)["state"] == "streaming"
+
+
+def write_many(pair: LocalPair, name: str, n: int, prefix: str = "/Load", tag: str = "v") -> None:
+    """``n`` acknowledged single-key writes through the admin socket (each one revision)."""
+    from transport.admin_client import admin_call
+
+    data = str(pair.nodes[name].data_dir)
+    for i in range(n):
+        admin_call(data, "ds.set", {"key": f"{prefix}/g{i % 20}/k{i}", "attrs": {"v": f"{tag}{i}"}}, 5.0)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[LocalPair]:
+    p = LocalPair(tmp_path / "pair", parameters=dict(QUIET_PARAMETERS), extra={"timing": dict(TIMING)})
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def test_a_ds_set_on_the_active_is_on_the_backup_within_1_s(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    wait_until(lambda: in_sync(pair, primary, backup), 10, message="the first compare")
+    for i in range(5):
+        admin(pair, primary, "ds.set", {"key": f"/Config/Users/u{i}", "attrs": {"Name": f"user {i}"}})
+        start = time.monotonic()
+
+        def seen(i: int = i) -> bool:
+            try:
+                got = admin(pair, backup, "ds.get", {"key": f"/Config/Users/u{i}"}, timeout=1.0)
+            except AdminCallError:
+                return False
+            return bool(got["attrs"] == {"Name": [f"user {i}"]})
+
+        assert poll_result(seen, 1.0, 0.005), f"write {i} not on the backup within 1 s"
+        assert time.monotonic() - start < 1.0
+    status = repl(pair, backup)
+    assert status["side"] == "backup" and status["state"] == "streaming"
+    assert status["history"] == repl(pair, primary)["history"]
+    assert status["applied"] == repl(pair, primary)["revision"]
+    assert status["last_compare"]["duration_s"] >= 0
+
+
+def test_a_parameter_set_on_the_active_is_the_backups_value_within_1_s(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    admin(pair, primary, "param.set", {"name": "Switchover TS Timeout", "value": "20"})
+    got = poll_result(lambda: admin(pair, backup, "param.get", {"name": "Switchover TS Timeout"},
+                                    timeout=1.0), 1.0, 0.01)
+    assert got and str(got.get("value")) in ("20", "20.0"), got
+
+
+def test_local_writes_on_the_backup_are_refused_or_overwritten(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    admin(pair, primary, "ds.set", {"key": "/Config/x", "attrs": {"v": "active"}})
+    with pytest.raises(AdminCallError, match="refused"):
+        admin(pair, backup, "ds.set", {"key": "/Config/x", "attrs": {"v": "backup"}})
+    admin(pair, backup, "ds.set", {"key": "/Config/x", "attrs": {"v": "backup"}, "local": True})
+    wait_until(lambda: admin(pair, backup, "ds.get", {"key": "/Config/x"})["attrs"] == {"v": ["active"]}, 5,
+               message="the compare to overwrite the local write")
+    wait_until(lambda: in_sync(pair, primary, backup), 5, message="trees equal")
+
+
+def test_restarted_backup_compares_and_fetches_only_what_differs(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    write_many(pair, primary, 200, "/Base")
+    wait_until(lambda: in_sync(pair, primary, backup), 10, message="in sync")
+    # kill -9: the backup's store starts a new epoch when it reopens, so it cannot resume: it compares
+    pair.signal(backup, signal.SIGKILL)
+    proc = pair.nodes[backup].proc
+    assert proc is not None
+    proc.wait(15)
+    # 1,000 changes on the active meanwhile: 1,000 new keys under 10 new parents, and 20 changed keys
+    for b in range(10):
+        admin(pair, primary, "ds.import", {"key": f"/Batch{b}", "data": {"tree": {"attrs": {}, "children": {
+            f"k{i}": {"attrs": {"v": [str(i)]}, "children": {}} for i in range(100)}}}})
+    for i in range(20):
+        admin(pair, primary, "ds.set", {"key": f"/Base/g{i % 20}/k{i}", "attrs": {"v": "changed"}})
+    pair.start_node(backup)
+    wait_until(lambda: settled(pair), SETTLE, message="the backup to start up again")
+    wait_until(lambda: in_sync(pair, primary, backup), 10, message="trees equal after the restart")
+    status = repl(pair, backup)
+    assert root_hash(pair, primary) == root_hash(pair, backup)
+    assert status["compares"] == 1
+    compare = status["last_compare"]
+    assert compare["keys_fetched"] == 1000 + 10 + 20, compare  # exactly the keys that differ
+    assert compare["keys_deleted"] == 0
+    assert compare["paths_listed"] < 60, compare  # the unchanged /Base groups were never listed
+
+
+def test_ctl_switch_right_after_2000_writes_loses_none(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    write_many(pair, primary, 2000, "/Acked")
+    done = subprocess.run([sys.executable, "-m", "cli.main", "ctl", "--config", str(pair.a.config), "switch",
+                           "--yes"], capture_output=True, text=True, env=child_env(), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: pair.role(backup) == "Primary", 15, message="the backup to become Primary")
+    count = admin(pair, backup, "ds.tree", {"key": "/Acked", "max_nodes": 5000})["nodes"]
+    assert count == 2000 + 20 + 1, count  # 2,000 keys, 20 groups, /Acked
+    for i in (0, 999, 1999):
+        assert admin(pair, backup, "ds.get", {"key": f"/Acked/g{i % 20}/k{i}"})["attrs"] == {"v": [f"v{i}"]}
