@@ -14,6 +14,7 @@ from typing import Any
 from actors.config import ConfigError, load_config
 from actors.roles.event_log import EventRecord, merge_histories
 from cli.output import error, on_every_operation, print_json, print_table
+from replication.ds_sync import replication_warning
 from transport.client import Unreachable, query_state, request_once
 from transport.messages import (
     CommandReply,
@@ -132,6 +133,7 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         "backup_version": backup.release if backup else None,
         "generation": max((r.generation for r in reports.values()), default=0),
         "replication": backup.replication if backup else None,
+        "ds_replication": ds_replication_view(active, backup),
         "servers": servers,
         "warnings": [],
     }
@@ -141,9 +143,54 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         view["warnings"].append(
             "The backup server has detected that file replication from the primary has stopped."
         )
+    if backup is not None:
+        ds_warning = replication_warning(backup.ds)
+        if ds_warning:
+            view["warnings"].append(ds_warning)
     if active is None:
         view["warnings"].append("no active server")
     return view
+
+
+def ds_replication_view(active: StatusReport | None, backup: StatusReport | None) -> dict[str, Any] | None:
+    """The backup's DS replication (issue 10): state, position, lag, last compare."""
+    if backup is None:
+        return None
+    ds = dict(backup.ds)
+    if not ds:
+        return {"state": "unknown", "reason": "the backup does not report DS replication"}
+    compare = ds.get("last_compare") or {}
+    return {
+        "state": ds.get("state"),
+        "reason": ds.get("reason") or "",
+        "history": ds.get("history"),
+        "applied": ds.get("applied", ds.get("revision")),
+        "active_revision": (active.ds.get("revision") if active is not None and active.ds
+                            else ds.get("active_revision")),
+        "lag_revisions": ds.get("lag_revisions"),
+        "lag_ms": ds.get("lag_ms_last"),
+        "lag_ms_p99": ds.get("lag_ms_p99"),
+        "filter": ds.get("filter"),
+        "last_compare": {k: compare.get(k) for k in ("duration_s", "paths_listed", "keys_fetched", "keys_set",
+                                                        "keys_deleted", "skipped_local")} if compare else None,
+    }
+
+
+def print_ds_replication(ds: dict[str, Any] | None) -> None:
+    if ds is None:
+        return
+    state = ds["state"] + (f" ({ds['reason']})" if ds.get("reason") else "")
+    print(f"DS replication: {state}")
+    if ds.get("history"):
+        lag = ds.get("lag_revisions")
+        ms = ds.get("lag_ms")
+        print(f"  applied revision {ds.get('applied')} of history {str(ds['history'])[:12]}, active at "
+              f"{ds.get('active_revision')}; lag {'?' if lag is None else lag} revision(s)"
+              + ("" if ms is None else f", {ms:.1f} ms"))
+    cmp = ds.get("last_compare")
+    if cmp:
+        print(f"  last compare: {cmp['duration_s']} s, {cmp['paths_listed']} node(s) listed, "
+              f"{cmp['keys_fetched']} key(s) fetched, {cmp['keys_set']} set, {cmp['keys_deleted']} deleted")
 
 
 def print_status(view: dict[str, Any]) -> None:
@@ -162,6 +209,7 @@ def print_status(view: dict[str, Any]) -> None:
     if view["backup_version"]:
         print(f"Backup server version: {view['backup_version']}")
     print(f"Generation: {view['generation']}")
+    print_ds_replication(view.get("ds_replication"))
     for name, s in view["servers"].items():
         if s["connected"]:
             print(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")

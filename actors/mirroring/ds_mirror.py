@@ -34,6 +34,7 @@ from replication.store import Change, Op, Store, StoreError
 from transport.codec import Envelope
 from transport.endpoint import EndpointOptions, SendFailed, tcp
 from transport.messages import (
+    ConnectionEvent,
     DSAck,
     DSBatches,
     DSDrain,
@@ -404,6 +405,11 @@ class DSMirror(NodeActor):
                              "overwrites it with the active's value", msg.key, msg.revision)
         self.fresh = True
         self._restart(f"local write of {msg.key}", 0.0, "INFO")
+
+    @handles(ConnectionEvent)
+    def on_connection_event(self, event: ConnectionEvent) -> None:
+        if event.kind == "disconnected" and (self.follower is not None or self.compare is not None):
+            self._restart(f"connection to the active's DS publisher ({event.address}) lost", QUICK_RETRY_S)
 
     # ----------------------------------------------------------------------------------- drain
 

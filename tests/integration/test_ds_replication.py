@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deploy.pair import LocalPair, child_env
 from tests.conftest import poll_result, wait_until
@@ -167,3 +169,74 @@ def test_ctl_switch_right_after_2000_writes_loses_none(pair: LocalPair) -> None:
     assert count == 2000 + 20 + 1, count  # 2,000 keys, 20 groups, /Acked
     for i in (0, 999, 1999):
         assert admin(pair, backup, "ds.get", {"key": f"/Acked/g{i % 20}/k{i}"})["attrs"] == {"v": [f"v{i}"]}
+
+
+def ctl_status_json(pair: LocalPair) -> dict[str, Any]:
+    import json
+
+    done = pair.ctl("--json", "status")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def cut_link(pair: LocalPair, backup: str, cut: bool) -> None:
+    admin(pair, backup, "inject", {"endpoint": "ds.link", "faults": {"cut": cut}})
+
+
+def test_ctl_status_shows_ds_replication_and_warns_when_it_stops(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    admin(pair, primary, "ds.set", {"key": "/Config/a", "attrs": {"v": "1"}})
+    wait_until(lambda: in_sync(pair, primary, backup), 10, message="in sync")
+    view = ctl_status_json(pair)
+    ds = view["ds_replication"]
+    assert ds["state"] == "streaming" and ds["lag_revisions"] == 0, ds
+    assert ds["applied"] == repl(pair, primary)["revision"]
+    assert ds["last_compare"] is not None and ds["last_compare"]["duration_s"] >= 0
+    assert not any("DS (configuration) replication" in w for w in view["warnings"])
+    text = pair.ctl("status")
+    assert "DS replication: streaming" in text.stdout, text.stdout
+    cut_link(pair, backup, True)
+    wait_until(lambda: repl(pair, backup)["state"] == "stopped", 10, message="replication to stop")
+    view = ctl_status_json(pair)
+    assert any("DS (configuration) replication from the primary has stopped" in w for w in view["warnings"])
+    cut_link(pair, backup, False)
+    wait_until(lambda: in_sync(pair, primary, backup), 10, message="in sync again")
+
+
+ops_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "set", "set", "import", "rm", "cut", "heal"]),
+        st.integers(min_value=0, max_value=30),
+        st.text(alphabet="abcxyz", min_size=1, max_size=4),
+    ),
+    min_size=5,
+    max_size=40,
+)
+
+
+def test_random_batches_while_the_link_is_cut_and_restored_end_equal(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+
+    @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(ops_strategy)
+    def run(steps: list[tuple[str, int, str]]) -> None:
+        for kind, n, value in steps:
+            key = f"/Prop/g{n % 5}/k{n}"
+            if kind == "set":
+                admin(pair, primary, "ds.set", {"key": key, "attrs": {"v": value, f"a{n % 3}": [value, value]}})
+            elif kind == "import":  # one batch of several keys
+                children = {f"i{j}": {"attrs": {"v": [value]}, "children": {}} for j in range(n % 6 + 1)}
+                admin(pair, primary, "ds.import", {"key": f"/Prop/imp{n % 4}", "merge": bool(n % 2),
+                                                   "data": {"tree": {"attrs": {}, "children": children}}})
+            elif kind == "rm":
+                try:
+                    admin(pair, primary, "ds.rm", {"key": key if n % 7 else f"/Prop/g{n % 5}"})
+                except AdminCallError:
+                    pass  # no such key: nothing to remove
+            else:
+                cut_link(pair, backup, kind == "cut")
+        cut_link(pair, backup, False)
+        wait_until(lambda: in_sync(pair, primary, backup), 20, message="trees equal after quiet")
+
+    run()
