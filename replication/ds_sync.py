@@ -63,18 +63,63 @@ def attrs_digest(attrs: Mapping[str, Sequence[str]]) -> bytes:
     return blake2b(packb(sorted((k, list(v)) for k, v in attrs.items())), digest_size=16).digest()
 
 
+BUCKETS = 64  # a node with more than BUCKET_MIN children is listed as bucket digests first
+BUCKET_MIN = 128
+_BUCKET_SEP = "\x00"  # "path\x00n" asks for the children in bucket n (a DS key never holds NUL)
+
+
+def bucket_of(name: str) -> int:
+    return blake2b(name.encode(), digest_size=2).digest()[0] % BUCKETS
+
+
+def bucket_digests(kids: Iterable[tuple[str, bytes]]) -> list[bytes]:
+    """Per bucket, a digest of its ``(child name, hash prefix)`` pairs (``b""`` when empty)."""
+    parts: list[list[tuple[str, bytes]]] = [[] for _ in range(BUCKETS)]
+    for name, h in kids:
+        parts[bucket_of(name)].append((name, h))
+    out: list[bytes] = []
+    for part in parts:
+        if not part:
+            out.append(b"")
+            continue
+        d = blake2b(digest_size=16)
+        for name, h in sorted(part):
+            d.update(name.encode() + b"\x00" + h)
+        out.append(d.digest())
+    return out
+
+
 def hash_nodes(store: Store, paths: Iterable[str]) -> bytes:
-    """The active's answer to a hash request: per path its attributes digest, subtree hash and children
-    ``[name, hash prefix, number of children]`` (``None`` for a missing path), msgpack."""
+    """The active's answer to a hash request, msgpack ``{path: entry}``:
+
+    * ``[attrs digest, subtree hash, [[child, hash prefix, 1 if it has children else 0], ...]]``;
+    * for a node with more than :data:`BUCKET_MIN` children ``[attrs digest, subtree hash, None,
+      [bucket digest, ...]]`` instead; ``"path\x00n"`` then lists the children in bucket ``n``:
+      ``[[child, hash prefix, has children], ...]``;
+    * ``None`` for a missing path.
+    """
     out: dict[str, Any] = {}
+    by_bucket: dict[str, list[list[list[Any]]]] = {}  # key -> its children by bucket (read once)
     for path in paths:
+        if _BUCKET_SEP in path:
+            key, _, b = path.partition(_BUCKET_SEP)
+            if key not in by_bucket:
+                parts: list[list[list[Any]]] = [[] for _ in range(BUCKETS)]
+                for name, h, n in store.child_info(key):
+                    parts[bucket_of(name)].append([name, h[:HASH_PREFIX], n])
+                by_bucket[key] = parts
+            out[path] = by_bucket[key][int(b) % BUCKETS]
+            continue
         node = store.node(path)
         if node is None:
             out[path] = None
             continue
         kids = store.child_info(path)
-        out[path] = [attrs_digest(node[0]), bytes.fromhex(node[1]),
-                     [[name, h[:HASH_PREFIX], n] for name, h, n in kids]]
+        head = [attrs_digest(node[0]), bytes.fromhex(node[1])]
+        if len(kids) > BUCKET_MIN:
+            out[path] = [*head, None, bucket_digests((name, h[:HASH_PREFIX]) for name, h, _ in kids)]
+        else:
+            out[path] = [*head, [[name, h[:HASH_PREFIX], n] for name, h, n in kids]]
     return packb(out)
 
 
@@ -274,42 +319,61 @@ class TreeCompare:
         self.stats.bytes_in += len(raw)
         self.remote_revision = max(self.remote_revision, revision)
         nodes: dict[str, Any] = unpackb(raw)
+        by_bucket: dict[str, list[dict[str, str]]] = {}  # key -> its local children by bucket
         for path, info in nodes.items():
             self.stats.paths_listed += 1
+            if _BUCKET_SEP in path:
+                key, _, b = path.partition(_BUCKET_SEP)
+                if key not in by_bucket:
+                    parts: list[dict[str, str]] = [{} for _ in range(BUCKETS)]
+                    for n, h in self.local.child_hashes(key).items():
+                        parts[bucket_of(n)][n] = h
+                    by_bucket[key] = parts
+                self._children(key, info, by_bucket[key][int(b) % BUCKETS])
+                continue
             mine = self.local.node(path)
             if info is None:
                 if mine is not None:
                     self._delete(path)
                 continue
-            digest, subtree, kids = info
+            digest, subtree, kids = info[:3]
             if mine is not None and bytes.fromhex(mine[1]) == subtree:
                 continue
             if mine is None or attrs_digest(mine[0]) != digest:
                 self._fetch(path)
             local_kids = self.local.child_hashes(path) if mine is not None else {}
-            remote_names = set()
-            for name, h, n in kids:
-                remote_names.add(name)
+            if kids is not None:
+                self._children(path, kids, local_kids)
+                continue
+            mine_buckets = bucket_digests((n, bytes.fromhex(h)[:HASH_PREFIX]) for n, h in local_kids.items())
+            for i, (theirs, ours) in enumerate(zip(info[3], mine_buckets, strict=True)):
+                if theirs != ours:
+                    self._to_list.append(f"{path}{_BUCKET_SEP}{i}")
+
+    def _children(self, path: str, kids: list[Any], local_kids: dict[str, str]) -> None:
+        remote_names = set()
+        for name, h, n in kids:
+            remote_names.add(name)
+            key = child_key(path, name)
+            lh = local_kids.get(name)
+            if lh is not None and bytes.fromhex(lh)[:len(h)] == h:
+                continue
+            if not self.descend(key):
+                continue
+            if n == 0:
+                self._leaf.add(key)
+                self._fetch(key)
+            else:
+                self._to_list.append(key)
+        for name in local_kids:
+            if name not in remote_names:
                 key = child_key(path, name)
-                lh = local_kids.get(name)
-                if lh is not None and bytes.fromhex(lh)[:len(h)] == h:
-                    continue
                 if not self.descend(key):
                     continue
-                if n == 0:
-                    self._leaf.add(key)
-                    self._fetch(key)
+                if self.replicate(key):
+                    self._delete(key)
                 else:
                     self._to_list.append(key)
-            for name in local_kids:
-                if name not in remote_names:
-                    key = child_key(path, name)
-                    if not self.descend(key):
-                        continue
-                    if self.replicate(key):
-                        self._delete(key)
-                    else:
-                        self._to_list.append(key)
 
     def on_fetched(self, raw: bytes, revision: int = -1) -> None:
         self.stats.bytes_in += len(raw)

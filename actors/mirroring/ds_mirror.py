@@ -316,7 +316,8 @@ class DSMirror(NodeActor):
         if problem:
             self.log.warning("start-up completes without a finished DS compare: {}", problem)
         else:
-            self.log.info("first DS compare-and-update done: start-up complete")
+            self.log.info("DS tree in step with the active ({}): start-up complete",
+                          "compared" if self.compares else "resumed")
         self.ctx.supervisor.tell(Tick("startup-complete"))
 
     # ---------------------------------------------------------------------------------- stream

@@ -240,3 +240,37 @@ def test_random_batches_while_the_link_is_cut_and_restored_end_equal(pair: Local
         wait_until(lambda: in_sync(pair, primary, backup), 20, message="trees equal after quiet")
 
     run()
+
+
+def test_former_active_rejoins_by_resuming_and_reports_its_discarded_writes(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    write_many(pair, primary, 50, "/Before")
+    done = pair.ctl("switch", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: pair.roles() == {backup: "Primary", primary: "Inactive"}, 15, message="the switch")
+    # the stale former active takes a local write the new active never gets (made after the split)
+    admin(pair, primary, "ds.set", {"key": "/Split/only-here", "attrs": {"v": "lost"}, "local": True})
+    admin(pair, backup, "ds.set", {"key": "/After/new", "attrs": {"v": "kept"}})
+    done = pair.ctl("rejoin", "--server", primary)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: settled(pair) == {"primary": backup, "backup": primary}, SETTLE, message="rejoined")
+    wait_until(lambda: in_sync(pair, backup, primary), 10, message="trees equal after the rejoin")
+    log = (pair.nodes[primary].data_dir / "node.stderr").read_text()
+    assert "DISCARDED" in log and "/Split/only-here" in log, log[-3000:]
+    with pytest.raises(AdminCallError):
+        admin(pair, primary, "ds.get", {"key": "/Split/only-here"})
+    assert admin(pair, primary, "ds.get", {"key": "/After/new"})["attrs"] == {"v": ["kept"]}
+
+
+def test_former_active_without_own_writes_resumes_without_a_compare(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    write_many(pair, primary, 50, "/Before")
+    assert pair.ctl("switch", "--yes").returncode == 0
+    wait_until(lambda: pair.roles() == {backup: "Primary", primary: "Inactive"}, 15, message="the switch")
+    write_many(pair, backup, 30, "/After")
+    assert pair.ctl("rejoin", "--server", primary).returncode == 0
+    wait_until(lambda: settled(pair) == {"primary": backup, "backup": primary}, SETTLE, message="rejoined")
+    wait_until(lambda: in_sync(pair, backup, primary), 10, message="trees equal after the rejoin")
+    status = repl(pair, primary)
+    assert status["compares"] == 0, status  # resumed on the new active's continuing history
+    assert status["history"] == repl(pair, backup)["history"]
