@@ -1,4 +1,4 @@
-"""``switchover admin --node DIR actors|ping|endpoints|status|inject``."""
+"""``switchover admin --node DIR actors|ping|endpoints|status|replication|inject``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ops.add_parser("ping", help="round-trip to the node")
     ops.add_parser("endpoints", help="each ZeroMQ endpoint with its faults and counters")
     ops.add_parser("status", help="the node's role and generation")
+    ops.add_parser("replication", help="DS replication: state, position, lag, last compare (op ds.replication)")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
     inj.add_argument("--drop-all", action="store_true")
@@ -51,11 +52,18 @@ def _inject_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     try:
         request = _inject_args(args) if args.admin_op == "inject" else {}
-        result = admin_call(args.node, args.admin_op, request, timeout=args.timeout)
+        op = "ds.replication" if args.admin_op == "replication" else args.admin_op
+        result = admin_call(args.node, op, request, timeout=args.timeout)
     except AdminCallError as exc:
         return error(str(exc))
     if args.json:
         print_json(result)
+        return 0
+    if args.admin_op == "replication":
+        for key, value in result.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            print(f"{key}: {value}")
         return 0
     if args.admin_op == "actors":
         rows = [

@@ -196,6 +196,9 @@ def test_ctl_status_shows_ds_replication_and_warns_when_it_stops(pair: LocalPair
     assert not any("DS (configuration) replication" in w for w in view["warnings"])
     text = pair.ctl("status")
     assert "DS replication: streaming" in text.stdout, text.stdout
+    shown = subprocess.run([sys.executable, "-m", "cli.main", "admin", "--node", str(pair.nodes[backup].data_dir),
+                            "replication"], capture_output=True, text=True, env=child_env(), timeout=30)
+    assert shown.returncode == 0 and "state: streaming" in shown.stdout, shown.stdout + shown.stderr
     cut_link(pair, backup, True)
     wait_until(lambda: repl(pair, backup)["state"] == "stopped", 10, message="replication to stop")
     view = ctl_status_json(pair)
