@@ -20,6 +20,8 @@ the subscription point after a compare that read the tree at slightly different 
 
 from __future__ import annotations
 
+import functools
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ __all__ = [
     "unpack_batches",
 ]
 
+_MASK128 = (1 << 128) - 1
 HASH_PREFIX = 16  # bytes of a child's subtree hash sent in a node listing (2**-128 collision odds)
 
 
@@ -69,27 +72,31 @@ _BUCKET_SEP = "\x00"  # "path\x00n" asks for the children in bucket n (a DS key 
 
 
 def bucket_of(name: str) -> int:
-    return blake2b(name.encode(), digest_size=2).digest()[0] % BUCKETS
+    return zlib.crc32(name.encode()) & (BUCKETS - 1)
 
 
-def bucket_digests(kids: Iterable[tuple[str, bytes]]) -> list[bytes]:
-    """Per bucket, a digest of its ``(child name, hash prefix)`` pairs (``b""`` when empty)."""
+_from_big = functools.partial(int.from_bytes, byteorder="big")
+
+
+def split_buckets(kids: Iterable[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:
     parts: list[list[tuple[str, bytes]]] = [[] for _ in range(BUCKETS)]
+    crc, mask = zlib.crc32, BUCKETS - 1
     for name, h in kids:
-        parts[bucket_of(name)].append((name, h))
-    out: list[bytes] = []
-    for part in parts:
-        if not part:
-            out.append(b"")
-            continue
-        d = blake2b(digest_size=16)
-        for name, h in sorted(part):
-            d.update(name.encode() + b"\x00" + h)
-        out.append(d.digest())
-    return out
+        parts[crc(name.encode()) & mask].append((name, h))
+    return parts
 
 
-def hash_nodes(store: Store, paths: Iterable[str]) -> bytes:
+def bucket_digests(parts: list[list[tuple[str, bytes]]]) -> list[bytes]:
+    """Per bucket, the sum modulo 2**128 of its children's subtree hashes (``b""`` when empty): as in the
+    store's accumulators, order does not matter and each hash already covers its child's name. Each side
+    computes them from its own full hashes."""
+    return [(sum(_from_big(h) for _, h in p) & _MASK128).to_bytes(16, "big") if p else b"" for p in parts]
+
+
+ListingCache = dict[tuple[str, str], list[list[tuple[str, bytes]]]]
+
+
+def hash_nodes(store: Store, paths: Iterable[str], cache: ListingCache | None = None) -> bytes:
     """The active's answer to a hash request, msgpack ``{path: entry}``:
 
     * ``[attrs digest, subtree hash, [[child, hash prefix, 1 if it has children else 0], ...]]``;
@@ -97,30 +104,51 @@ def hash_nodes(store: Store, paths: Iterable[str]) -> bytes:
       [bucket digest, ...]]`` instead; ``"path\x00n"`` then lists the children in bucket ``n``:
       ``[[child, hash prefix, has children], ...]``;
     * ``None`` for a missing path.
+
+    ``cache`` (kept by the caller across requests) holds the bucketed children of wide nodes by
+    ``(key, subtree hash)``: the same subtree hash means the same children.
     """
+    cache = {} if cache is None else cache
     out: dict[str, Any] = {}
-    by_bucket: dict[str, list[list[list[Any]]]] = {}  # key -> its children by bucket (read once)
+    listed: list[tuple[str, list[list[Any]]]] = []  # bucket listings: their "has children" flags come last
     for path in paths:
         if _BUCKET_SEP in path:
             key, _, b = path.partition(_BUCKET_SEP)
-            if key not in by_bucket:
-                parts: list[list[list[Any]]] = [[] for _ in range(BUCKETS)]
-                for name, h, n in store.child_info(key):
-                    parts[bucket_of(name)].append([name, h[:HASH_PREFIX], n])
-                by_bucket[key] = parts
-            out[path] = by_bucket[key][int(b) % BUCKETS]
+            digest = store.subtree_hash(key)
+            parts = cache.get((key, digest or ""))
+            if parts is None:
+                parts = split_buckets((n, h) for n, h, _ in store.child_info(key, has_children=False))
+                _remember(cache, (key, digest or ""), parts)
+            entries: list[list[Any]] = [[name, h[:HASH_PREFIX], 0] for name, h in parts[int(b) % BUCKETS]]
+            listed.append((key, entries))
+            out[path] = entries
             continue
         node = store.node(path)
         if node is None:
             out[path] = None
             continue
-        kids = store.child_info(path)
         head = [attrs_digest(node[0]), bytes.fromhex(node[1])]
+        kids = store.child_info(path, has_children=False)
         if len(kids) > BUCKET_MIN:
-            out[path] = [*head, None, bucket_digests((name, h[:HASH_PREFIX]) for name, h, _ in kids)]
+            parts = split_buckets((n, h) for n, h, _ in kids)
+            _remember(cache, (path, node[1]), parts)
+            out[path] = [*head, None, bucket_digests(parts)]
         else:
-            out[path] = [*head, [[name, h[:HASH_PREFIX], n] for name, h, n in kids]]
+            flagged = store.child_info(path)
+            out[path] = [*head, [[name, h[:HASH_PREFIX], n] for name, h, n in flagged]]
+    if listed:
+        parents = store.with_children(child_key(k, str(e[0])) for k, es in listed for e in es)
+        for k, es in listed:
+            for e in es:
+                if child_key(k, str(e[0])) in parents:
+                    e[2] = 1
     return packb(out)
+
+
+def _remember(cache: ListingCache, key: tuple[str, str], parts: list[list[tuple[str, bytes]]]) -> None:
+    if len(cache) >= 1024:
+        cache.pop(next(iter(cache)))
+    cache[key] = parts
 
 
 def fetch_attrs(store: Store, keys: Iterable[str]) -> bytes:
@@ -284,6 +312,7 @@ class TreeCompare:
         self._fetched: dict[str, dict[str, list[str]] | None] = {}
         self._leaf: set[str] = set()  # fetched keys that have no children on the active
         self._deletes: set[str] = set()
+        self._local_parts: dict[str, list[list[tuple[str, bytes]]]] = {}
         self.remote_revision = -1
 
     # ---------------------------------------------------------------------------------- driving
@@ -319,17 +348,15 @@ class TreeCompare:
         self.stats.bytes_in += len(raw)
         self.remote_revision = max(self.remote_revision, revision)
         nodes: dict[str, Any] = unpackb(raw)
-        by_bucket: dict[str, list[dict[str, str]]] = {}  # key -> its local children by bucket
         for path, info in nodes.items():
             self.stats.paths_listed += 1
             if _BUCKET_SEP in path:
                 key, _, b = path.partition(_BUCKET_SEP)
-                if key not in by_bucket:
-                    parts: list[dict[str, str]] = [{} for _ in range(BUCKETS)]
-                    for n, h in self.local.child_hashes(key).items():
-                        parts[bucket_of(n)][n] = h
-                    by_bucket[key] = parts
-                self._children(key, info, by_bucket[key][int(b) % BUCKETS])
+                parts = self._local_parts.get(key)
+                if parts is None:
+                    parts = split_buckets((n, h) for n, h, _ in self.local.child_info(key, has_children=False))
+                    self._local_parts[key] = parts
+                self._children(key, info, dict(parts[int(b) % BUCKETS]))
                 continue
             mine = self.local.node(path)
             if info is None:
@@ -341,22 +368,24 @@ class TreeCompare:
                 continue
             if mine is None or attrs_digest(mine[0]) != digest:
                 self._fetch(path)
-            local_kids = self.local.child_hashes(path) if mine is not None else {}
+            local = self.local.child_info(path, has_children=False) if mine is not None else []
             if kids is not None:
-                self._children(path, kids, local_kids)
+                self._children(path, kids, {n: h for n, h, _ in local})
                 continue
-            mine_buckets = bucket_digests((n, bytes.fromhex(h)[:HASH_PREFIX]) for n, h in local_kids.items())
+            parts = split_buckets((n, h) for n, h, _ in local)
+            self._local_parts[path] = parts  # the bucket listings that follow use them
+            mine_buckets = bucket_digests(parts)
             for i, (theirs, ours) in enumerate(zip(info[3], mine_buckets, strict=True)):
                 if theirs != ours:
                     self._to_list.append(f"{path}{_BUCKET_SEP}{i}")
 
-    def _children(self, path: str, kids: list[Any], local_kids: dict[str, str]) -> None:
+    def _children(self, path: str, kids: list[Any], local_kids: dict[str, bytes]) -> None:
         remote_names = set()
         for name, h, n in kids:
             remote_names.add(name)
             key = child_key(path, name)
             lh = local_kids.get(name)
-            if lh is not None and bytes.fromhex(lh)[:len(h)] == h:
+            if lh is not None and lh[:len(h)] == h:
                 continue
             if not self.descend(key):
                 continue

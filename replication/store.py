@@ -707,16 +707,32 @@ class Store:
                                       (key,)).fetchall()
         return {r[0]: bytes(r[1]).hex() for r in rows}
 
-    def child_info(self, key: str) -> list[tuple[str, bytes, int]]:
+    def child_info(self, key: str, has_children: bool = True) -> list[tuple[str, bytes, int]]:
         """``[(child name, subtree hash, 1 if it has children else 0)]`` of the children of ``key``,
-        by name (a remote compare's node listing)."""
+        by name (a remote compare's node listing); without ``has_children`` the flag is -1 (cheaper)."""
         key = validate_key(key)
         with self._lock:
             self._check_open()
-            rows = self._conn.execute(
-                "SELECT n.name, n.hash, EXISTS(SELECT 1 FROM nodes c WHERE c.parent=n.path) FROM nodes n "
-                "WHERE n.parent=? ORDER BY n.name", (key,)).fetchall()
+            if not has_children:
+                rows = self._conn.execute("SELECT name, hash, -1 FROM nodes WHERE parent=? ORDER BY name",
+                                          (key,)).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT n.name, n.hash, EXISTS(SELECT 1 FROM nodes c WHERE c.parent=n.path) FROM nodes n "
+                    "WHERE n.parent=? ORDER BY n.name", (key,)).fetchall()
         return [(r[0], bytes(r[1]), int(r[2])) for r in rows]
+
+    def with_children(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` that have at least one child."""
+        wanted = [validate_key(k) for k in keys]
+        out: set[str] = set()
+        with self._lock:
+            self._check_open()
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                out.update(r[0] for r in self._conn.execute(
+                    f"SELECT DISTINCT parent FROM nodes WHERE parent IN ({','.join('?' * len(part))})", part))
+        return out
 
     def node(self, key: str) -> tuple[dict[str, list[str]], str] | None:
         """``(attrs, hex subtree hash)`` of ``key`` read together, or ``None``."""

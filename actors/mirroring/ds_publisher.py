@@ -24,6 +24,7 @@ from typing import Any
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from replication.ds_sync import (
+    ListingCache,
     PositionError,
     StatusBoard,
     WriteGate,
@@ -108,6 +109,7 @@ class DSPublisher(NodeActor):
         self.endpoint: Endpoint | None = None
         self._unsubscribe: Any = None
         self._last_compact = 0.0
+        self.listings: ListingCache = {}  # wide nodes' children by (key, subtree hash), across requests
 
     # ------------------------------------------------------------------------------ life cycle
 
@@ -231,7 +233,8 @@ class DSPublisher(NodeActor):
         try:
             if isinstance(body, DSHashRequest):
                 epoch, rev = self.store.position()
-                endpoint.reply(env, DSHashReply(epoch, rev, hash_nodes(self.store, body.paths)), to=msg.peer)
+                nodes = hash_nodes(self.store, body.paths, self.listings)
+                endpoint.reply(env, DSHashReply(epoch, rev, nodes), to=msg.peer)
             elif isinstance(body, DSFetch):
                 epoch, rev = self.store.position()
                 endpoint.reply(env, DSFetchReply(epoch, rev, fetch_attrs(self.store, body.keys)), to=msg.peer)

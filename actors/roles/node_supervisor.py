@@ -183,6 +183,8 @@ class NodeSupervisor(Supervisor):
     def post(self, event: Event, facts: Facts, detail: str = "") -> Step:
         old_gen = self.generation.value
         step = self.sm.handle(event, facts)
+        if step.switched and step.new_state is State.PRIMARY:  # issue 10: where DS replication was
+            detail = "; ".join(p for p in (detail, ds_position_text(self.ctx.ds_status())) if p)
         level = "INFO" if step.changed or step.actions else "DEBUG"
         self.log.log(
             level,
@@ -551,6 +553,16 @@ class NodeSupervisor(Supervisor):
     @handles(StopNode)
     def on_stop_node(self, msg: StopNode) -> None:
         self.post(Event.STOP, Facts(), msg.reason)
+
+
+def ds_position_text(ds: Any) -> str:
+    """issue 10: the backup's DS replication position for the switch's event-log record."""
+    if not ds or ds.get("side") != "backup":
+        return ""
+    lag = ds.get("lag_revisions")
+    return (f"DS replication {ds.get('state')} at revision {ds.get('applied')} of history "
+            f"{str(ds.get('history', ''))[:12]}, {'?' if lag is None else lag} revision(s) behind the active "
+            f"at its last heartbeat")
 
 
 def _state_of(role: str) -> State:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -169,6 +170,11 @@ def test_ctl_switch_right_after_2000_writes_loses_none(pair: LocalPair) -> None:
     assert count == 2000 + 20 + 1, count  # 2,000 keys, 20 groups, /Acked
     for i in (0, 999, 1999):
         assert admin(pair, backup, "ds.get", {"key": f"/Acked/g{i % 20}/k{i}"})["attrs"] == {"v": [f"v{i}"]}
+    log = (pair.nodes[backup].data_dir / "node.stderr").read_text()
+    assert "DS stream drained" in log
+    records = [json.loads(line) for line in (pair.nodes[backup].data_dir / "events.jsonl").read_text().splitlines()]
+    switch = next(r for r in records if r["new_state"] == "Primary")
+    assert "DS replication streaming at revision" in switch["verdict"], switch
 
 
 def ctl_status_json(pair: LocalPair) -> dict[str, Any]:
