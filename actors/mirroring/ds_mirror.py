@@ -359,7 +359,11 @@ class DSMirror(NodeActor):
             self._restart(f"cannot apply a replicated batch: {exc}", 0.0)
             return
         if ready:
-            self.lags_ms.append(max(0.0, (time.time() - msg.committed_at) * 1000.0))
+            lag = max(0.0, (time.time() - msg.committed_at) * 1000.0)
+            self.lags_ms.append(lag)
+            if lag > 50.0:
+                self.log.debug("slow DS apply: revisions {}..{} applied {:.1f} ms after their commit", msg.first,
+                               msg.last, lag)
         if gap is not None:
             self._restart(gap, 0.0)
             return
