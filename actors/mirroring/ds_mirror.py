@@ -169,7 +169,6 @@ class DSMirror(NodeActor):
         self.follower = None
         self.compare = None
         self.hb_prev = -1
-        self.filter = filter_for(self.ctx.role.role, self.ctx.server_params)
         if self.fresh:
             msg = DSSubscribe(self.session)
         else:
@@ -245,7 +244,12 @@ class DSMirror(NodeActor):
         self.fresh = True
         self._subscribe()
 
+    def _refresh_filter(self) -> None:
+        """The filter follows the role (Backup / Upgrade Higher / Upgrade Lower) and the parameters."""
+        self.filter = filter_for(self.ctx.role.role, self.ctx.server_params)
+
     def _on_subscribed(self, msg: DSSubscribed) -> None:
+        self._refresh_filter()
         self.pub_history = msg.history
         self.pub_revision = max(self.pub_revision, msg.revision)
         self.fresh = False
@@ -375,8 +379,7 @@ class DSMirror(NodeActor):
         self.last_heard = self.ctx.clock.now()
         self.pub_revision = max(self.pub_revision, msg.revision)
         self.pub_history = msg.history
-        if msg.history != self.follower.history:
-            self.fresh = True
+        if msg.history != self.follower.history:  # e.g. its publisher restarted: a continuing history
             self._restart(f"the active's history changed to {msg.history}", 0.0, "INFO")
             return
         # Everything committed before the previous heartbeat was pushed before this one: if it did not
@@ -488,6 +491,8 @@ class DSMirror(NodeActor):
                 self.endpoint.send(DSAck(self.session, epoch, rev))
                 if now - self.last_heard > SILENCE_S:
                     self._restart(f"no word from the active's DS publisher for {SILENCE_S:g} s")
+            if self.compare is None:
+                self._refresh_filter()
             if len(self.own) > 4096:
                 floor = self.store.revision - 1024
                 self.own = {r for r in self.own if r > floor}
