@@ -283,3 +283,97 @@ def test_former_active_without_own_writes_resumes_without_a_compare(pair: LocalP
     status = repl(pair, primary)
     assert status["compares"] == 0, status  # resumed on the new active's continuing history
     assert status["history"] == repl(pair, backup)["history"]
+
+
+class Writer:
+    """Keeps writing single keys to whichever node is Primary; remembers every acknowledged write."""
+
+    def __init__(self, pair: LocalPair) -> None:
+        import threading
+
+        self.pair = pair
+        self.acked: dict[str, str] = {}
+        self.acked_by: dict[str, str] = {}
+        self.refused = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def primary(self) -> str | None:
+        return next((n for n in self.pair.names if self.pair.role(n) == "Primary"), None)
+
+    def run(self) -> None:
+        i = 0
+        target = self.primary()
+        while not self.stop.is_set():
+            key, value = f"/Writer/g{i % 10}/k{i}", f"w{i}"
+            if target is None:
+                target = self.primary()
+                continue
+            try:
+                admin(self.pair, target, "ds.set", {"key": key, "attrs": {"v": value}}, timeout=1.0)
+            except AdminCallError:
+                self.refused += 1
+                target = self.primary()
+                continue
+            self.acked[key] = value
+            self.acked_by[key] = target
+            i += 1
+
+    def lost_on(self, name: str) -> list[str]:
+        lost = []
+        for key, value in list(self.acked.items()):
+            try:
+                got = admin(self.pair, name, "ds.get", {"key": key})["attrs"]
+            except AdminCallError:
+                got = None
+            if got != {"v": [value]}:
+                lost.append(key)
+        return lost
+
+
+def test_a_writer_loses_nothing_through_a_controlled_switch(pair: LocalPair) -> None:
+    primary, backup = start_in_order(pair)
+    writer = Writer(pair)
+    writer.thread.start()
+    wait_until(lambda: len(writer.acked) >= 300, 20, message="300 acknowledged writes")
+    done = pair.ctl("switch", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: pair.roles() == {backup: "Primary", primary: "Inactive"}, 15, message="the switch")
+    n = len(writer.acked)
+    wait_until(lambda: len(writer.acked) >= n + 100, 20, message="writes on the new active")
+    writer.stop.set()
+    writer.thread.join(10)
+    assert writer.lost_on(backup) == [], "acknowledged writes lost in a controlled switch"
+    print(f"controlled switch: {len(writer.acked)} acknowledged writes, 0 lost, {writer.refused} refused "
+          "while switching")
+
+
+def test_a_writer_through_kill_9_of_the_active_loses_only_a_tail(tmp_path: Path) -> None:
+    """Replication is asynchronous: a crash may lose the last writes, never one in the middle; the
+    switch's event-log record says where replication was."""
+    params = dict(QUIET_PARAMETERS, **{"Switchover Reconnect Timeout": "1"})
+    pair = LocalPair(tmp_path / "crash", parameters=params, extra={"timing": dict(TIMING)})
+    try:
+        primary, backup = start_in_order(pair)
+        writer = Writer(pair)
+        writer.thread.start()
+        wait_until(lambda: len(writer.acked) >= 500, 20, message="500 acknowledged writes")
+        pair.signal(primary, signal.SIGKILL)
+        wait_until(lambda: pair.role(backup) == "Primary", 30, message="the backup to take over")
+        n = len(writer.acked)
+        wait_until(lambda: len(writer.acked) >= n + 50, 20, message="writes on the new active")
+        writer.stop.set()
+        writer.thread.join(10)
+        on_old = [k for k in writer.acked if writer.acked_by[k] == primary]  # in write order
+        lost = set(writer.lost_on(backup))
+        assert not lost - set(on_old), "a write acknowledged by the new active is missing"
+        # every write after the first lost one is lost too: a tail, never a hole
+        assert set(on_old[len(on_old) - len(lost):]) == lost, "a hole in the replicated writes"
+        records = [json.loads(line) for line in (pair.nodes[backup].data_dir / "events.jsonl").read_text()
+                   .splitlines()]
+        switch = next(r for r in records if r["new_state"] == "Primary")
+        assert "DS replication" in switch["verdict"] and "revision(s) behind" in switch["verdict"], switch
+        print(f"kill -9 of the active: {len(on_old)} writes acknowledged by it, {len(lost)} lost; "
+              f"switch record: {switch['verdict']}")
+    finally:
+        pair.stop()
