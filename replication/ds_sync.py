@@ -21,6 +21,7 @@ the subscription point after a compare that read the tree at slightly different 
 from __future__ import annotations
 
 import functools
+import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -224,8 +225,6 @@ class WriteGate:
     """
 
     def __init__(self, now: Callable[[], float]) -> None:
-        import threading
-
         self.lock = threading.RLock()
         self._now = now
         self._until = 0.0
@@ -501,8 +500,6 @@ class StatusBoard:
     DSMirror / DSPublisher, read by anyone (thread-safe, copies out)."""
 
     def __init__(self) -> None:
-        import threading
-
         self._lock = threading.Lock()
         self._data: dict[str, Any] = {"side": "none", "state": "stopped", "reason": "not started"}
 
