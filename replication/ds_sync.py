@@ -42,6 +42,7 @@ from replication.store import (
 )
 
 __all__ = [
+    "FILTERED_META",
     "HASH_PREFIX",
     "CompareStats",
     "Follower",
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 _MASK128 = (1 << 128) - 1
+FILTERED_META = "ds.filtered"  # store metadata: "1" while this replica follows through an upgrade filter
 HASH_PREFIX = 16  # bytes of a child's subtree hash sent in a node listing (2**-128 collision odds)
 
 

@@ -955,13 +955,14 @@ class Store:
         self._deliver()
         return revision
 
-    def new_history(self, keep: int = 16) -> str:
+    def new_history(self, keep: int = 16, continues: bool = True) -> str:
         """Start a new history id (epoch) continuing the revision numbering, and remember that the
         previous one ended at the current revision: readers of the old history up to that revision
-        resume on the new one (see :meth:`previous_histories`). Returns the new epoch."""
+        resume on the new one (see :meth:`previous_histories`). With ``continues=False`` nothing is
+        remembered (this tree is not what the old history says). Returns the new epoch."""
         with self._lock:
             self._check_open()
-            prev = [(self._epoch, self._revision), *self._previous()][:keep]
+            prev = [(self._epoch, self._revision), *self._previous()][:keep] if continues else []
             new_epoch = uuid.uuid4().hex
             text = ";".join(f"{e}:{r}" for e, r in prev)
             c = self._conn

@@ -24,6 +24,7 @@ from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from replication.ds_filters import DSFilter, filter_for
 from replication.ds_sync import (
+    FILTERED_META,
     Follower,
     StatusBoard,
     TreeCompare,
@@ -172,6 +173,9 @@ class DSMirror(NodeActor):
         self.follower = None
         self.compare = None
         self.hb_prev = -1
+        self._refresh_filter()
+        if self.filter.state == "normal" and self.store.get_meta(FILTERED_META) == "1":
+            self.fresh = True  # this tree was filtered (upgrade state): only a compare makes it whole
         if self.fresh:
             msg = DSSubscribe(self.session)
         else:
@@ -262,6 +266,8 @@ class DSMirror(NodeActor):
             if msg.history != self.store.epoch:  # the active continues our history under a new id
                 self.own.add(msg.revision)
                 self.store.adopt([], msg.history, msg.revision)
+            if self.filter.state != "normal" and self.store.get_meta(FILTERED_META) != "1":
+                self.store.batch([], meta={FILTERED_META: "1"})
             self.follower = Follower(msg.history, msg.revision, comparing=False)
             self.log.info("DS replication resumed after revision {} of history {}", msg.revision, msg.history)
             self._set_state("streaming", "")
@@ -305,6 +311,9 @@ class DSMirror(NodeActor):
             ops = cmp.ops()
             self.own.add(fol.base)
             self.store.adopt(ops, fol.history, fol.base)
+            filtered = "1" if self.filter.state != "normal" else "0"
+            if self.store.get_meta(FILTERED_META) != filtered:
+                self.store.batch([], meta={FILTERED_META: filtered})
             queued = fol.compared()
             for rev, batch in queued:
                 self._apply(rev, batch)

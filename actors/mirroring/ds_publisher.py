@@ -24,6 +24,7 @@ from typing import Any
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from replication.ds_sync import (
+    FILTERED_META,
     ListingCache,
     PositionError,
     StatusBoard,
@@ -116,9 +117,16 @@ class DSPublisher(NodeActor):
     def started(self) -> None:
         self.gate.thaw()
         old = self.store.position()
-        new = self.store.new_history()
-        self.log.info("DS history {} continues {} at revision {}: a backup of it resumes from there",
-                      new, old[0], old[1])
+        if self.store.get_meta(FILTERED_META) == "1":
+            # this tree followed an active through an upgrade-state filter: it is not that history
+            new = self.store.new_history(continues=False)
+            self.store.batch([], meta={FILTERED_META: "0"})
+            self.log.info("DS history {} starts at revision {} (this tree was replicated through an upgrade "
+                          "filter: a backup compares)", new, old[1])
+        else:
+            new = self.store.new_history()
+            self.log.info("DS history {} continues {} at revision {}: a backup of it resumes from there",
+                          new, old[0], old[1])
         self._unsubscribe = self.store.subscribe(self._on_commit)
         me = self.ctx.config.me
         self.endpoint = self.open_endpoint(

@@ -377,3 +377,23 @@ def test_a_writer_through_kill_9_of_the_active_loses_only_a_tail(tmp_path: Path)
               f"switch record: {switch['verdict']}")
     finally:
         pair.stop()
+
+
+def test_upgrade_higher_backup_does_not_take_handler_entries(tmp_path: Path) -> None:
+    pair = LocalPair(tmp_path / "upgrade", parameters=dict(QUIET_PARAMETERS), extra={"timing": dict(TIMING)},
+                     release={"beta": "1.1.0"})
+    try:
+        pair.start_node("alpha")
+        wait_until(lambda: pair.role("alpha") == "Primary", SETTLE, message="alpha Primary")
+        pair.start_node("beta")
+        wait_until(lambda: pair.role("beta") == "Upgrade Higher", SETTLE, message="beta in Upgrade Higher")
+        admin(pair, "alpha", "ds.set", {"key": "/Config/Handlers/h1", "attrs": {"v": "handler"}})
+        admin(pair, "alpha", "ds.set", {"key": "/Config/Users/u1", "attrs": {"v": "user"}})
+        wait_until(lambda: repl(pair, "beta").get("applied") == repl(pair, "alpha")["revision"], 10,
+                   message="beta caught up")
+        assert admin(pair, "beta", "ds.get", {"key": "/Config/Users/u1"})["attrs"] == {"v": ["user"]}
+        with pytest.raises(AdminCallError):
+            admin(pair, "beta", "ds.get", {"key": "/Config/Handlers/h1"})
+        assert repl(pair, "beta")["filter"] == "Upgrade Higher"
+    finally:
+        pair.stop()
