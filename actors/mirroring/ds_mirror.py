@@ -421,7 +421,7 @@ class DSMirror(NodeActor):
 
     @handles(_LocalWrite)
     def on_local_write(self, msg: _LocalWrite) -> None:
-        if msg.revision in self.own or msg.revision <= (self.follower.base if self.follower else -1):
+        if msg.revision in self.own:
             return
         if self.fresh and self.follower is None:
             return  # a compare is already on its way
