@@ -467,6 +467,7 @@ class Follower:
 
     def __post_init__(self) -> None:
         self.expected = self.base + 1  # the next revision the stream must deliver
+        self.hb_prev = -1  # the publisher's revision at the previous heartbeat
 
     def accept(self, first: int, last: int,
                batches: list[tuple[int, list[Op]]]) -> tuple[list[tuple[int, list[Op]]], str | None]:
@@ -487,6 +488,14 @@ class Follower:
                 ready.append((rev, ops))
         self.expected = last + 1
         return ready, None
+
+    def heartbeat(self, revision: int) -> str | None:
+        """The publisher's revision at a heartbeat. Everything committed before the previous heartbeat
+        was pushed before this one: if it has not arrived, it was lost (a full queue): a gap message."""
+        previous, self.hb_prev = self.hb_prev, revision
+        if previous >= 0 and self.expected - 1 < previous:
+            return f"batches up to revision {previous} never arrived (last received {self.expected - 1})"
+        return None
 
     def compared(self) -> list[tuple[int, list[Op]]]:
         """The compare finished (adopted at ``base``): the queued batches above it, in order."""

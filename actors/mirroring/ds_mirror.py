@@ -121,7 +121,6 @@ class DSMirror(NodeActor):
         self.fresh = False  # the next subscription must compare (a local write)
         self.own: set[int] = set()  # revisions this actor applies (others are local writes)
         self.last_heard = 0.0
-        self.hb_prev = -1
         self.pub_revision = -1
         self.pub_history = ""
         self.lags_ms: deque[float] = deque(maxlen=LAG_SAMPLES)
@@ -172,7 +171,6 @@ class DSMirror(NodeActor):
         self.session += 1
         self.follower = None
         self.compare = None
-        self.hb_prev = -1
         self._refresh_filter()
         if self.filter.state == "normal" and self.store.get_meta(FILTERED_META) == "1":
             self.fresh = True  # this tree was filtered (upgrade state): only a compare makes it whole
@@ -403,13 +401,9 @@ class DSMirror(NodeActor):
         if msg.history != self.follower.history:  # e.g. its publisher restarted: a continuing history
             self._restart(f"the active's history changed to {msg.history}", 0.0, "INFO")
             return
-        # Everything committed before the previous heartbeat was pushed before this one: if it did not
-        # arrive, it was lost (a full queue): resume from what was applied.
-        if 0 <= self.hb_prev and self.follower.expected - 1 < self.hb_prev:
-            self._restart(f"batches up to revision {self.hb_prev} never arrived (last received "
-                          f"{self.follower.expected - 1})", 0.0)
-            return
-        self.hb_prev = msg.revision
+        gap = self.follower.heartbeat(msg.revision)
+        if gap is not None:
+            self._restart(gap, 0.0)  # resume from what was applied
 
     def _on_store_change(self, change: Change) -> None:
         """Store subscriber (any thread): a change this actor did not apply is a local write."""

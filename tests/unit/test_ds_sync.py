@@ -212,3 +212,12 @@ def test_wide_nodes_are_compared_by_buckets_first(pair: tuple[Store, Store]) -> 
     assert cmp.stats.keys_fetched == 2  # k7 and extra
     assert cmp.stats.paths_listed <= 3 + 4  # /, /Wide (buckets), at most 4 differing buckets
     assert cmp.stats.bytes_in < 3000 * 10  # far less than a listing of 3,000 children
+
+
+def test_a_heartbeat_past_what_arrived_is_a_gap() -> None:
+    f = Follower("h", 10, comparing=False)
+    assert f.heartbeat(12) is None  # revisions 11-12 may still be on their way
+    f.accept(11, 12, [(11, []), (12, [])])
+    assert f.heartbeat(15) is None  # 12 arrived; 13-15 may still be on their way
+    gap = f.heartbeat(15)  # but by the next heartbeat they must have arrived
+    assert gap is not None and "up to revision 15" in gap
