@@ -212,12 +212,14 @@ class NodeSupervisor(Supervisor):
             action = actions.pop(0)
             if action is Action.REQUEST_DISCONTINUE:
                 # issue 10: first drain the DS stream to the active's last committed revision (the
-                # DSMirror answers DrainFinished, bounded by Switchover DS Request Timeout)
-                if not self.ds_drained and self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
-                    self.pending = _Pending(step, [action, *actions], detail)
-                    return
+                # DSMirror answers DrainFinished, bounded by Switchover DS Request Timeout). The
+                # generation is bumped before the drain, so fencing never demotes this node meanwhile.
+                if not self.ds_drained:
+                    self._bump_generation()
+                    if self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
+                        self.pending = _Pending(step, [action, *actions], detail)
+                        return
                 self.ds_drained = False
-                self._bump_generation()
                 self.pending = _Pending(step, actions, detail)
                 self.tell_actor("VirtualSwitch", SendDiscontinue(self.generation.value, step.reason or ""))
                 return  # the rest runs when the peer answered (or the wait ran out)
