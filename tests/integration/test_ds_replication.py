@@ -115,10 +115,18 @@ def test_a_ds_set_on_the_active_is_on_the_backup_within_1_s(pair: LocalPair) -> 
 
 def test_a_parameter_set_on_the_active_is_the_backups_value_within_1_s(pair: LocalPair) -> None:
     primary, backup = start_in_order(pair)
+    before = admin(pair, backup, "param.get", {"name": "Switchover TS Timeout"})
+    assert str(before.get("value")) in ("5", "5.0"), before
     admin(pair, primary, "param.set", {"name": "Switchover TS Timeout", "value": "20"})
-    got = poll_result(lambda: admin(pair, backup, "param.get", {"name": "Switchover TS Timeout"},
-                                    timeout=1.0), 1.0, 0.01)
-    assert got and str(got.get("value")) in ("20", "20.0"), got
+    start = time.monotonic()
+
+    def twenty() -> dict[str, Any] | None:
+        got = admin(pair, backup, "param.get", {"name": "Switchover TS Timeout"}, timeout=1.0)
+        return got if str(got.get("value")) in ("20", "20.0") else None
+
+    got = poll_result(twenty, 1.0, 0.01)
+    assert got, "the active's value did not reach the backup within 1 s"
+    assert time.monotonic() - start < 1.5  # the poll's deadline, plus one admin round trip
 
 
 def test_local_writes_on_the_backup_are_refused_or_overwritten(pair: LocalPair) -> None:
