@@ -22,7 +22,7 @@ from typing import Any
 
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
-from replication.ds_filters import DSFilter, filter_for
+from replication.ds_filters import UPGRADE_HIGHER, UPGRADE_LOWER, DSFilter, filter_for
 from replication.ds_sync import (
     FILTERED_META,
     Follower,
@@ -253,7 +253,17 @@ class DSMirror(NodeActor):
 
     def _refresh_filter(self) -> None:
         """The filter follows the role (Backup / Upgrade Higher / Upgrade Lower) and the parameters."""
+        before = self.filter.state
         self.filter = filter_for(self.ctx.role.role, self.ctx.server_params)
+        if self.filter.state != before:
+            self.log.info("DS replication filter: {}", self.filter.state)
+            self._publish()
+
+    def _filter_stale(self) -> bool:
+        """The role moved to (or out of) an upgrade state since the filter was made."""
+        role = self.ctx.role.role
+        wanted = role if role in (UPGRADE_HIGHER, UPGRADE_LOWER) else "normal"
+        return wanted != self.filter.state
 
     def _on_subscribed(self, msg: DSSubscribed) -> None:
         self._refresh_filter()
@@ -303,6 +313,10 @@ class DSMirror(NodeActor):
 
     def _finish_compare(self) -> None:
         assert self.compare is not None and self.follower is not None
+        if self._filter_stale():
+            self.fresh = True
+            self._restart(f"the role is now {self.ctx.role.role}: comparing again with its filter", 0.0, "INFO")
+            return
         cmp, fol = self.compare, self.follower
         self.compare = None
         try:
@@ -346,6 +360,8 @@ class DSMirror(NodeActor):
     # ---------------------------------------------------------------------------------- stream
 
     def _apply(self, rev: int, ops: list[Op]) -> None:
+        if self._filter_stale():
+            self._refresh_filter()
         mine = self.filter.ops(ops, self.store.children, self.store.get) if self.filter != DSFilter() else ops
         self.own.add(rev)
         self.store.apply_replicated(mine, rev)
