@@ -57,7 +57,7 @@ TICK_S = 0.5
 SILENCE_S = 5.0  # no word from the publisher (heartbeats every 0.5 s) for this long: resubscribe
 RETRY_S = 1.0
 QUICK_RETRY_S = 0.2  # not connected yet
-STARTUP_GRACE_S = 15.0  # the first compare cannot finish: start-up completes anyway (with a warning)
+STARTUP_GRACE_S = 5.0  # not connected to the active's publisher for this long: start-up completes anyway
 LAG_SAMPLES = 10_000
 COMPARE_WINDOW = 1  # compare requests outstanding at once (4 measured no better on a loaded 2-core box)
 COMPARE_HASH_CHUNK = 256  # paths per node-listing request
@@ -187,8 +187,12 @@ class DSMirror(NodeActor):
         fut = self.endpoint.request(msg, timeout=self.request_timeout())
         fut.add_done_callback(lambda f: ref.tell(_Reply(session, kind, f)) if ref.is_alive() else None)
 
-    def _restart(self, reason: str, delay: float = RETRY_S, level: str = "WARNING") -> None:
-        """Abandon the current session and subscribe again after ``delay``."""
+    def _restart(self, reason: str, delay: float = RETRY_S, level: str = "WARNING", failed: bool = True) -> None:
+        """Abandon the current session and subscribe again after ``delay``.
+
+        Before the first compare finished, a real failure (the active went away, a request failed)
+        completes the start-up anyway: waiting cannot help, and a switch that fell due meanwhile must
+        happen. Not being connected yet only counts after :data:`STARTUP_GRACE_S`."""
         self.log.log(level, "DS replication: {}; subscribing again in {:g} s", reason, delay)
         self.session += 1
         self.follower = None
@@ -196,7 +200,7 @@ class DSMirror(NodeActor):
         self._set_state("stopped", reason)
         self.retry_token += 1
         self.schedule(delay, Tick("ds-retry", self.retry_token))
-        if not self.first_done and self.ctx.clock.now() - self.start_time > STARTUP_GRACE_S:
+        if not self.first_done and (failed or self.ctx.clock.now() - self.start_time > STARTUP_GRACE_S):
             self._first_finished(f"no compare with the active could finish ({reason})")
 
     @handles(_Reply)
@@ -209,7 +213,7 @@ class DSMirror(NodeActor):
         try:
             env = msg.future.result()
         except SendFailed:
-            self._restart("not connected to the active's DS publisher yet", QUICK_RETRY_S, "DEBUG")
+            self._restart("not connected to the active's DS publisher yet", QUICK_RETRY_S, "DEBUG", failed=False)
             return
         except Exception as exc:
             self._restart(f"{msg.kind} request failed: {type(exc).__name__}: {exc}")
@@ -233,7 +237,7 @@ class DSMirror(NodeActor):
 
     def _on_error(self, err: DSError, kind: str) -> None:
         if err.kind == "not-serving":
-            self._restart(f"the peer does not serve DS replication: {err.detail}", RETRY_S, "INFO")
+            self._restart(f"the peer does not serve DS replication: {err.detail}", RETRY_S, "INFO", failed=False)
             return
         if err.kind == "history" and err.fork >= 0:
             keys = discarded_keys(self.store, err.fork)
@@ -315,7 +319,8 @@ class DSMirror(NodeActor):
         assert self.compare is not None and self.follower is not None
         if self._filter_stale():
             self.fresh = True
-            self._restart(f"the role is now {self.ctx.role.role}: comparing again with its filter", 0.0, "INFO")
+            self._restart(f"the role is now {self.ctx.role.role}: comparing again with its filter", 0.0, "INFO",
+                          failed=False)
             return
         cmp, fol = self.compare, self.follower
         self.compare = None
@@ -377,7 +382,8 @@ class DSMirror(NodeActor):
         elif isinstance(body, DSError):
             if self.follower is not None:
                 self.fresh = True
-                self._restart(f"the active ended the stream: {body.kind}: {body.detail}", 0.0, "INFO")
+                self._restart(f"the active ended the stream: {body.kind}: {body.detail}", 0.0, "INFO",
+                              failed=False)
 
     def _on_batches(self, msg: DSBatches) -> None:
         fol = self.follower
@@ -404,7 +410,7 @@ class DSMirror(NodeActor):
                 self.log.debug("slow DS apply: revisions {}..{} applied {:.1f} ms after their commit", msg.first,
                                msg.last, lag)
         if gap is not None:
-            self._restart(gap, 0.0)
+            self._restart(gap, 0.0, failed=False)
             return
         self._check_drain()
 
@@ -415,11 +421,11 @@ class DSMirror(NodeActor):
         self.pub_revision = max(self.pub_revision, msg.revision)
         self.pub_history = msg.history
         if msg.history != self.follower.history:  # e.g. its publisher restarted: a continuing history
-            self._restart(f"the active's history changed to {msg.history}", 0.0, "INFO")
+            self._restart(f"the active's history changed to {msg.history}", 0.0, "INFO", failed=False)
             return
         gap = self.follower.heartbeat(msg.revision)
         if gap is not None:
-            self._restart(gap, 0.0)  # resume from what was applied
+            self._restart(gap, 0.0, failed=False)  # resume from what was applied
 
     def _on_store_change(self, change: Change) -> None:
         """Store subscriber (any thread): a change this actor did not apply is a local write."""
@@ -443,7 +449,7 @@ class DSMirror(NodeActor):
             self.log.warning("local change of {} (revision {}) on the backup: the compare that follows "
                              "overwrites it with the active's value", msg.key, msg.revision)
         self.fresh = True
-        self._restart(f"local write of {msg.key}", 0.0, "INFO")
+        self._restart(f"local write of {msg.key}", 0.0, "INFO", failed=False)
 
     @handles(ConnectionEvent)
     def on_connection_event(self, event: ConnectionEvent) -> None:
