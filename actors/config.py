@@ -32,6 +32,7 @@ class ServerConfig:
     vswitch_port: int = 3633
     notifier_port: int = 3634
     notifier_aux_port: int = 3635
+    ds_port: int = 3636  # DS replication: the active's DSPublisher (issue 10)
     file_port: int = 3637  # the File Monitor's manifests, file content and pushed changes (active side)
     interaction_port: int = 3638  # InteractionPublisher on the active: applications and the backup's shadow
 

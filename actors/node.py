@@ -3,11 +3,13 @@ socket, and a clean stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from loguru import logger
 from actors.admin import AdminError, AdminOp, AdminServer
 from actors.config import SERVER_PORTS, NodeConfig, ServerConfig
 from actors.http_endpoint import HttpEndpoint, node_state_collector
+from actors.mirroring.ds_mirror import DSMirror
+from actors.mirroring.ds_publisher import DSPublisher
 from actors.mirroring.file_mirror import FileMirror
 from actors.mirroring.file_monitor import FileMonitor, GetFilesStatus, StallReaders
 from actors.mirroring.interaction_publisher import GetInteractions, InteractionPublisher
@@ -38,6 +42,7 @@ from actors.runtime.logs import configure_logging
 from actors.runtime.supervision import Intensity
 from actors.runtime.supervisor import GetActorStatus, actor_spec
 from replication import ds_admin
+from replication.ds_sync import StatusBoard, WriteGate, replication_warning
 from replication.params import ServerParams, seed_from_config
 from replication.store import Store
 from transport.admin_client import ADMIN_SOCKET
@@ -104,6 +109,9 @@ class Node:
         self.authenticator: PairAuthenticator | None = None
         self.log = logger.bind(actor="Node", node=config.name)
         self.http: HttpEndpoint | None = None
+        self.ds_board = StatusBoard()  # DS replication state (DSMirror / DSPublisher write it)
+        self.ds_gate = WriteGate(time.monotonic)  # DS writes stop here during a controlled switch
+        self.ctx.ds_status = self.ds_replication_status
 
     # ------------------------------------------------------------------------------ ops
 
@@ -117,6 +125,7 @@ class Node:
             "monitors": self.op_monitors,
             "keys-reload": self.op_keys_reload,
             "security": self.op_security,
+            "ds.replication": self.op_ds_replication,
             **{f"ds.{op}": self._ds_op(op) for op in ("get", "ls", "set", "rm", "tree", "export", "import")},
             **{f"param.{op}": self._param_op(op) for op in ("list", "get", "set", "unset")},
             "interactions": self.op_interactions,
@@ -131,7 +140,8 @@ class Node:
         def run(args: dict[str, Any]) -> dict[str, Any]:
             assert self.store is not None
             try:
-                return ds_admin.handle_ds(self.store, op, args, self._is_active())
+                with self._write_gate(op in ("set", "rm", "import")):
+                    return ds_admin.handle_ds(self.store, op, args, self._is_active())
             except ds_admin.AdminError as exc:
                 raise AdminError(str(exc)) from None
 
@@ -141,11 +151,40 @@ class Node:
         def run(args: dict[str, Any]) -> dict[str, Any]:
             assert self.store is not None and self.params is not None
             try:
-                return ds_admin.handle_param(self.store, self.params, op, args, self._is_active())
+                with self._write_gate(op in ("set", "unset")):
+                    return ds_admin.handle_param(self.store, self.params, op, args, self._is_active())
             except ds_admin.AdminError as exc:
                 raise AdminError(str(exc)) from None
 
         return run
+
+    @contextlib.contextmanager
+    def _write_gate(self, writes: bool) -> Iterator[None]:
+        """DS writes on the active hold the gate, so a controlled switch's drain sees the last one."""
+        if not writes:
+            yield
+            return
+        with self.ds_gate.lock:
+            why = self.ds_gate.check()
+            if why is not None and self._is_active():
+                raise AdminError(why)
+            yield
+
+    def ds_replication_status(self) -> dict[str, Any]:
+        status = self.ds_board.snapshot()
+        if self.store is not None:
+            epoch, rev = self.store.position()
+            status.update(history=epoch, revision=rev)
+            if status.get("side") == "backup":
+                status["applied"] = rev
+                active = status.get("active_revision")
+                if isinstance(active, int) and active >= 0 and status.get("lag_revisions") is not None:
+                    status["lag_revisions"] = max(0, active - rev)
+        status["warning"] = replication_warning(status)
+        return status
+
+    def op_ds_replication(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"node": self.config.name, "role": self.ctx.role.role, **self.ds_replication_status()}
 
     def op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "node": self.config.name, "pid": os.getpid(), "time": time.time()}
@@ -394,9 +433,15 @@ class Node:
             "active": [
                 actor_spec("InteractionPublisher", InteractionPublisher, security=security),
                 actor_spec("FileMonitor", FileMonitor, security=security),
+                actor_spec(
+                    "DSPublisher", DSPublisher, store=self.store, gate=self.ds_gate, board=self.ds_board, security=security
+                ),
             ],
         }
         specs["backup"].append(actor_spec("InteractionShadow", InteractionShadow, security=security))
+        specs["backup"].append(
+            actor_spec("DSMirror", DSMirror, store=self.store, board=self.ds_board, security=security)
+        )
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
             self.ctx,

@@ -1,4 +1,4 @@
-"""``switchover admin --node DIR actors|ping|endpoints|status|monitors|inject|keys-reload|security|files.status|files.stall``."""
+"""``switchover admin --node DIR actors|ping|endpoints|status|monitors|replication|inject|keys-reload|security|files.status|files.stall``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "files.stall", help="fault injection: the File Monitor stops reading inotify for N s"
     )
     stall.add_argument("--seconds", type=float, default=1.0, help="0 resumes at once")
+    ops.add_parser("replication", help="DS replication: state, position, lag, last compare (op ds.replication)")
     inj = ops.add_parser("inject", help="set or clear an endpoint's fault hooks, or crash an actor")
     inj.add_argument("--endpoint", help="endpoint name (see 'admin endpoints')")
     inj.add_argument(
@@ -71,11 +72,18 @@ def run(args: argparse.Namespace) -> int:
         request = _inject_args(args) if args.admin_op == "inject" else {}
         if args.admin_op == "files.stall":
             request = {"seconds": args.seconds}
-        result = admin_call(args.node, args.admin_op, request, timeout=args.timeout)
+        op = "ds.replication" if args.admin_op == "replication" else args.admin_op
+        result = admin_call(args.node, op, request, timeout=args.timeout)
     except AdminCallError as exc:
         return error(str(exc))
     if args.json:
         print_json(result)
+        return 0
+    if args.admin_op == "replication":
+        for key, value in result.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            print(f"{key}: {value}")
         return 0
     if args.admin_op == "actors":
         rows = [

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.config import ConfigError, load_config, tool_security
 from cli.output import error, on_every_operation, print_json
+from replication.ds_sync import replication_warning
 from transport.admin_client import AdminCallError, admin_call
 from transport.client import Unreachable, query_state, request_once, who_am_i
 from transport.messages import (
@@ -174,6 +175,7 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         "backup_version": backup.release if backup else None,
         "generation": max((r.generation for r in reports.values()), default=0),
         "replication": backup.replication if backup else None,
+        "ds_replication": ds_replication_view(active, backup),
         "servers": servers,
         "warnings": [],
     }
@@ -183,6 +185,10 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         view["warnings"].append(
             "The backup server has detected that file replication from the primary has stopped."
         )
+    if backup is not None:
+        ds_warning = replication_warning(backup.ds)
+        if ds_warning:
+            view["warnings"].append(ds_warning)
     if active is None:
         view["warnings"].append("no active server")
     return view
@@ -272,6 +278,48 @@ def print_files(files: dict[str, Any] | None) -> None:
     print_table("mirrored directories", headers, rows)
 
 
+def ds_replication_view(active: StatusReport | None, backup: StatusReport | None) -> dict[str, Any] | None:
+    """The backup's DS replication (issue 10): state, position, lag, last compare."""
+    if backup is None:
+        return None
+    ds = dict(backup.ds)
+    if not ds:
+        return {"state": "unknown", "reason": "the backup does not report DS replication"}
+    compare = ds.get("last_compare") or {}
+    return {
+        "state": ds.get("state"),
+        "reason": ds.get("reason") or "",
+        "history": ds.get("history"),
+        "applied": ds.get("applied", ds.get("revision")),
+        "active_revision": (active.ds.get("revision") if active is not None and active.ds
+                            else ds.get("active_revision")),
+        "lag_revisions": ds.get("lag_revisions"),
+        "lag_ms": ds.get("lag_ms_last"),
+        "lag_ms_p99": ds.get("lag_ms_p99"),
+        "filter": ds.get("filter"),
+        "last_compare": {k: compare.get(k) for k in ("duration_s", "paths_listed", "keys_fetched", "keys_set",
+                                                        "keys_deleted", "skipped_local")} if compare else None,
+    }
+
+
+def ds_replication_lines(ds: dict[str, Any] | None) -> list[str]:
+    if ds is None:
+        return []
+    state = ds["state"] + (f" ({ds['reason']})" if ds.get("reason") else "")
+    out = [f"DS replication: {state}"]
+    if ds.get("history"):
+        lag = ds.get("lag_revisions")
+        ms = ds.get("lag_ms")
+        out.append(f"  applied revision {ds.get('applied')} of history {str(ds['history'])[:12]}, active at "
+              f"{ds.get('active_revision')}; lag {'?' if lag is None else lag} revision(s)"
+              + ("" if ms is None else f", {ms:.1f} ms"))
+    cmp = ds.get("last_compare")
+    if cmp:
+        out.append(f"  last compare: {cmp['duration_s']} s, {cmp['paths_listed']} node(s) listed, "
+              f"{cmp['keys_fetched']} key(s) fetched, {cmp['keys_set']} set, {cmp['keys_deleted']} deleted")
+    return out
+
+
 def status_text(view: dict[str, Any]) -> str:
     """The control panel's view as text: the one rendering used by ``status`` and ``status --watch``."""
     out: list[str] = []
@@ -303,6 +351,7 @@ def status_text(view: dict[str, Any]) -> str:
     out.append(f"Generation: {view['generation']}")
     if view.get("replication"):
         out.append(f"Replication: {view['replication']}")
+    out += ds_replication_lines(view.get("ds_replication"))
     for name, s in view["servers"].items():
         if s["connected"]:
             out.append(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")

@@ -119,6 +119,7 @@ class Param:
     special: str = ""
     inherits: str | None = None
     depends_on: tuple[str, ...] = ()
+    local: bool = False  # per-node value: never replicated from the active (issue 10)
 
     @property
     def range_text(self) -> str:
@@ -168,11 +169,14 @@ _PARAMS: list[Param] = [
     Param("SwitchoverServer B", STR, "", "Host name of the server designated as the initial backup server.",
           "1531-1536", required=True, nonempty=True),
     # --- path parameters (mirrored directories) -----------------------------------------------------
+    # Local (issue 10): each node's own directory, seeded from its configuration's [paths]; the DS
+    # tree replicates, these keys do not (a pair on one machine has a directory per node).
     Param("Handler Path", P, "", "Published handler directory; mirrored once, when the backup starts.",
-          "224-226"),
+          "224-226", local=True),
     Param("Resource Path", P, "", "Resources directory (prompts, white pages); mirrored continuously.",
-          "234-236"),
-    Param("I3Tables Path", P, "", "Data tables directory; mirrored continuously.", "234, 237"),
+          "234-236", local=True),
+    Param("I3Tables Path", P, "", "Data tables directory; mirrored continuously.", "234, 237",
+          local=True),
     # --- optional table, in the specification's order -----------------------------------------------
     Param("Callback Interaction Recovery Enabled", B, "0", _RECOVERY.format(what="callback interactions"),
           "1548-1549"),

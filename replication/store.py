@@ -599,6 +599,7 @@ class Store:
                 # The last run may have lost its newest commits (power loss): never reuse revisions silently.
                 meta["epoch"] = uuid.uuid4().hex
                 c.execute("UPDATE meta SET v=? WHERE k='epoch'", (meta["epoch"],))
+                c.execute("DELETE FROM meta WHERE k='history.prev'")  # its tail may be lost
                 logger.warning("DS store {} was not closed cleanly; starting a new epoch {} so that readers "
                                "resynchronise", self.path, meta["epoch"])
             c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
@@ -706,6 +707,33 @@ class Store:
                                       (key,)).fetchall()
         return {r[0]: bytes(r[1]).hex() for r in rows}
 
+    def child_info(self, key: str, has_children: bool = True) -> list[tuple[str, bytes, int]]:
+        """``[(child name, subtree hash, 1 if it has children else 0)]`` of the children of ``key``,
+        by name (a remote compare's node listing); without ``has_children`` the flag is -1 (cheaper)."""
+        key = validate_key(key)
+        with self._lock:
+            self._check_open()
+            if not has_children:
+                rows = self._conn.execute("SELECT name, hash, -1 FROM nodes WHERE parent=? ORDER BY name",
+                                          (key,)).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT n.name, n.hash, EXISTS(SELECT 1 FROM nodes c WHERE c.parent=n.path) FROM nodes n "
+                    "WHERE n.parent=? ORDER BY n.name", (key,)).fetchall()
+        return [(r[0], bytes(r[1]), int(r[2])) for r in rows]
+
+    def with_children(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` that have at least one child."""
+        wanted = [validate_key(k) for k in keys]
+        out: set[str] = set()
+        with self._lock:
+            self._check_open()
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                out.update(r[0] for r in self._conn.execute(
+                    f"SELECT DISTINCT parent FROM nodes WHERE parent IN ({','.join('?' * len(part))})", part))
+        return out
+
     def node(self, key: str) -> tuple[dict[str, list[str]], str] | None:
         """``(attrs, hex subtree hash)`` of ``key`` read together, or ``None``."""
         key = validate_key(key)
@@ -771,7 +799,8 @@ class Store:
         return rev
 
     def _apply(self, ops: Iterable[Op], meta: Mapping[str, str] | None,
-               pre: Callable[[], None] | None = None, log: bool = True) -> list[Change]:
+               pre: Callable[[], None] | None = None, log: bool = True,
+               at: int | None = None) -> list[Change]:
         # A big batch pauses the cyclic garbage collector: it allocates a few objects per operation, all
         # freed by reference counting (no cycles), which would otherwise make the collector run over and
         # over and promote them (a full collection per 10,000 operations: 15-20% of the batch's time).
@@ -788,14 +817,14 @@ class Store:
                 if meta:
                     c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
                                   [("user." + str(k), str(v)) for k, v in meta.items()])
-                if not applied and pre is None:
+                if not applied and pre is None and at is None:
                     c.execute("COMMIT" if meta else "ROLLBACK")
                     return []
                 b = _Batch(c, self._pack)
                 b.prefetch(applied)
                 b.apply(applied)
                 b.finish()
-                rev = self._revision + 1
+                rev = self._revision + 1 if at is None else at
                 n = len(applied)
                 if log:  # the internal form of the operations is their log form
                     c.execute("INSERT INTO changes(rev, cnt, ops) VALUES (?, ?, ?)",
@@ -808,7 +837,7 @@ class Store:
                 raise
             self._revision = rev
             self._checkpointer.wrote(b.rows + 3)
-            if not log or not self._subs:
+            if not self._subs:
                 return []
             # the validated attrs are the store's own copies, unused once committed: no copy needed
             return [Change(rev, cast(OpName, kind), key, payload, i, n)
@@ -875,6 +904,94 @@ class Store:
             self._floor = target
             return target
 
+    # ------------------------------------------------------------------- replication (issue 10)
+    # A replica follows another store's history: it takes that store's epoch (the *history id*) and
+    # revision numbers, so that after a switch the new active keeps numbering on and the former active
+    # can resume (or compare cheaply) from where it was. Promotion starts a new history and remembers
+    # where the previous one ended (Redis PSYNC2's replication id + offset).
+
+    def adopt(self, ops: Iterable[Op], epoch: str, revision: int) -> int:
+        """Apply ``ops`` (the result of a compare-and-update) atomically and take the position
+        ``(epoch, revision)`` of the store they were compared with. The local change log is emptied
+        (its numbering was another history's) and starts at ``revision``. Subscribers get the
+        changes with ``revision``. Returns ``revision``.
+        """
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise ValueError(f"revision must be an integer >= 0, got {revision!r}")
+        if not isinstance(epoch, str) or not epoch:
+            raise ValueError(f"epoch must be a non-empty string, got {epoch!r}")
+        with self._lock:
+            self._check_open()
+            c = self._conn
+
+            def take_position() -> None:
+                c.execute("DELETE FROM changes")
+                c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
+                              [("epoch", epoch), ("log_floor", str(revision)), ("history.prev", "")])
+
+            changes = self._apply(ops, None, pre=take_position, log=False, at=revision)
+            self._epoch = epoch
+            self._floor = revision
+            self._pending.extend(changes)
+        self._deliver()
+        return revision
+
+    def apply_replicated(self, ops: Iterable[Op], revision: int, epoch: str | None = None) -> int:
+        """Apply one batch of the followed history as exactly ``revision`` (logged as such).
+
+        ``revision`` must be above the current one (a replica applies each batch once, in order) and
+        ``epoch``, when given, must be this store's: otherwise :class:`RevisionAhead` /
+        :class:`EpochChanged` style errors tell the caller to resynchronise.
+        """
+        with self._lock:
+            self._check_open()
+            if epoch is not None and epoch != self._epoch:
+                raise EpochChanged(epoch, self._epoch)
+            if isinstance(revision, bool) or not isinstance(revision, int) or revision <= self._revision:
+                raise StoreError(f"replicated revision {revision!r} is not above this store's revision "
+                                 f"{self._revision}: each batch is applied once, in order")
+            changes = self._apply(ops, None, at=revision)
+            self._pending.extend(changes)
+        self._deliver()
+        return revision
+
+    def new_history(self, keep: int = 16, continues: bool = True) -> str:
+        """Start a new history id (epoch) continuing the revision numbering, and remember that the
+        previous one ended at the current revision: readers of the old history up to that revision
+        resume on the new one (see :meth:`previous_histories`). With ``continues=False`` nothing is
+        remembered (this tree is not what the old history says). Returns the new epoch."""
+        with self._lock:
+            self._check_open()
+            prev = [(self._epoch, self._revision), *self._previous()][:keep] if continues else []
+            new_epoch = uuid.uuid4().hex
+            text = ";".join(f"{e}:{r}" for e, r in prev)
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
+                              [("epoch", new_epoch), ("history.prev", text)])
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            self._epoch = new_epoch
+            return new_epoch
+
+    def previous_histories(self) -> list[tuple[str, int]]:
+        """``[(epoch, last revision)]`` of the histories this one continues, newest first."""
+        with self._lock:
+            self._check_open()
+            return self._previous()
+
+    def _previous(self) -> list[tuple[str, int]]:
+        row = self._conn.execute("SELECT v FROM meta WHERE k='history.prev'").fetchone()
+        out: list[tuple[str, int]] = []
+        for item in (row[0] if row else "").split(";"):
+            if item:
+                e, _, r = item.partition(":")
+                out.append((e, int(r)))
+        return out
+
     # ------------------------------------------------------------------------------ history reset
     def reset(self) -> int:
         """Empty the tree and the change log and start a new epoch. Returns the new revision.
@@ -902,6 +1019,7 @@ class Store:
             c.execute("DELETE FROM changes")
             c.execute("UPDATE meta SET v=? WHERE k='epoch'", (new_epoch,))
             c.execute("UPDATE meta SET v=? WHERE k='log_floor'", (str(old_rev + 1),))
+            c.execute("DELETE FROM meta WHERE k='history.prev'")  # a reset continues no history
 
         self._apply(ops, None, pre=wipe, log=False)
         rev = self._revision

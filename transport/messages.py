@@ -237,6 +237,7 @@ class StatusReport(Message):
     peer_role: str
     peer_release: str
     messages: tuple[str, ...] = ()
+    ds: dict[str, Any] = dataclasses.field(default_factory=dict)  # issue 10: DS replication state
 
 
 @register("SwitchRequest")
@@ -654,3 +655,133 @@ class FileBatchReply(Message):
 
     root: str
     files: tuple[dict[str, Any], ...]
+
+
+# ---- DS replication (issue 10): the backup's DSMirror <-> the active's DSPublisher (ds_port, 3636).
+# A position is (history id, revision): the history id is the active's store epoch (or a successor
+# that continues it, see Store.new_history). Trees, node lists and batches travel as msgpack bytes
+# (replication.ds_sync packs and unpacks them) so that big payloads are checked once, cheaply.
+# --------------------------------------------------------------------------------------------------
+
+
+@register("DSSubscribe")
+@dataclass(frozen=True)
+class DSSubscribe(Message):
+    """Start a change stream after ``(history, revision)``; ``history=""``: from the current revision
+    (the caller compares trees first). ``session`` tags the stream's batches."""
+
+    session: int
+    history: str = ""
+    revision: int = 0
+
+
+@register("DSSubscribed")
+@dataclass(frozen=True)
+class DSSubscribed(Message):
+    """The stream starts after ``(history, revision)``; ``resumed``: from the position asked for."""
+
+    session: int
+    history: str
+    revision: int
+    resumed: bool
+
+
+@register("DSBatches")
+@dataclass(frozen=True)
+class DSBatches(Message):
+    """Pushed: committed batches ``first..last`` in revision order, each whole.
+    ``batches`` is msgpack ``[[revision, [[op, key, attrs], ...]], ...]``; ``committed_at`` is the
+    publisher's wall clock when it saw ``last`` committed (for the lag in ms)."""
+
+    session: int
+    history: str
+    first: int
+    last: int
+    batches: bytes
+    committed_at: float
+
+
+@register("DSHeartbeat")
+@dataclass(frozen=True)
+class DSHeartbeat(Message):
+    """Pushed every half second: the publisher's position (lag and silence detection)."""
+
+    session: int
+    history: str
+    revision: int
+    sent_at: float
+
+
+@register("DSAck")
+@dataclass(frozen=True)
+class DSAck(Message):
+    """Backup -> active, periodically: what it applied (keeps the subscription alive)."""
+
+    session: int
+    history: str
+    revision: int
+
+
+@register("DSHashRequest")
+@dataclass(frozen=True)
+class DSHashRequest(Message):
+    """Subtree hash, own-attributes digest and child hashes of each path."""
+
+    paths: tuple[str, ...]
+
+
+@register("DSHashReply")
+@dataclass(frozen=True)
+class DSHashReply(Message):
+    """``nodes``: msgpack ``{path: [attrs digest, subtree hash, [[child, hash16, children], ...]] | None}``."""
+
+    history: str
+    revision: int
+    nodes: bytes
+
+
+@register("DSFetch")
+@dataclass(frozen=True)
+class DSFetch(Message):
+    """The attributes of a set of keys."""
+
+    keys: tuple[str, ...]
+
+
+@register("DSFetchReply")
+@dataclass(frozen=True)
+class DSFetchReply(Message):
+    """``attrs``: msgpack ``{key: {name: [values]} | None}`` (None: no such key)."""
+
+    history: str
+    revision: int
+    attrs: bytes
+
+
+@register("DSError")
+@dataclass(frozen=True)
+class DSError(Message):
+    """A typed refusal: ``kind`` is gap, compacted, history (other history id or a fork: ``fork`` is the
+    last revision both share, -1 if none), ahead, not-serving or bad-request."""
+
+    kind: str
+    detail: str
+    history: str = ""
+    revision: int = 0
+    fork: int = -1
+
+
+@register("DSDrain")
+@dataclass(frozen=True)
+class DSDrain(Message):
+    """Controlled switch: stop accepting DS writes for ``lease`` seconds and say the last revision."""
+
+    reason: str
+    lease: float
+
+
+@register("DSDrained")
+@dataclass(frozen=True)
+class DSDrained(Message):
+    history: str
+    revision: int

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from actors.mirroring.ds_mirror import DrainFinished, DrainForSwitch  # issue 10
 from actors.monitoring.notifier_link import AUX, MAIN, LinkAnswering, LinkState, Probe, link_actor_name
 from actors.roles.event_log import EventLog, EventRecord
 from actors.roles.generation import GenerationStore
@@ -142,6 +143,7 @@ class NodeSupervisor(Supervisor):
         self.reconnect_token = 0
         self.pending: _Pending | None = None
         self.bumped_for_switch = False
+        self.ds_drained = False  # issue 10: the DS stream was drained for the pending controlled switch
         self.network_ok = True
         self.hooks_running: dict[str, int] = {}
         self.shutdown_after_hooks = ""
@@ -163,6 +165,8 @@ class NodeSupervisor(Supervisor):
     def post(self, event: Event, facts: Facts, detail: str = "") -> Step:
         old_gen = self.generation.value
         step = self.sm.handle(event, facts)
+        if step.switched and step.new_state is State.PRIMARY:  # issue 10: where DS replication was
+            detail = "; ".join(p for p in (detail, ds_position_text(self.ctx.ds_status())) if p)
         level = "INFO" if step.changed or step.actions else "DEBUG"
         self.log.log(
             level,
@@ -189,7 +193,15 @@ class NodeSupervisor(Supervisor):
         while actions:
             action = actions.pop(0)
             if action is Action.REQUEST_DISCONTINUE:
-                self._bump_generation()
+                # issue 10: first drain the DS stream to the active's last committed revision (the
+                # DSMirror answers DrainFinished, bounded by Switchover DS Request Timeout). The
+                # generation is bumped before the drain, so fencing never demotes this node meanwhile.
+                if not self.ds_drained:
+                    self._bump_generation()
+                    if self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
+                        self.pending = _Pending(step, [action, *actions], detail)
+                        return
+                self.ds_drained = False
                 self.pending = _Pending(step, actions, detail)
                 self.tell_actor("VirtualSwitch", SendDiscontinue(self.generation.value, step.reason or ""))
                 return  # the rest runs when the peer answered (or the wait ran out)
@@ -214,7 +226,8 @@ class NodeSupervisor(Supervisor):
         elif action is Action.BECOME_BACKUP:
             self.generation.observe(self.peer_generation)
             self.start_children(self.groups["backup"])
-            if self.sm.starting_up:
+            # issue 10: with a DSMirror, start-up completes when its first compare-and-update finished
+            if self.sm.starting_up and "DSMirror" not in self.groups["backup"]:
                 self.tell_self(Tick("startup-complete"))
         elif action is Action.START_MONITORS:
             self.start_children(self.groups["monitors"])
@@ -431,6 +444,18 @@ class NodeSupervisor(Supervisor):
         self._record(pending.step, pending.detail)
         self._publish()
 
+    @handles(DrainFinished)
+    def on_ds_drained(self, msg: DrainFinished) -> None:
+        """issue 10: the DS stream is drained (or could not be): go on with the controlled switch."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        self.ds_drained = True
+        self._carry_out(pending.step, pending.actions, pending.detail)
+        if self.pending is None:
+            self._record(pending.step, pending.detail)
+            self._publish()
+
     @handles(HooksFinished)
     def on_hooks_finished(self, msg: HooksFinished) -> None:
         self.hooks_running[msg.kind] = max(0, self.hooks_running.get(msg.kind, 0) - 1)
@@ -500,6 +525,16 @@ class NodeSupervisor(Supervisor):
     @handles(StopNode)
     def on_stop_node(self, msg: StopNode) -> None:
         self.post(Event.STOP, Facts(), msg.reason)
+
+
+def ds_position_text(ds: Any) -> str:
+    """issue 10: the backup's DS replication position for the switch's event-log record."""
+    if not ds or ds.get("side") != "backup":
+        return ""
+    lag = ds.get("lag_revisions")
+    return (f"DS replication {ds.get('state')} at revision {ds.get('applied')} of history "
+            f"{str(ds.get('history', ''))[:12]}, {'?' if lag is None else lag} revision(s) behind the active "
+            f"at its last heartbeat")
 
 
 def _state_of(role: str) -> State:

@@ -198,6 +198,7 @@ class VirtualSwitch(NodeActor):
             peer_role=peer.role if peer and reachable else "",
             peer_release=peer.release if peer else "",
             messages=tuple(self.ctx.status_lines)[-20:],
+            ds=dict(self.ctx.ds_status()),  # issue 10
         )
 
     def peer_reachable(self) -> bool:

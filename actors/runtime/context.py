@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -105,3 +106,5 @@ class NodeContext:
     # endpoint an actor opens, so a new server socket is encrypted and checked without asking
     security: Any = None
     metrics: Metrics = field(default_factory=Metrics)  # Prometheus families, served at /metrics
+    # DS replication state for status reports (issue 10: set by the node; DSMirror/DSPublisher fill it)
+    ds_status: Callable[[], Mapping[str, Any]] = field(default=lambda: {})

@@ -235,7 +235,8 @@ def test_both_servers_with_the_same_name() -> None:
 
 
 @pytest.mark.parametrize("port", [0, -1, 65536, 100000])
-@pytest.mark.parametrize(("table", "key"), [("server_a", "vswitch_port"), ("server_b", "notifier_aux_port")])
+@pytest.mark.parametrize(("table", "key"), [("server_a", "vswitch_port"), ("server_b", "notifier_aux_port"),
+                                          ("server_a", "ds_port")])
 def test_port_out_of_range(table: str, key: str, port: int) -> None:
     data = good_data()
     data[table][key] = port

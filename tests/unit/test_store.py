@@ -1037,3 +1037,41 @@ def test_lookups_use_a_few_padded_statement_sizes(store):
     store._conn.set_trace_callback(None)
     lookups = [sql for sql in executed if sql.startswith("SELECT path, attrs, acc, hash FROM nodes")]
     assert len(lookups) == 1 and lookups[0].count("'") == 2 * 8
+
+
+# ---------------------------------------------------------------- replica positions (issue 10)
+def test_adopt_takes_the_position_and_restarts_the_log(tmp_path: Path) -> None:
+    s = Store(tmp_path / "r.sqlite3")
+    s.set("/mine", {"v": ["1"]})
+    seen: list[Change] = []
+    s.subscribe(seen.append)
+    assert s.adopt([SetOp("/theirs", {"v": ["2"]}), DeleteOp("/mine")], "E1", 40) == 40
+    assert s.position() == ("E1", 40) and s.log_floor == 40
+    assert [c.key for c in seen] == ["/theirs", "/mine"] and {c.revision for c in seen} == {40}
+    assert s.changes_since(40) == []
+    s.apply_replicated([SetOp("/next", {})], 41)
+    assert [c.revision for c in s.changes_since(40)] == [41]
+    with pytest.raises(StoreError, match="not above"):
+        s.apply_replicated([SetOp("/again", {})], 41)
+    s.close()
+    s = Store(tmp_path / "r.sqlite3")
+    assert s.position() == ("E1", 41)
+    s.close()
+
+
+def test_new_history_continues_numbering_and_is_remembered(tmp_path: Path) -> None:
+    s = Store(tmp_path / "h.sqlite3")
+    s.set("/a", {})
+    first = s.epoch
+    second = s.new_history()
+    s.set("/b", {})
+    assert s.revision == 2 and second != first
+    assert s.previous_histories() == [(first, 1)]
+    s.new_history()
+    assert s.previous_histories() == [(second, 2), (first, 1)]
+    s.close()
+    s = Store(tmp_path / "h.sqlite3")
+    assert s.previous_histories()[1] == (first, 1)
+    s.reset()  # a reset continues no history
+    assert s.previous_histories() == []
+    s.close()
