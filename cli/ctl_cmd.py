@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from actors.config import ConfigError, load_config, tool_security
 from cli.output import error, on_every_operation, print_json
-from replication.ds_sync import replication_warning
 from transport.admin_client import AdminCallError, admin_call
 from transport.client import Unreachable, query_state, request_once, who_am_i
 from transport.messages import (
@@ -186,7 +185,7 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
             "The backup server has detected that file replication from the primary has stopped."
         )
     if backup is not None:
-        ds_warning = replication_warning(backup.ds)
+        ds_warning = backup.ds.get("warning")  # the backup words it (replication.ds_sync.replication_warning)
         if ds_warning:
             view["warnings"].append(ds_warning)
     if active is None:

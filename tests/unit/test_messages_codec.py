@@ -201,6 +201,19 @@ WIRE_TYPES: dict[str, str] = {
     # security (issue 13)
     "WhoAmI": "transport/client.py",
     "WhoAmIReply": "actors/roles/virtual_switch.py",
+    # DS replication (issue 10)
+    "DSAck": "actors/mirroring/ds_mirror.py",
+    "DSBatches": "actors/mirroring/ds_publisher.py",
+    "DSDrain": "actors/mirroring/ds_mirror.py",
+    "DSDrained": "actors/mirroring/ds_publisher.py",
+    "DSError": "actors/mirroring/ds_publisher.py",
+    "DSFetch": "actors/mirroring/ds_mirror.py",
+    "DSFetchReply": "actors/mirroring/ds_publisher.py",
+    "DSHashReply": "actors/mirroring/ds_publisher.py",
+    "DSHashRequest": "actors/mirroring/ds_mirror.py",
+    "DSHeartbeat": "actors/mirroring/ds_publisher.py",
+    "DSSubscribe": "actors/mirroring/ds_mirror.py",
+    "DSSubscribed": "actors/mirroring/ds_publisher.py",
     # file mirroring (issue 11)
     "FileBatchReply": "actors/mirroring/file_monitor.py",
     "FileBatchRequest": "actors/mirroring/file_mirror.py",
