@@ -22,12 +22,11 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from actors.config import ConfigError, load_config
+from actors.config import ConfigError, load_config, tool_security
 from cli.output import error
 from transport.client import Unreachable, query_state
 from transport.interactions_client import InteractionRefused, InteractionsClient, RecoveryListener
 from transport.messages import InteractionList
-from transport.security import Security
 
 AGENTS = ("alice", "bob", "carol", "dave")
 KINDS = ("chat", "mail", "callback")
@@ -38,15 +37,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", default=os.environ.get("SWITCHOVER_CONFIG"), help="this node's config (its addresses)"
     )
-    p.add_argument("--name", default="contact-center", help="the application's name on the node (default contact-center)")
+    p.add_argument(
+        "--name", default="contact-center", help="the application's name on the node (default contact-center)"
+    )
     p.add_argument("--rate", type=float, default=20.0, help="operations per second")
     p.add_argument("--max-open", type=int, default=40, help="interactions kept open at once")
     p.add_argument(
         "--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)"
     )
     p.add_argument("--wait-backup", action="store_true", help="publish messages with wait-for-the-backup")
-    p.add_argument("--seed", type=int, default=None, help="random seed of the simulated traffic (repeatable runs)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="random seed of the simulated traffic (repeatable runs)"
+    )
     p.add_argument("--journal", help="append one JSON line per acknowledged operation")
+    p.add_argument(
+        "--key",
+        default=os.environ.get("SWITCHOVER_KEY"),
+        help="the application's secret key file (a client with the app right; default: the config's client_key)",
+    )
     p.set_defaults(func=run)
 
 
@@ -156,11 +164,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     journal = open(args.journal, "a") if args.journal else None  # closed below
-    security = (
-        Security.plain()
-        if cfg.security.insecure
-        else Security.curve_group(cfg.security.public_key.encode(), cfg.security.secret_key.encode())
-    )
+    try:
+        security = tool_security(cfg, args.key)
+    except ConfigError as exc:
+        return error(str(exc))
     client = InteractionsClient(interactions, security, name=args.name, timeout=2.0)
     center = ContactCenter(client, random.Random(args.seed), args.max_open, args.wait_backup, journal)
     listener = RecoveryListener(

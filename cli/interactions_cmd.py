@@ -128,7 +128,9 @@ def _demo_list(pair: Any, name: str, title: str) -> None:
 def demo_before_switch(pair: Any, active: str, backup: str) -> None:
     """A few chats, an email and a callback on the active, confirmed by the backup; its shadows."""
     me = load_config(pair.nodes[active].config).me
-    with InteractionsClient(f"tcp://{me.address}:{me.interaction_port}", name="demo") as client:
+    with InteractionsClient(
+        f"tcp://{me.address}:{me.interaction_port}", pair.security_for("app"), name="demo"
+    ) as client:
         for n in range(1, 4):
             client.create(f"chat-{n}", "chat", queue="Support")
             client.append(f"chat-{n}", "customer", f"hello, this is customer {n}")
@@ -142,6 +144,8 @@ def demo_before_switch(pair: Any, active: str, backup: str) -> None:
 def demo_after_switch(pair: Any, new_active: str) -> None:
     """The interactions on the new active: the recovered ones, seqno 1, original created time."""
     me = load_config(pair.nodes[new_active].config).me
-    with InteractionsClient(f"tcp://{me.address}:{me.interaction_port}", name="demo") as client:
+    with InteractionsClient(
+        f"tcp://{me.address}:{me.interaction_port}", pair.security_for("app"), name="demo"
+    ) as client:
         client.append("chat-1", "alice", "still here after the switch")
     _demo_list(pair, new_active, f"interactions: recovered on the new active {new_active} (seqno 1)")

@@ -301,7 +301,7 @@ class LocalPair:
                         proc.wait(timeout=5)
 
 
-DEFAULT_CLIENTS = (("operator", "admin"), ("module", "module,app"))
+DEFAULT_CLIENTS = (("operator", "admin"), ("module", "module,app"), ("app", "app"))
 
 
 def make_keys(

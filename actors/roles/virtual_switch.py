@@ -252,6 +252,9 @@ class VirtualSwitch(NodeActor):
         if env is not None and isinstance(env.msg, StatusReport):
             report = env.msg
             self.peer_seen_at = self.ctx.clock.now()
+            # the peer's role is known from here on, not only from its next Hello: the rights check
+            # ("is there a primary?") must not wave a request through in the gap between the two
+            self.ctx.peer_role = (report.role, self.peer_seen_at)
             self.negotiation_deadline = None
             self._supervisor(
                 NegotiationResult(True, report.role, report.generation, report.force_backup, report.release)

@@ -109,10 +109,11 @@ def test_1000_chats_survive_a_crash_of_the_active_with_seqno_1(make_pair: PairFa
         address(pair, BACKUP, "vswitch_port"),
         address(pair, BACKUP, "interaction_port"),
         on_recovered,
+        pair.security_for("app"),
         name="contact-center",
         renew=0.5,
     ).start()
-    client = InteractionsClient(address(pair, ACTIVE, "interaction_port"))
+    client = InteractionsClient(address(pair, ACTIVE, "interaction_port"), pair.security_for("app"))
     try:
         assert listener.events.subscribed.wait(10)
         ops: list[tuple[str, str, dict[str, Any]]] = []
@@ -161,7 +162,7 @@ def test_1000_chats_survive_a_crash_of_the_active_with_seqno_1(make_pair: PairFa
     for n in range(0, 1000, 20):
         assert f"important {n}" in [m["text"] for m in got[f"chat-{n:04d}"]["transcript"]]
     # a repeated query after the promotion changes nothing: still seqno 1, and the app can go on
-    with InteractionsClient(address(pair, BACKUP, "interaction_port")) as resumed:
+    with InteractionsClient(address(pair, BACKUP, "interaction_port"), pair.security_for("app")) as resumed:
         assert {i["seqno"] for i in resumed.query(type="chat").items} == {1}
         resumed.append("chat-0000", "agent0", "still here after the switch")
         assert (
@@ -173,7 +174,7 @@ def test_mail_filter_shadows_only_emails_assigned_to_an_agent(make_pair: PairFac
     pair = make_pair(
         **{"Mail Interaction Recovery Enabled": "1", "Mail Interaction Recovery Filter Enabled": "1"}
     )
-    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port"), pair.security_for("app")) as client:
         for n in range(10):
             client.create(f"mail-{n}", "mail", queue="Mailbox")
         client.publish_many(
@@ -204,7 +205,7 @@ def test_mail_filter_shadows_only_emails_assigned_to_an_agent(make_pair: PairFac
 
 def test_enabling_sms_recovery_on_a_running_pair_gives_a_full_sync(make_pair: PairFactory) -> None:
     pair = make_pair(**{"Chat Interaction Recovery Enabled": "1"})
-    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port"), pair.security_for("app")) as client:
         client.publish_many(
             [("create", f"sms-{n}", {"type": "sms", "queue": "Texts"}) for n in range(20)]
             + [("append", f"sms-{n}", {"author": "customer", "text": "hi"}) for n in range(20)]
@@ -240,7 +241,9 @@ def test_backup_restarted_mid_stream_resynchronizes_without_duplicates(make_pair
 
     def stream() -> None:
         try:
-            with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+            with InteractionsClient(
+                address(pair, ACTIVE, "interaction_port"), pair.security_for("app")
+            ) as client:
                 for n in range(100):
                     client.create(f"chat-{n}", "chat")
                     client.create(f"cb-{n}", "callback", queue="Callbacks")
@@ -270,7 +273,7 @@ def test_backup_restarted_mid_stream_resynchronizes_without_duplicates(make_pair
         writer.join(10)
     assert not errors, errors
     wait_until(synced(pair, {"chat": 100, "callback": 100}), 20, 0.05, "the shadows after the restart")
-    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port"), pair.security_for("app")) as client:
         live = by_id(client.query().items)
 
     def same() -> bool:
@@ -315,6 +318,8 @@ def test_reference_app_resumes_every_acknowledged_interaction_after_a_crash(
                 "app",
                 "--config",
                 str(pair.nodes[n].config),
+                "--key",
+                str(pair.client_key("app")),
                 "--rate",
                 "200",
                 "--wait-backup",
@@ -372,7 +377,7 @@ def test_reference_app_resumes_every_acknowledged_interaction_after_a_crash(
 
 def test_restored_pair_builds_fresh_shadows_and_a_second_switch_gives_seqno_2(make_pair: PairFactory) -> None:
     pair = make_pair(**{"Callback Interaction Recovery Enabled": "1"})
-    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port"), pair.security_for("app")) as client:
         client.publish_many(
             [
                 ("create", f"cb-{n}", {"type": "callback", "queue": "Callbacks", "created_at": 1000.0 + n})
@@ -397,12 +402,12 @@ def test_restored_pair_builds_fresh_shadows_and_a_second_switch_gives_seqno_2(ma
 
     shadows = by_id(wait_until(alpha_shadows, 15, 0.05, "alpha's fresh shadows"))
     assert {i["seqno"] for i in shadows.values()} == {1}
-    with InteractionsClient(address(pair, BACKUP, "interaction_port")) as client:
+    with InteractionsClient(address(pair, BACKUP, "interaction_port"), pair.security_for("app")) as client:
         client.append("cb-1", "agent", "called, no answer", wait_backup=True)
     # a controlled switch back: alpha promotes its shadows of the recovered interactions
     assert pair.ctl("switch", "--yes").returncode == 0
     wait_until(lambda: pair.role(ACTIVE) == "Primary", 20, 0.05, "alpha Primary again")
-    with InteractionsClient(address(pair, ACTIVE, "interaction_port")) as client:
+    with InteractionsClient(address(pair, ACTIVE, "interaction_port"), pair.security_for("app")) as client:
         back = by_id(wait_until(lambda: client.query(timeout=2.0).items, 10, 0.1, "alpha's interactions"))
     assert len(back) == 50 and {i["seqno"] for i in back.values()} == {2}
     assert {i["created_at"] for i in back.values()} == {1000.0 + n for n in range(50)}
@@ -430,6 +435,8 @@ def test_controlled_switch_loses_no_interaction_and_no_message(
                 "app",
                 "--config",
                 str(pair.nodes[n].config),
+                "--key",
+                str(pair.client_key("app")),
                 "--rate",
                 "300",
                 "--seed",

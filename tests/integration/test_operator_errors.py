@@ -229,11 +229,12 @@ def assert_quiet_broken_pipe(done: subprocess.CompletedProcess[str]) -> None:
     assert done.returncode == 128 + signal.SIGPIPE, done.stderr
 
 
-@pytest.mark.parametrize("args", [("keys", "generate"), ("ctl", "{config}", "status", "--timeout", "0.3")])
+@pytest.mark.parametrize(
+    "args", [("keys", "generate", "{keys}"), ("ctl", "{config}", "status", "--timeout", "0.3")]
+)
 def test_no_broken_pipe_traceback_when_the_reader_has_gone(pair: NodePair, args: tuple[str, ...]) -> None:
-    assert_quiet_broken_pipe(
-        run_into_a_closed_pipe(*(a.format(config=f"--config={pair.a.config}") for a in args))
-    )
+    fields = {"config": f"--config={pair.a.config}", "keys": f"--dir={pair.a.config.parent / 'fresh-keys'}"}
+    assert_quiet_broken_pipe(run_into_a_closed_pipe(*(a.format(**fields) for a in args)))
 
 
 # ---------------------------------------------------------------------------------------- demo
