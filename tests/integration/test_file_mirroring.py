@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from actors.config import SERVER_PORTS
 from tests.conftest import NodePair, make_pair, poll_result, switchover_command, wait_until
 from transport.endpoint import Endpoint, tcp
 from transport.messages import FileChunkReply, FileChunkRequest
+from transport.security import GROUP_KEY_NAME, client_security
 
 HEALTH_INTERVAL = 1.0
 HEALTH_TIMEOUT = 1.0
@@ -168,12 +170,15 @@ def test_escaping_symlink_and_dotdot_are_refused_with_a_log_line(
     assert "refused symlink evil -> /etc/passwd" in log_of(pair, "B")
     assert not (b / "data/evil").is_symlink() and not (b / "data/sub/evil2").is_symlink()
     # a content request for a path with '..' is refused by the File Monitor, which logs it
+    # the File Monitor's messages are node-to-node: the client needs the server group key
+    group_key = pair.a.config.parent / "keys" / f"{GROUP_KEY_NAME}.key_secret"
     ep = Endpoint(
         "test.files",
         "client",
-        tcp("127.0.0.1", pair.ports["A"][3]),
+        tcp("127.0.0.1", pair.ports["A"][SERVER_PORTS.index("file_port")]),
         node="test",
         on_message=lambda e, p: None,
+        security=client_security(False, str(group_key)),
     ).start()
     try:
         wait_until(lambda: ep.connected, 5, 0.01, "a connection to the File Monitor")
