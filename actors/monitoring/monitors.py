@@ -55,6 +55,7 @@ from transport.messages import (
 )
 
 LIVENESS_POLL = 1.0
+ICMP_WORKERS = 8
 
 
 def this_server(ctx: NodeContext) -> Literal["A", "B"]:
@@ -293,7 +294,8 @@ class PrimaryMonitor(MonitorActor):
 
     def started(self) -> None:
         try:
-            self.icmp = IcmpPinger()
+            # the diagnosis sends the gateway, NetTest and primary echoes at once
+            self.icmp = IcmpPinger(max_workers=ICMP_WORKERS)
         except IcmpUnavailableError as exc:
             self.log.error("ICMP is not available, gateway/NetTest/primary pings will fail: {}", exc)
         self.open_params()
@@ -363,6 +365,8 @@ class PrimaryMonitor(MonitorActor):
     @handles(LinkState)
     def on_link_state(self, msg: LinkState) -> None:
         self.log.info("{} connection {}", msg.link, "up" if msg.connected else "down")
+        if not msg.connected and self.logic is not None:
+            self.logic.on_connection_down(Connection(msg.link))
 
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
