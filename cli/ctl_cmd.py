@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.config import ConfigError, load_config
+from actors.monitoring.detection_time import STATUS_PREFIX as DETECTION_PREFIX
 from actors.roles.event_log import EventRecord, merge_histories
 from cli.output import error, on_every_operation, print_json, print_table
 from transport.client import Unreachable, query_state, request_once
@@ -152,6 +153,7 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         "backup_version": backup.release if backup else None,
         "generation": max((r.generation for r in reports.values()), default=0),
         "replication": backup.replication if backup else None,
+        "detection": detection_line(backup),
         "servers": servers,
         "warnings": [],
     }
@@ -164,6 +166,18 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     if active is None:
         view["warnings"].append("no active server")
     return view
+
+
+def detection_line(backup: StatusReport | None) -> str | None:
+    """The backup's latest worst-case detection times (its primary monitor reports them when it starts
+    and when a parameter changes), without the time stamp."""
+    if backup is None:
+        return None
+    for message in reversed(backup.messages):
+        at = message.find(DETECTION_PREFIX)
+        if at >= 0:
+            return message[at:]
+    return None
 
 
 def print_status(view: dict[str, Any]) -> None:
@@ -182,6 +196,8 @@ def print_status(view: dict[str, Any]) -> None:
     if view["backup_version"]:
         print(f"Backup server version: {view['backup_version']}")
     print(f"Generation: {view['generation']}")
+    if view.get("detection"):
+        print(f"Failure detection, {view['detection']}")
     for name, s in view["servers"].items():
         if s["connected"]:
             print(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from actors.monitoring.detection_time import LinkHeartbeat, detection_times
 from actors.monitoring.module_monitor_logic import (
     Cancellable,
     Connection,
@@ -31,8 +32,15 @@ from actors.monitoring.monitor_params import (
     module_monitor_params,
     primary_monitor_params,
 )
-from actors.monitoring.notifier import NOT_REGISTERED
-from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
+from actors.monitoring.notifier import MODULE_GONE_LATENCY, NOT_REGISTERED
+from actors.monitoring.notifier_link import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_TIMEOUT_FACTOR,
+    LinkPing,
+    LinkResult,
+    LinkState,
+    link_actor_name,
+)
 from actors.monitoring.primary_monitor_logic import (
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
@@ -313,7 +321,20 @@ class PrimaryMonitor(MonitorActor):
         )
         self.logic.start()
         self.follow_params()
+        self.report_detection_times()
         self.schedule(LIVENESS_POLL, Tick("liveness"))
+
+    def report_detection_times(self) -> None:
+        """Log, and show in ``ctl status``, how long the current parameters let a failure go unnoticed."""
+        assert self.ctx.server_params is not None
+        times = detection_times(
+            self._params(),
+            self.ctx.server_params.seconds("Switchover Reconnect Timeout"),
+            heartbeat=LinkHeartbeat(HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL * HEARTBEAT_TIMEOUT_FACTOR),
+            module_gone_latency=MODULE_GONE_LATENCY,
+        )
+        self.log.info("Failure detection with the current parameters: {}", times.status_line())
+        self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {times.status_line()}")
 
     def _params(self) -> PrimaryMonitorParams:
         assert self.applied is not None
@@ -329,6 +350,7 @@ class PrimaryMonitor(MonitorActor):
     def params_changed(self) -> None:
         if self.logic is not None:
             self.logic.update_params(self._params())
+            self.report_detection_times()
 
     def report(self) -> dict[str, Any]:
         return {"running": bool(self.logic and self.logic.running)}

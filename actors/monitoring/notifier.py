@@ -42,6 +42,8 @@ NOT_REGISTERED = "not-registered"
 failure: a pair may run without a module). ``rejected`` means one did and is gone."""
 MAX_FORWARD_TIMEOUT = 120.0
 WATCH_INTERVAL = 0.1  # how often registered modules' processes are checked
+MODULE_GONE_LATENCY = WATCH_INTERVAL
+"""Worst-case seconds from a registered module's exit to the Notifier's ModuleGone push."""
 WATCHER_TTL = 30.0  # a peer that pinged a module this recently hears when it goes
 
 

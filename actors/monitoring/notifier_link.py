@@ -31,6 +31,10 @@ from transport.messages import (
 from transport.security import Security
 
 MAIN, AUX = "main", "aux"
+HEARTBEAT_INTERVAL = 1.0
+"""Seconds between ZeroMQ heartbeats on the notifier links; a peer silent for ``HEARTBEAT_TIMEOUT_FACTOR``
+intervals is declared disconnected (a frozen or vanished active)."""
+HEARTBEAT_TIMEOUT_FACTOR = 3
 
 
 def link_actor_name(link: str) -> str:
@@ -96,7 +100,7 @@ class NotifierLink(NodeActor):
         reconnect_delay: float = 5.0,
         tos: int = 0,
         listeners: tuple[str, ...] = ("Supervisor", "PrimaryMonitor", "ModuleMonitor"),
-        heartbeat: float = 1.0,
+        heartbeat: float = HEARTBEAT_INTERVAL,
     ) -> None:
         super().__init__(ctx, incarnation, name or link_actor_name(link))
         self.link = link
@@ -116,7 +120,7 @@ class NotifierLink(NodeActor):
             reconnect_ivl_ms=int(self.reconnect_delay * 1000),
             tos=self.tos,
             heartbeat_ivl_ms=int(self.heartbeat * 1000),
-            heartbeat_timeout_ms=int(self.heartbeat * 3000),
+            heartbeat_timeout_ms=int(self.heartbeat * HEARTBEAT_TIMEOUT_FACTOR * 1000),
         )
         self.ctx.links[self.link] = False
         self.endpoint = self.open_endpoint(

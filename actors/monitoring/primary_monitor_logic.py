@@ -711,6 +711,9 @@ class PrimaryMonitorLogic:
             self._on_ping_result(out.token, lost)
             if out.handle is not None:
                 out.handle.cancel()  # the "cancelled" answer this may bring is ignored: the ping is done
+        elif self._running and not self._idle and self._diag is None and out is None and self._tick_timer is not None:
+            log.info("The {} connection went down between notifier pings: pinging now", connection)
+            self._schedule_tick(0.0)
         waiting = [p for ps in self._prefetched.values() for p in ps]
         if self._diag_pending is not None:
             waiting.append(self._diag_pending)
