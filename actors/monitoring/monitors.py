@@ -32,7 +32,7 @@ from actors.monitoring.monitor_params import (
     module_monitor_params,
     primary_monitor_params,
 )
-from actors.monitoring.notifier import MODULE_GONE_LATENCY, NOT_REGISTERED
+from actors.monitoring.notifier import NOT_REGISTERED
 from actors.monitoring.notifier_link import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT_FACTOR,
@@ -47,6 +47,7 @@ from actors.monitoring.primary_monitor_logic import (
     PrimaryMonitorParams,
     state_machine_input,
 )
+from actors.monitoring.process_watch import exit_latency
 from actors.roles.node_supervisor import MonitorVerdict
 from actors.runtime.base import ActorClock, NodeActor, handles
 from actors.runtime.context import NodeContext
@@ -331,7 +332,7 @@ class PrimaryMonitor(MonitorActor):
             self._params(),
             self.ctx.server_params.seconds("Switchover Reconnect Timeout"),
             heartbeat=LinkHeartbeat(HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL * HEARTBEAT_TIMEOUT_FACTOR),
-            module_gone_latency=MODULE_GONE_LATENCY,
+            module_gone_latency=exit_latency(),
         )
         self.log.info("Failure detection with the current parameters: {}", times.status_line())
         self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {times.status_line()}")

@@ -129,7 +129,9 @@ class RealClock:
         while True:
             with self._cond:
                 while not self._stopped and (not self._heap or self._heap[0].deadline > self.now()):
-                    timeout = self._heap[0].deadline - self.now() if self._heap else None
+                    while self._heap and self._heap[0].cancelled:
+                        heapq.heappop(self._heap)  # a cancelled timer (a ping's guard) costs no wake-up
+                    timeout = max(0.0, self._heap[0].deadline - self.now()) if self._heap else None
                     self._cond.wait(timeout)
                 if self._stopped:
                     return
