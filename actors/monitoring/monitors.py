@@ -39,7 +39,8 @@ from actors.monitoring.notifier_link import (
     LinkPing,
     LinkResult,
     LinkState,
-    link_actor_name,
+    deliver,
+    link_endpoint_name,
 )
 from actors.monitoring.primary_monitor_logic import (
     PrimaryMonitorEvent,
@@ -153,12 +154,15 @@ class LinksOverActors:
     ) -> Cancellable:
         token = next(self._tokens)
         self.pending[token] = (on_result, kind)
-        ref = self.actor.lookup(link_actor_name(connection.value))
-        if ref is None or not ref.is_alive():
+        # straight onto the link's endpoint (its command queue is thread-safe); the answer comes back
+        # from the endpoint's I/O thread as a LinkResult: no hop through the NotifierLink actor
+        endpoint = self.actor.ctx.endpoints.get(link_endpoint_name(connection.value))
+        if endpoint is None:
             self.pending.pop(token, None)
             on_result(PingResult.connection_lost(f"{connection.value} link is not running"))
         else:
-            ref.tell(LinkPing(msg, timeout, token, self.actor.actor_ref))
+            ping = LinkPing(msg, timeout, token, self.actor.actor_ref)
+            endpoint.request(msg, timeout).add_done_callback(lambda f: deliver(connection.value, ping, f))
         return _Token(self, token)
 
     def ping_notifier(

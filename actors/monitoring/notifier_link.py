@@ -41,6 +41,11 @@ def link_actor_name(link: str) -> str:
     return f"NotifierLink.{link}"
 
 
+def link_endpoint_name(link: str) -> str:
+    """The name of the link's client endpoint in the node's endpoint registry."""
+    return f"notifier.link.{link}"
+
+
 @dataclass(frozen=True)
 class LinkPing:
     """Send ``msg`` as a request on this link; the answer goes to ``reply_to`` as a LinkResult."""
@@ -82,7 +87,7 @@ class LinkAnswering:
     generation: int
 
 
-def _deliver(link: str, ping: LinkPing, future: Future[Envelope]) -> None:
+def deliver(link: str, ping: LinkPing, future: Future[Envelope]) -> None:
     """The request's outcome as a LinkResult to whoever asked (called on the endpoint's I/O thread)."""
     try:
         env = future.result()
@@ -133,7 +138,7 @@ class NotifierLink(NodeActor):
         )
         self.ctx.links[self.link] = False
         self.endpoint = self.open_endpoint(
-            f"notifier.link.{self.link}",
+            link_endpoint_name(self.link),
             "client",
             tcp(peer.address, port),
             security=self.security,
@@ -182,7 +187,7 @@ class NotifierLink(NodeActor):
         link = self.link
         # the answer goes straight from the endpoint's I/O thread to the pinging monitor: one thread
         # hop per ping less (issue 14, an idle backup pings several times a second)
-        future.add_done_callback(lambda f: _deliver(link, ping, f))
+        future.add_done_callback(lambda f: deliver(link, ping, f))
 
     @handles(Probe)
     def on_probe(self, msg: Probe) -> None:
