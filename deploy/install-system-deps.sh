@@ -3,11 +3,12 @@
 #   nftables  - `nft`, used by deploy/lab/faults.py to drop flows
 #   iproute2  - `ip netns`, `ip link`, `ip addr`, `ip route`
 #   procps    - `sysctl`, `ps`
+#   keepalived - the VRRP daemon bench/bench_lab_failover.py runs beside the pair for comparison
 # Idempotent: packages already installed are left alone, and `apt-get update` runs only when
 # something is missing. Non-interactive. Must run as root (or with sudo available).
 set -euo pipefail
 
-PACKAGES=(nftables iproute2 procps)
+PACKAGES=(nftables iproute2 procps keepalived)
 
 die() {
     echo "install-system-deps: ERROR: $*" >&2
@@ -45,7 +46,7 @@ echo "install-system-deps: installing: ${missing[*]}"
 "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
     || die "'apt-get install ${missing[*]}' failed"
 
-for tool in nft ip sysctl; do
+for tool in nft ip sysctl keepalived; do
     command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || [[ -x "/sbin/$tool" ]] \
         || die "'$tool' is still not found after installing ${missing[*]}"
 done
