@@ -6,8 +6,9 @@ NetTest hosts) and, in the same two namespaces, runs either the switchover pair 
 or keepalived (VRRP over unicast between the same LAN addresses, ``advert_int`` 0.1 s, A priority 150,
 B 100: B declares A dead after 3 adverts + skew = 0.361 s of silence). The pair is given parameters
 whose worst-case host-loss detection time (:func:`actors.monitoring.detection_time.detection_times`) is
-that same silence: notifier ping every 0.2 s, timeout 0.08 s, 1 retry at once, NetTest timeout 0.08 s
-(0.2 + 2 x 0.08 = 0.36 s), Reconnect Timeout 0 (a dead notifier with a live host switches at once).
+that same silence: by default notifier ping every 0.2 s, timeout 0.08 s, 1 retry at once, NetTest timeout
+0.08 s (0.2 + 2 x 0.08 = 0.36 s; ``--timeout`` picks another split), Reconnect Timeout 0 (a dead notifier
+with a live host switches at once).
 
 Faults, each on the active (A), runs interleaved (system order alternating), a fresh pair each run,
 landing at a random point of the ping / advert cycle:
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -66,23 +68,36 @@ ADVERT = 0.1
 PRIORITY = {"a": 150, "b": 100}
 KEEPALIVED_TOLERANCE = 3 * ADVERT + (256 - PRIORITY["b"]) / 256 * ADVERT  # master down interval
 
-PARAMETERS = {
-    "Switchover Primary Monitor Ping Delay": "0.2",
-    "Switchover Primary Monitor Timeout": "0.08",
-    "Switchover Primary Monitor Retry Count": "1",
-    "Switchover Primary Monitor Retry Ping Delay": "0",
-    "Switchover NetTest Timeout": "0.08",
-    "Switchover Reconnect Timeout": "0",
-}
 TAKEOVER_LIMIT = 15.0
 SETTLE = 2.0
+DEFAULT_TIMEOUT = 0.08
 
 
-def pair_tolerance() -> float:
-    p = PrimaryMonitorParams(
-        ping_delay=0.2, timeout=0.08, retry_count=1, retry_ping_delay=0.0, nettest_timeout=0.08
+def monitor_params(timeout: float) -> PrimaryMonitorParams:
+    """One retry at once, the echo timeout equal to the ping timeout, and the ping delay that makes the
+    worst-case host loss equal keepalived's master-down interval (``ping_delay + 2 * timeout``)."""
+    ping_delay = round(KEEPALIVED_TOLERANCE - 2 * timeout, 3)
+    if ping_delay <= 0:
+        raise ValueError(f"a timeout of {timeout:g} s leaves no room for a ping delay within "
+                         f"{KEEPALIVED_TOLERANCE:.3f} s; expected a timeout below {KEEPALIVED_TOLERANCE / 2:.3f} s")
+    return PrimaryMonitorParams(
+        ping_delay=ping_delay, timeout=timeout, retry_count=1, retry_ping_delay=0.0, nettest_timeout=timeout
     )
-    return detection_times(p, 0.0).host_loss
+
+
+def parameters(p: PrimaryMonitorParams) -> dict[str, str]:
+    return {
+        "Switchover Primary Monitor Ping Delay": f"{p.ping_delay:g}",
+        "Switchover Primary Monitor Timeout": f"{p.timeout:g}",
+        "Switchover Primary Monitor Retry Count": str(p.retry_count),
+        "Switchover Primary Monitor Retry Ping Delay": f"{p.retry_ping_delay:g}",
+        "Switchover NetTest Timeout": f"{p.nettest_timeout:g}",
+        "Switchover Reconnect Timeout": "0",
+    }
+
+
+def pair_tolerance(timeout: float) -> float:
+    return detection_times(monitor_params(timeout), 0.0).host_loss
 
 
 @dataclass
@@ -145,8 +160,8 @@ def undo(lab: Lab, fault: str, pid: int) -> None:
 # switchover
 
 
-def switchover_pair(lab: Lab, root: Path) -> LabPair:
-    pair = LabPair(lab, root, parameters=PARAMETERS, modules={"a": False, "b": False}, log_level="INFO")
+def switchover_pair(lab: Lab, root: Path, params: dict[str, str]) -> LabPair:
+    pair = LabPair(lab, root, parameters=params, modules={"a": False, "b": False}, log_level="INFO")
     pair.write_configs()
     pair.start_node("a")  # A first: it becomes Primary, B then joins as Backup
     if not poll(lambda: pair.roles().get("a") == "Primary", 30, 0.1):
@@ -168,11 +183,14 @@ def switchover_pair(lab: Lab, root: Path) -> LabPair:
     return pair
 
 
-def switchover_run(lab: Lab, root: Path, fault: str, n: int) -> Run:
+def switchover_run(lab: Lab, root: Path, fault: str, n: int, *, params: dict[str, str]) -> Run:
     run = Run("switchover", fault, n)
-    pair = switchover_pair(lab, root)
+    pair = switchover_pair(lab, root, params)
     try:
         time.sleep(SETTLE + random.uniform(0, 0.25))  # a random point of the 0.2 s ping cycle
+        if pair.roles() != {"a": "Primary", "b": "Backup"}:
+            run.error = f"the pair changed roles before the fault (a false detection?): {pair.roles()}"
+            return run
         pid = pair.pid("node-a")
         at = fault_now(lab, fault, pid)
         events = pair.data_dir("b") / "events.jsonl"
@@ -185,7 +203,7 @@ def switchover_run(lab: Lab, root: Path, fault: str, n: int) -> Run:
         if poll(lambda: bool(took()), TAKEOVER_LIMIT, 0.02):
             record = took()[0]
             run.seconds = record.epoch - at
-            run.detail = record.reason
+            run.detail = record.reason or ""
         else:
             run.error = f"b did not become Primary within {TAKEOVER_LIMIT:g} s"
         undo(lab, fault, pid)
@@ -329,8 +347,8 @@ def keepalived_run(lab: Lab, root: Path, fault: str, n: int) -> Run:
 # idle cost
 
 
-def idle_switchover(lab: Lab, root: Path, seconds: float) -> dict[str, dict[str, float]]:
-    pair = switchover_pair(lab, root)
+def idle_switchover(lab: Lab, root: Path, seconds: float, params: dict[str, str]) -> dict[str, dict[str, float]]:
+    pair = switchover_pair(lab, root, params)
     try:
         time.sleep(SETTLE)
         return measure({"a (Primary)": pair.pid("node-a"), "b (Backup)": pair.pid("node-b")}, seconds)
@@ -362,10 +380,10 @@ def idle_keepalived(lab: Lab, root: Path, seconds: float) -> dict[str, dict[str,
 # --------------------------------------------------------------------------------------------------
 
 
-def summary(results: Results, faults: list[str]) -> str:
+def summary(results: Results, faults: list[str], timeout: float) -> str:
     lines = [
         f"tolerance: keepalived {KEEPALIVED_TOLERANCE:.3f} s (advert {ADVERT:g} s), switchover "
-        f"{pair_tolerance():.3f} s (worst-case host loss of its parameters)",
+        f"{pair_tolerance(timeout):.3f} s (worst-case host loss of its parameters)",
         "seconds from the fault to the backup's decision to take over",
         f"{'fault':10s} {'system':11s} {'n':>2s} {'min':>7s} {'median':>7s} {'max':>7s}   runs",
     ]
@@ -400,7 +418,15 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement per system (0: skip)")
     ap.add_argument("--json", help="also write every run to this file")
     ap.add_argument("--prefix", default=f"sob{os.getpid() % 100000}")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                    help="the pair's notifier ping and echo timeout; the ping delay fills the rest of the "
+                         f"tolerance (default {DEFAULT_TIMEOUT:g} s: ping delay 0.2 s)")
     args = ap.parse_args()
+    try:
+        params = parameters(monitor_params(args.timeout))
+    except ValueError as exc:
+        ap.error(str(exc))
+    print(f"pair parameters: {params}", flush=True)
     faults = [f for f in args.faults.split(",") if f]
     for f in faults:
         if f not in FAULTS:
@@ -421,11 +447,11 @@ def main() -> int:
         try:
             if args.idle > 0:
                 results.load.append(load())
-                results.idle["switchover"] = idle_switchover(lab, fresh(), args.idle)
+                results.idle["switchover"] = idle_switchover(lab, fresh(), args.idle, params)
                 results.idle["keepalived"] = idle_keepalived(lab, fresh(), args.idle)
                 results.load.append(load())
             runners: dict[str, Callable[[Lab, Path, str, int], Run]] = {
-                "switchover": switchover_run, "keepalived": keepalived_run,
+                "switchover": functools.partial(switchover_run, params=params), "keepalived": keepalived_run,
             }
             for n in range(args.runs):
                 for fault in faults:
@@ -443,11 +469,11 @@ def main() -> int:
             lab.down(grace=1.0)
     results.load.append(load())
     print()
-    print(summary(results, faults))
+    print(summary(results, faults, args.timeout))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "runs": [asdict(r) for r in results.runs], "idle": results.idle, "load": results.load,
-            "parameters": PARAMETERS, "advert": ADVERT,
+            "parameters": params, "advert": ADVERT,
         }, indent=2))
     return 0
 

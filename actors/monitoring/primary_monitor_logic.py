@@ -622,7 +622,10 @@ class PrimaryMonitorLogic:
                 p.retry_count,
                 p.retry_ping_delay,
             )
-            self._tick_timer = self._clock.call_later(p.retry_ping_delay, lambda: self._send_ping(retry=True))
+            if p.retry_ping_delay <= 0:
+                self._send_ping(retry=True)  # at once: no round trip through the clock's thread
+            else:
+                self._tick_timer = self._clock.call_later(p.retry_ping_delay, lambda: self._send_ping(retry=True))
             return
         log.error(
             "Ping to the notifier on the primary on the {} connection {}: no reply after {} retry ping(s), "
