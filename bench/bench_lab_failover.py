@@ -404,7 +404,9 @@ def summary(results: Results, faults: list[str], timeout: float) -> str:
         if len(medians) == 2 and medians["keepalived"] > 0:
             ratio = medians["switchover"] / medians["keepalived"]
             lines.append(f"{fault:10s} ratio switchover/keepalived (medians): {ratio:.2f}")
-    lines.append(f"idle over the measuring window ({', '.join(results.load)}):")
+    lines.append(f"load: {', '.join(results.load)}")
+    if results.idle:
+        lines.append("idle over the measuring window:")
     for system, nodes in results.idle.items():
         for node, u in nodes.items():
             lines.append(f"  {system:11s} {node:14s} CPU {u['cpu_percent']:6.2f} % of a core   RSS {u['rss_mb']:6.1f} MB")
