@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.config import ConfigError, load_config, tool_security
+from actors.monitoring.detection_time import STATUS_PREFIX as DETECTION_PREFIX
 from cli.output import error, on_every_operation, print_json
 from transport.admin_client import AdminCallError, admin_call
 from transport.client import Unreachable, query_state, request_once, who_am_i
@@ -175,6 +176,7 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
         "generation": max((r.generation for r in reports.values()), default=0),
         "replication": backup.replication if backup else None,
         "ds_replication": ds_replication_view(active, backup),
+        "detection": detection_line(backup),
         "servers": servers,
         "warnings": [],
     }
@@ -191,6 +193,18 @@ def status_view(states: dict[str, StatusReport | str]) -> dict[str, Any]:
     if active is None:
         view["warnings"].append("no active server")
     return view
+
+
+def detection_line(backup: StatusReport | None) -> str | None:
+    """The backup's latest worst-case detection times (its primary monitor reports them when it starts
+    and when a parameter changes), without the time stamp."""
+    if backup is None:
+        return None
+    for message in reversed(backup.messages):
+        at = message.find(DETECTION_PREFIX)
+        if at >= 0:
+            return message[at:]
+    return None
 
 
 def user_view(
@@ -351,6 +365,8 @@ def status_text(view: dict[str, Any]) -> str:
     if view.get("replication"):
         out.append(f"Replication: {view['replication']}")
     out += ds_replication_lines(view.get("ds_replication"))
+    if view.get("detection"):
+        out.append(f"Failure detection, {view['detection']}")
     for name, s in view["servers"].items():
         if s["connected"]:
             out.append(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")

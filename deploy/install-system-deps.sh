@@ -48,7 +48,7 @@ echo "install-system-deps: installing: ${missing[*]}"
 "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
     || die "'apt-get install ${missing[*]}' failed"
 
-for tool in nft ip sysctl rsync lsyncd; do
+for tool in nft ip sysctl rsync lsyncd keepalived; do
     command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || [[ -x "/sbin/$tool" ]] \
         || die "'$tool' is still not found after installing ${missing[*]}"
 done

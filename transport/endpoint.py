@@ -336,7 +336,9 @@ class Endpoint:
         finally:
             self._shutdown()
 
-    def _poll_timeout_ms(self) -> int:
+    def _poll_timeout_ms(self) -> int | None:
+        """Until the next request deadline or delayed send; ``None`` (sleep until woken by the socket,
+        the monitor or the command pipe) when there is none, so an idle endpoint never wakes."""
         heap = self._deadlines
         while heap and heap[0][1] not in self._pending:
             heapq.heappop(heap)  # answered already
@@ -344,7 +346,7 @@ class Endpoint:
         if self._delayed:
             deadlines.append(self._delayed[0].due)
         if not deadlines:
-            return 1000
+            return None
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
 
     def _drain_commands(self) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from actors.monitoring.detection_time import LinkHeartbeat, detection_times
 from actors.monitoring.module_monitor_logic import (
     Cancellable,
     Connection,
@@ -32,13 +33,23 @@ from actors.monitoring.monitor_params import (
     primary_monitor_params,
 )
 from actors.monitoring.notifier import NOT_REGISTERED
-from actors.monitoring.notifier_link import LinkPing, LinkResult, LinkState, link_actor_name
+from actors.monitoring.notifier_link import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_TIMEOUT_FACTOR,
+    LinkPing,
+    LinkResult,
+    LinkState,
+    deliver,
+    link_endpoint_name,
+    link_round_trip,
+)
 from actors.monitoring.primary_monitor_logic import (
     PrimaryMonitorEvent,
     PrimaryMonitorLogic,
     PrimaryMonitorParams,
     state_machine_input,
 )
+from actors.monitoring.process_watch import exit_latency
 from actors.roles.node_supervisor import MonitorVerdict
 from actors.runtime.base import ActorClock, NodeActor, handles
 from actors.runtime.context import NodeContext
@@ -55,6 +66,7 @@ from transport.messages import (
 )
 
 LIVENESS_POLL = 1.0
+ICMP_WORKERS = 8
 
 
 def this_server(ctx: NodeContext) -> Literal["A", "B"]:
@@ -143,12 +155,18 @@ class LinksOverActors:
     ) -> Cancellable:
         token = next(self._tokens)
         self.pending[token] = (on_result, kind)
-        ref = self.actor.lookup(link_actor_name(connection.value))
-        if ref is None or not ref.is_alive():
+        # straight onto the link's endpoint (its command queue is thread-safe); the answer comes back
+        # from the endpoint's I/O thread as a LinkResult: no hop through the NotifierLink actor
+        endpoint = self.actor.ctx.endpoints.get(link_endpoint_name(connection.value))
+        if endpoint is None:
             self.pending.pop(token, None)
             on_result(PingResult.connection_lost(f"{connection.value} link is not running"))
         else:
-            ref.tell(LinkPing(msg, timeout, token, self.actor.actor_ref))
+            ping = LinkPing(msg, timeout, token, self.actor.actor_ref)
+            sent_at, round_trip = time.monotonic(), link_round_trip(self.actor.ctx, connection.value)
+            endpoint.request(msg, timeout).add_done_callback(
+                lambda f: deliver(connection.value, ping, f, sent_at, round_trip)
+            )
         return _Token(self, token)
 
     def ping_notifier(
@@ -299,7 +317,8 @@ class PrimaryMonitor(MonitorActor):
 
     def started(self) -> None:
         try:
-            self.icmp = IcmpPinger()
+            # the diagnosis sends the gateway, NetTest and primary echoes at once
+            self.icmp = IcmpPinger(max_workers=ICMP_WORKERS)
         except IcmpUnavailableError as exc:
             self.log.error("ICMP is not available, gateway/NetTest/primary pings will fail: {}", exc)
         self.open_params()
@@ -317,7 +336,20 @@ class PrimaryMonitor(MonitorActor):
         )
         self.logic.start()
         self.follow_params()
+        self.report_detection_times()
         self.schedule(LIVENESS_POLL, Tick("liveness"))
+
+    def report_detection_times(self) -> None:
+        """Log, and show in ``ctl status``, how long the current parameters let a failure go unnoticed."""
+        assert self.ctx.server_params is not None
+        times = detection_times(
+            self._params(),
+            self.ctx.server_params.seconds("Switchover Reconnect Timeout"),
+            heartbeat=LinkHeartbeat(HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL * HEARTBEAT_TIMEOUT_FACTOR),
+            module_gone_latency=exit_latency(),
+        )
+        self.log.info("Failure detection with the current parameters: {}", times.status_line())
+        self.ctx.status_lines.append(f"{time.strftime('%H:%M:%S')} - {times.status_line()}")
 
     def _params(self) -> PrimaryMonitorParams:
         assert self.applied is not None
@@ -333,6 +365,7 @@ class PrimaryMonitor(MonitorActor):
     def params_changed(self) -> None:
         if self.logic is not None:
             self.logic.update_params(self._params())
+            self.report_detection_times()
 
     def report(self) -> dict[str, Any]:
         return {"running": bool(self.logic and self.logic.running)}
@@ -369,6 +402,8 @@ class PrimaryMonitor(MonitorActor):
     @handles(LinkState)
     def on_link_state(self, msg: LinkState) -> None:
         self.log.info("{} connection {}", msg.link, "up" if msg.connected else "down")
+        if not msg.connected and self.logic is not None:
+            self.logic.on_connection_down(Connection(msg.link))
 
     @handles(Tick)
     def on_tick(self, msg: Tick) -> None:

@@ -7,6 +7,10 @@
   registered, or its process is gone, it answers *rejected* at once, so a crashed module is
   detected without waiting for a timeout. A hung module is not answered for: the backup's
   own timeout decides, as the specification's TS ping does;
+- it learns that a registered module's process exited the moment it does (a pidfd,
+  :mod:`actors.monitoring.process_watch`; nothing is polled while nothing happens): the module is
+  unregistered, pings forwarded to it and still unanswered are answered *rejected*, and the backups
+  that pinged it recently are told (``ModuleGone``);
 - a ping for a module name that has never registered here (since this node started) is answered
   ``not-registered``: the backup does not count that as a failure, so a pair without a module does
   not switch back and forth;
@@ -19,8 +23,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-import psutil
-
+from actors.monitoring.process_watch import ProcessWatch, process_gone
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from transport.codec import REQUEST, Envelope
@@ -33,7 +36,6 @@ from transport.messages import (
     NotifierPing,
     NotifierPong,
     RegisterModule,
-    Tick,
 )
 from transport.security import Security
 
@@ -41,8 +43,9 @@ NOT_REGISTERED = "not-registered"
 """ModulePingReply status: no module of that name has registered on this node since it started (not a
 failure: a pair may run without a module). ``rejected`` means one did and is gone."""
 MAX_FORWARD_TIMEOUT = 120.0
-WATCH_INTERVAL = 0.1  # how often registered modules' processes are checked
-WATCHER_TTL = 30.0  # a peer that pinged a module this recently hears when it goes
+WATCHER_TTL = 150.0
+"""A peer that pinged a module this recently hears when it goes: more than twice the longest regular
+module ping interval (Switchover TS Timeout, at most 60 s)."""
 
 
 @dataclass
@@ -55,11 +58,23 @@ class Registration:
 
 @dataclass(frozen=True)
 class _Forwarded:
+    token: int
     future: Future[Envelope]
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A module ping forwarded to the module and not answered yet."""
+
     endpoint: str
     request: Envelope
     peer: bytes | None
     module: str
+
+
+@dataclass(frozen=True)
+class _Exited:
+    pid: int
 
 
 class Notifier(NodeActor):
@@ -80,6 +95,9 @@ class Notifier(NodeActor):
         self.ever_registered: set[str] = set()  # names that registered since this node started
         self.endpoints: dict[str, Endpoint] = {}
         self.watchers: dict[tuple[str, bytes], float] = {}  # (endpoint, peer identity) -> last ping
+        self.in_flight: dict[int, _InFlight] = {}
+        self._tokens = 0
+        self.process_watch: ProcessWatch | None = None
 
     def started(self) -> None:
         me = self.ctx.config.me
@@ -87,16 +105,30 @@ class Notifier(NodeActor):
             self.endpoints[name] = self.open_endpoint(
                 name, "server", tcp(me.address, port), security=self.security
             )
-        self.schedule(WATCH_INTERVAL, Tick("watch"))
+        ref = self.actor_ref
+        self.process_watch = ProcessWatch(lambda pid: ref.tell(_Exited(pid)) if ref.is_alive() else None)
 
-    @handles(Tick)
-    def on_tick(self, msg: Tick) -> None:
+    def stopped(self) -> None:
+        if self.process_watch is not None:
+            self.process_watch.close()
+
+    @handles(_Exited)
+    def on_exited(self, msg: _Exited) -> None:
         for name, reg in list(self.modules.items()):
-            if not psutil.pid_exists(reg.pid) or _zombie(reg.pid):
-                self.log.warning("module {} (pid {}) exited; unregistered", name, reg.pid)
-                del self.modules[name]
-                self._tell_watchers(ModuleGone(name, reg.pid))
-        self.schedule(WATCH_INTERVAL, Tick("watch"))
+            if reg.pid != msg.pid:
+                continue
+            self.log.warning("module {} (pid {}) exited; unregistered", name, reg.pid)
+            del self.modules[name]
+            self._reject_in_flight(name, f"module {name} (pid {reg.pid}) exited")
+            self._tell_watchers(ModuleGone(name, reg.pid))
+
+    def _reject_in_flight(self, module: str, detail: str) -> None:
+        for token, fwd in list(self.in_flight.items()):
+            endpoint = self.endpoints.get(fwd.endpoint)
+            if fwd.module != module or endpoint is None:
+                continue
+            del self.in_flight[token]
+            endpoint.reply(fwd.request, ModulePingReply(module, "rejected", 0, detail), to=fwd.peer)
 
     def _tell_watchers(self, msg: ModuleGone) -> None:
         now = self.ctx.clock.now()
@@ -132,6 +164,10 @@ class Notifier(NodeActor):
         if old is None or (old.pid, old.identity) != (body.pid, msg.peer):
             self.log.info("module {} registered (pid {})", body.name, body.pid)
         self.modules[body.name] = Registration(body.name, body.pid, msg.endpoint, msg.peer or b"")
+        if self.process_watch is not None and (old is None or old.pid != body.pid):
+            self.process_watch.watch(body.pid)
+            if old is not None and all(r.pid != old.pid for r in self.modules.values()):
+                self.process_watch.unwatch(old.pid)
         self.ever_registered.add(body.name)
         endpoint.reply(
             msg.env, CommandReply(True, f"{body.name} registered", self.ctx.role.role), to=msg.peer
@@ -163,21 +199,25 @@ class Notifier(NodeActor):
         if reg is None:
             reject(f"no module registered as {body.module}")
             return
-        if not psutil.pid_exists(reg.pid) or _zombie(reg.pid):
+        if process_gone(reg.pid):
             self.log.warning("module {} (pid {}) is gone; unregistered", reg.name, reg.pid)
             del self.modules[body.module]
             reject(f"module {body.module} (pid {reg.pid}) is not running")
             return
         module_endpoint = self.endpoints[reg.endpoint]
+        self._tokens += 1
+        token = self._tokens
+        self.in_flight[token] = _InFlight(msg.endpoint, msg.env, msg.peer, body.module)
         future = module_endpoint.request(body, timeout=self.forward_timeout, to=reg.identity)
         ref = self.actor_ref
-        future.add_done_callback(
-            lambda f: ref.tell(_Forwarded(f, msg.endpoint, msg.env, msg.peer, body.module))
-        )
+        future.add_done_callback(lambda f: ref.tell(_Forwarded(token, f)))
 
     @handles(_Forwarded)
     def on_forwarded(self, msg: _Forwarded) -> None:
-        endpoint = self.endpoints.get(msg.endpoint)
+        fwd = self.in_flight.pop(msg.token, None)
+        if fwd is None:
+            return  # answered already (the module exited meanwhile)
+        endpoint = self.endpoints.get(fwd.endpoint)
         if endpoint is None:
             return
         try:
@@ -185,11 +225,4 @@ class Notifier(NodeActor):
         except Exception:
             return
         if isinstance(reply.msg, ModulePingReply):
-            endpoint.reply(msg.request, reply.msg, to=msg.peer)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
+            endpoint.reply(fwd.request, reply.msg, to=fwd.peer)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
+from prometheus_client import Histogram
 
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
@@ -32,10 +33,19 @@ from transport.messages import (
 from transport.security import Security
 
 MAIN, AUX = "main", "aux"
+HEARTBEAT_INTERVAL = 1.0
+"""Seconds between ZeroMQ heartbeats on the notifier links; a peer silent for ``HEARTBEAT_TIMEOUT_FACTOR``
+intervals is declared disconnected (a frozen or vanished active)."""
+HEARTBEAT_TIMEOUT_FACTOR = 3
 
 
 def link_actor_name(link: str) -> str:
     return f"NotifierLink.{link}"
+
+
+def link_endpoint_name(link: str) -> str:
+    """The name of the link's client endpoint in the node's endpoint registry."""
+    return f"notifier.link.{link}"
 
 
 @dataclass(frozen=True)
@@ -79,11 +89,31 @@ class LinkAnswering:
     generation: int
 
 
-@dataclass(frozen=True)
-class _Done:
-    ping: LinkPing
-    future: Future[Envelope]
-    sent_at: float  # time.monotonic() when the request went out
+def link_round_trip(ctx: NodeContext, link: str) -> Histogram:
+    """The round-trip histogram of a notifier link (``/metrics``)."""
+    family = ctx.metrics.histogram(
+        "switchover_link_round_trip_seconds", "Round trip of a ping answered on a notifier link", ("link",)
+    )
+    return family.labels(link)
+
+
+def deliver(
+    link: str, ping: LinkPing, future: Future[Envelope], sent_at: float, round_trip: Histogram
+) -> None:
+    """The request's outcome as a LinkResult to whoever asked (called on the endpoint's I/O thread);
+    an answered ping's round trip goes to the link's histogram."""
+    try:
+        env = future.result()
+        result = LinkResult(link, ping.token, "ok", env.msg)
+        round_trip.observe(time.monotonic() - sent_at)
+    except RequestTimeout as exc:
+        result = LinkResult(link, ping.token, "timeout", None, str(exc))
+    except (SendFailed, EndpointClosed) as exc:
+        result = LinkResult(link, ping.token, "connection_lost", None, str(exc))
+    except Exception as exc:  # anything else the endpoint failed the future with: the ping is lost
+        result = LinkResult(link, ping.token, "connection_lost", None, f"{type(exc).__name__}: {exc}")
+    if ping.reply_to.is_alive():
+        ping.reply_to.tell(result)
 
 
 class NotifierLink(NodeActor):
@@ -98,7 +128,7 @@ class NotifierLink(NodeActor):
         reconnect_delay: float = 5.0,
         tos: int = 0,
         listeners: tuple[str, ...] = ("Supervisor", "PrimaryMonitor", "ModuleMonitor"),
-        heartbeat: float = 1.0,
+        heartbeat: float = HEARTBEAT_INTERVAL,
     ) -> None:
         super().__init__(ctx, incarnation, name or link_actor_name(link))
         self.link = link
@@ -118,11 +148,11 @@ class NotifierLink(NodeActor):
             reconnect_ivl_ms=int(self.reconnect_delay * 1000),
             tos=self.tos,
             heartbeat_ivl_ms=int(self.heartbeat * 1000),
-            heartbeat_timeout_ms=int(self.heartbeat * 3000),
+            heartbeat_timeout_ms=int(self.heartbeat * HEARTBEAT_TIMEOUT_FACTOR * 1000),
         )
         self.ctx.links[self.link] = False
         self.endpoint = self.open_endpoint(
-            f"notifier.link.{self.link}",
+            link_endpoint_name(self.link),
             "client",
             tcp(peer.address, port),
             security=self.security,
@@ -169,26 +199,11 @@ class NotifierLink(NodeActor):
             return
         sent_at = time.monotonic()
         future = self.endpoint.request(ping.msg, ping.timeout)
-        ref = self.actor_ref
-        future.add_done_callback(lambda f: ref.tell(_Done(ping, f, sent_at)))
-
-    @handles(_Done)
-    def on_done(self, done: _Done) -> None:
-        ping = done.ping
-        try:
-            env = done.future.result()
-            result = LinkResult(self.link, ping.token, "ok", env.msg)
-            self.ctx.metrics.histogram(
-                "switchover_link_round_trip_seconds",
-                "Round trip of a ping answered on a notifier link",
-                ("link",),
-            ).labels(self.link).observe(time.monotonic() - done.sent_at)
-        except RequestTimeout as exc:
-            result = LinkResult(self.link, ping.token, "timeout", None, str(exc))
-        except (SendFailed, EndpointClosed) as exc:
-            result = LinkResult(self.link, ping.token, "connection_lost", None, str(exc))
-        if ping.reply_to.is_alive():
-            ping.reply_to.tell(result)
+        link = self.link
+        round_trip = link_round_trip(self.ctx, link)
+        # the answer goes straight from the endpoint's I/O thread to the pinging monitor: one thread
+        # hop per ping less (issue 14, an idle backup pings several times a second)
+        future.add_done_callback(lambda f: deliver(link, ping, f, sent_at, round_trip))
 
     @handles(Probe)
     def on_probe(self, msg: Probe) -> None:

@@ -118,6 +118,7 @@ from actors.monitoring.diagnosis import (
     ConnectionStatus,
     Diagnosis,
     ModulePing,
+    NotifierPing,
     Op,
     Outcome,
     Sleep,
@@ -125,7 +126,7 @@ from actors.monitoring.diagnosis import (
     diagnose,
 )
 from actors.monitoring.local_network import Icmp, LocalChecks, NetworkStatus, clean_addresses
-from actors.monitoring.module_monitor_logic import ModuleDown, ModuleEvent
+from actors.monitoring.module_monitor_logic import ModuleDown, ModuleDownReason, ModuleEvent
 from actors.monitoring.monitor_params import PrimaryMonitorParams
 from actors.monitoring.ping import (
     ICMP_GUARD_GRACE,
@@ -245,13 +246,21 @@ class ModuleMonitorStalled:
 
 @dataclass
 class _Pending:
-    """The operation the diagnosis waits for."""
+    """An operation the diagnosis waits for, or will wait for (sent ahead, see :meth:`_prefetch`)."""
 
     token: int
+    op: Op
     timers: list[Timer] = field(default_factory=list)
     handle: Cancellable | None = None
     done: bool = False
     value: object = None
+    complete: Callable[[object], None] = lambda value: None
+
+    def cancel(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 @dataclass
@@ -261,6 +270,7 @@ class _NotifierOutstanding:
     retry: bool
     guard: Timer | None = None
     handle: Cancellable | None = None
+    head_start: _Pending | None = None  # the last retry doubles as this connection's confirmation
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,6 +317,9 @@ class PrimaryMonitorLogic:
 
         self._diag: Generator[Op, object, Diagnosis] | None = None
         self._diag_pending: _Pending | None = None
+        # operations sent ahead of the diagnosis asking for them (the same op may be there several
+        # times, e.g. the echoes of one ping set); taken in order by :meth:`_start_op`
+        self._prefetched: dict[Op, list[_Pending]] = {}
         self._diagnoses: list[Diagnosis] = []
 
         self._tracking = False
@@ -504,9 +517,20 @@ class PrimaryMonitorLogic:
             conn,
             timeout,
         )
+        last_retry = retry and self._retries >= p.retry_count
+        if last_retry:
+            self._drop_prefetch()
+            out.head_start = self._make_pending(NotifierPing(conn, timeout))
+            self._prefetched[out.head_start.op] = [out.head_start]
         handle = self._notifier.ping_notifier(conn, timeout, lambda r: self._on_ping_result(token, r))
         if self._outstanding is out:
             out.handle = handle
+            if last_retry:
+                # If the last retry fails, the diagnosis follows at once and asks for a confirmation
+                # ping on each connection, the local network's echoes and the primary's first ping
+                # set: send them now, with the retry (itself the confirmation on its connection), so
+                # that each set is waited for once, together with the retry, not one after the other.
+                self._prefetch(Trigger.NOTIFIER_PING)
 
     def _cancel_ping_loop(self) -> None:
         if self._tick_timer is not None:
@@ -519,6 +543,8 @@ class PrimaryMonitorLogic:
                 out.guard.cancel()
             if out.handle is not None:
                 out.handle.cancel()
+            if out.head_start is not None:
+                self._drop_prefetch()
 
     def _on_ping_result(self, token: int, result: PingResult) -> None:
         out = self._outstanding
@@ -529,6 +555,13 @@ class PrimaryMonitorLogic:
             out.guard.cancel()
         if result.kind is PingResultKind.TIMEOUT and out.handle is not None:
             out.handle.cancel()
+        if out.head_start is not None:
+            out.head_start.complete(result)
+        self._handle_ping_result(out, result)
+        if out.head_start is not None and self._diag is None:
+            self._drop_prefetch()  # the last retry did not lead to a diagnosis: what was sent ahead is moot
+
+    def _handle_ping_result(self, out: _NotifierOutstanding, result: PingResult) -> None:
         p = self._params
         kind = result.kind
         if kind is PingResultKind.OK:
@@ -589,7 +622,10 @@ class PrimaryMonitorLogic:
                 p.retry_count,
                 p.retry_ping_delay,
             )
-            self._tick_timer = self._clock.call_later(p.retry_ping_delay, lambda: self._send_ping(retry=True))
+            if p.retry_ping_delay <= 0:
+                self._send_ping(retry=True)  # at once: no round trip through the clock's thread
+            else:
+                self._tick_timer = self._clock.call_later(p.retry_ping_delay, lambda: self._send_ping(retry=True))
             return
         log.error(
             "Ping to the notifier on the primary on the {} connection {}: no reply after {} retry ping(s), "
@@ -607,6 +643,10 @@ class PrimaryMonitorLogic:
         self._standard_after_loss = 0
         self.suspend_liveness_tracking()
         self._module_monitor.stop_module_monitor()
+        if trigger is Trigger.MODULE_MONITOR:
+            self._drop_prefetch()
+        if module_event is None or module_event.reason is ModuleDownReason.PING_FAILURES:
+            self._prefetch(trigger)
         self._diag = diagnose(
             trigger,
             module_event,
@@ -622,13 +662,70 @@ class PrimaryMonitorLogic:
         pending = self._diag_pending
         self._diag_pending = None
         if pending is not None:
-            for t in pending.timers:
-                t.cancel()
-            if pending.handle is not None:
-                pending.handle.cancel()
+            pending.cancel()
+        self._drop_prefetch()
         if self._diag is not None:
             self._diag.close()
             self._diag = None
+
+    def _prefetch_ops(self, trigger: Trigger) -> list[Op]:
+        """What the diagnosis will ask for unless an earlier answer settles it: a confirmation notifier
+        ping on each connection that is up (after notifier ping failures), every gateway and NetTest
+        echo, the primary's first ping set."""
+        p = self._params
+        ops: list[Op] = []
+        if trigger is Trigger.NOTIFIER_PING:
+            ops += [NotifierPing(c, p.timeout) for c in self.connection_status().up_connections]
+        checks = self._local_checks()
+        if checks.gateway_ping:
+            ops += [Icmp(a, checks.timeout) for a in checks.gateways()]
+        ops += [Icmp(a, checks.timeout) for a in checks.nettest]
+        address = self._known_primary_address()
+        if address is not None:
+            ops += [Icmp(address, p.nettest_timeout)] * p.primary_pings_per_set
+        return ops
+
+    def _prefetch(self, trigger: Trigger) -> None:
+        """Send now whatever of :meth:`_prefetch_ops` is not already on its way; the diagnosis's steps
+        stay sequential and find their answers here (:meth:`_start_op`), so the verdicts are those of
+        the sequential steps while the waiting is that of the slowest set."""
+        have = {op: len(pendings) for op, pendings in self._prefetched.items()}
+        for op in self._prefetch_ops(trigger):
+            if have.get(op, 0) > 0:
+                have[op] -= 1
+                continue
+            self._prefetched.setdefault(op, []).append(self._launch(op))
+
+    def _drop_prefetch(self) -> None:
+        prefetched, self._prefetched = self._prefetched, {}
+        for pendings in prefetched.values():
+            for pending in pendings:
+                if pending is not self._diag_pending:
+                    pending.done = True  # an answer still on its way is ignored
+                    pending.cancel()
+
+    def on_connection_down(self, connection: Connection) -> None:
+        """The connection's socket reported the peer gone (ZeroMQ disconnect or heartbeat expiry): a
+        ping in flight on it will not be answered, so it fails now instead of at its timeout."""
+        lost = PingResult.connection_lost(f"the {connection} connection went down")
+        out = self._outstanding
+        if self._running and out is not None and out.connection is connection:
+            log.info("The {} connection went down with a notifier ping in flight: not waiting for it", connection)
+            self._on_ping_result(out.token, lost)
+            if out.handle is not None:
+                out.handle.cancel()  # the "cancelled" answer this may bring is ignored: the ping is done
+        elif self._running and not self._idle and self._diag is None and out is None and self._tick_timer is not None:
+            log.info("The {} connection went down between notifier pings: pinging now", connection)
+            self._schedule_tick(0.0)
+        waiting = [p for ps in self._prefetched.values() for p in ps]
+        if self._diag_pending is not None:
+            waiting.append(self._diag_pending)
+        for pending in waiting:
+            op = pending.op
+            if not pending.done and isinstance(op, (ModulePing, NotifierPing)) and op.connection is connection:
+                pending.complete(lost)
+                if pending.handle is not None:
+                    pending.handle.cancel()
 
     def _advance(self, value: object) -> None:
         """Run the diagnosis until it waits for something that has not happened yet (a trampoline)."""
@@ -649,8 +746,22 @@ class PrimaryMonitorLogic:
             value = pending.value
 
     def _start_op(self, op: Op) -> _Pending:
+        """The op the diagnosis asks for: the one sent ahead if there is one, else sent now. An echo
+        to the primary is sent as its whole ping set at once (the set stops at the first answer)."""
+        p = self._params
+        if isinstance(op, Icmp) and op.address == self._primary_address and not self._prefetched.get(op):
+            self._prefetched[op] = [self._launch(op) for _ in range(p.primary_pings_per_set)]
+        ahead = self._prefetched.get(op)
+        if ahead:
+            pending = ahead.pop(0)
+            if not ahead:
+                del self._prefetched[op]
+            return pending
+        return self._launch(op)
+
+    def _make_pending(self, op: Op) -> _Pending:
         self._tokens += 1
-        pending = _Pending(self._tokens)
+        pending = _Pending(self._tokens, op)
 
         def complete(value: object) -> None:
             if pending.done:
@@ -663,6 +774,12 @@ class PrimaryMonitorLogic:
                 self._diag_pending = None
                 self._advance(value)
 
+        pending.complete = complete
+        return pending
+
+    def _launch(self, op: Op) -> _Pending:
+        pending = self._make_pending(op)
+        complete = pending.complete
         if isinstance(op, Sleep):
             pending.timers.append(self._clock.call_later(op.seconds, lambda: complete(None)))
         elif isinstance(op, Icmp):
@@ -689,6 +806,7 @@ class PrimaryMonitorLogic:
         return pending
 
     def _finish(self, diagnosis: Diagnosis) -> None:
+        self._drop_prefetch()
         self._diagnoses.append(diagnosis)
         now = self._clock.now()
         if diagnosis.outcome is Outcome.NO_ERROR:

@@ -62,6 +62,10 @@ class RunCallback:
     fn: Callable[[], None]
 
 
+TIMER_PURGE_AT = 64
+"""An actor forgets its cancelled timers when it holds this many (kept for cancel-all at stop)."""
+
+
 class ActorClock:
     """A :class:`~actors.runtime.clock.Clock` whose timers fire on the owning actor's thread."""
 
@@ -189,6 +193,12 @@ class NodeActor(pykka.ThreadingActor):
                 ref.tell(message)
 
         timer = self.ctx.clock.call_later(delay, fire)
+        if len(self._timers) >= TIMER_PURGE_AT:
+            # a cancelled timer never fires, so never leaves the set by itself: without this an actor
+            # that arms a guard per ping (the monitors, several a second) would grow without bound
+            # (a timer past its deadline has fired, or is firing: nothing left to cancel either)
+            now = self.ctx.clock.now()
+            self._timers = {t for t in self._timers if not t.cancelled and t.deadline > now}
         self._timers.add(timer)
         return timer
 

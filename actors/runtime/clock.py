@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -103,6 +104,7 @@ class RealClock:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._wake_at = -math.inf  # when the scheduler thread next wakes by itself (-inf: it is awake)
 
     def now(self) -> float:
         return time.monotonic()
@@ -114,7 +116,8 @@ class RealClock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if timer.deadline < self._wake_at:
+                self._cond.notify()  # the scheduler thread sleeps past this one: wake it to re-plan
         return timer
 
     def stop(self) -> None:
@@ -129,8 +132,12 @@ class RealClock:
         while True:
             with self._cond:
                 while not self._stopped and (not self._heap or self._heap[0].deadline > self.now()):
-                    timeout = self._heap[0].deadline - self.now() if self._heap else None
+                    while self._heap and self._heap[0].cancelled:
+                        heapq.heappop(self._heap)  # a cancelled timer (a ping's guard) costs no wake-up
+                    timeout = max(0.0, self._heap[0].deadline - self.now()) if self._heap else None
+                    self._wake_at = self._heap[0].deadline if self._heap else math.inf
                     self._cond.wait(timeout)
+                    self._wake_at = -math.inf  # awake: a timer scheduled now is seen without a notify
                 if self._stopped:
                     return
                 timer = heapq.heappop(self._heap)

@@ -78,7 +78,9 @@ class GetActorStatus:
 
 class Supervisor(NodeActor):
     actor_name = "Supervisor"
-    LIVENESS_INTERVAL = 0.25
+    LIVENESS_INTERVAL = 2.0
+    """Seconds between checks for a child that died without reporting (a failing child reports itself
+    at once, ChildFailed); long, so that an idle node does not wake for it (issue 14)."""
 
     def __init__(
         self,

@@ -118,6 +118,13 @@ def test_a_pair_without_a_module_keeps_its_roles_and_switches_once_a_registered_
     hold(pair, {"alpha": "Primary", "beta": "Backup"}, 4.0)  # the default module parameters switched after about 3 s before the fix
     status = pair.ctl("status")
     assert NOT_REGISTERED in status.stdout, status.stdout
+    # the backup's worst-case detection times for these parameters (issue 14): TS Timeout 5 s, so the
+    # primary monitor timeout is 2.5 s and the heartbeat (4 s) + NetTest timeout (1 s) caps host loss;
+    # Reconnect Timeout 30 s; module crash: 3 retry delays of 1 s (the notifier sees the exit at once)
+    assert (
+        "Failure detection, detection time (worst case): host loss 5.00 s, node crash 30.00 s, "
+        "node freeze 34.00 s, module crash 3.00 s"
+    ) in status.stdout, status.stdout
     assert NOT_REGISTERED in (pair.b.data_dir / "switchover.log").read_text(errors="replace")
 
     # a module that registers is monitored: when it goes, the backup takes over

@@ -48,6 +48,7 @@ REQUIRED = {
     "gateway-gone",
     "nettest-gone",
     "wan-cut",  # issue 9: the gateway answers, the NetTest and the primary do not: no switch
+    "nic-flap-short",  # issue 14: a NIC flap shorter than the tolerance: no switch
     "partition-healed",
     "manual-switch-only",
     "manual-switches",

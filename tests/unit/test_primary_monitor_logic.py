@@ -220,11 +220,13 @@ def test_a_timeout_sends_retry_pings_and_the_diagnosis_starts_about_fifteen_seco
     clock.advance(1.5)
     r.notifier.respond = lambda call: None
     clock.advance(100)
-    assert r.notifier.times()[:4] == [1.0, 2.002, 7.002, 12.002]
+    # the last retry goes out with the confirmation ping on aux (it is itself the one on main)
+    assert r.notifier.times() == [1.0, 2.002, 7.002, 12.002, 12.002]
     start = next(line for line in logs if "no reply after 2 retry ping(s)" in line.message)
     assert start.at == pytest.approx(17.002)
     # both connections are "connected": the confirmation pings the notifier on main and on aux
-    assert [c.connection for c in r.notifier.calls[4:6]] == [Connection.MAIN, Connection.AUX]
+    assert [c.connection for c in r.notifier.calls[3:5]] == [Connection.MAIN, Connection.AUX]
+    assert r.last.at == pytest.approx(17.002)  # both waited for once, together
     assert isinstance(r.last, NotifierDown)
     assert diagnosis(r.last).trigger is Trigger.NOTIFIER_PING
     assert diagnosis(r.last).connection_status is ConnectionStatus.BOTH_UP
@@ -235,8 +237,8 @@ def test_a_rejected_notifier_ping_is_handled_like_a_timeout(clock: FakeClock) ->
     r.notifier.respond = lambda call: (0.0, PingResult.rejected())
     r.pm.start()
     clock.advance(1)
-    # three pings at once (retry ping delay 0), then the diagnosis: two notifier confirmations, rejected too
-    assert r.notifier.times() == [1.0] * 5
+    # three pings at once (retry ping delay 0), the last retry with the aux confirmation, rejected too
+    assert r.notifier.times() == [1.0] * 4
     clock.advance(0.01)
     assert isinstance(r.last, NotifierDown)
     assert r.last.at == pytest.approx(1.004)  # after the primary's ICMP answer
@@ -249,7 +251,9 @@ def test_a_retry_ping_that_is_answered_resets_the_retry_count(clock: FakeClock) 
     r.pm.start()
     clock.advance(12.5)
     assert r.pm.retry_count == 0 and r.posted == []
-    assert r.notifier.times()[:4] == [1.0, 6.0, 11.0, 12.0]
+    # the last retry (answered) went out with the aux confirmation sent ahead, then dropped
+    assert r.notifier.times()[:5] == [1.0, 6.0, 11.0, 11.0, 12.0]
+    assert [c.connection for c in r.notifier.calls[2:5]] == [Connection.MAIN, Connection.AUX, Connection.MAIN]
 
 
 def test_a_retry_ping_delay_spaces_the_retry_pings(clock: FakeClock) -> None:
@@ -277,8 +281,8 @@ def test_repeated_connection_losses_while_main_is_up_end_in_a_diagnosis(clock: F
     r.notifier.respond = lambda call: (0.0, PingResult.connection_lost())
     r.pm.start()
     clock.advance(2)
-    # 1 + 2 standard pings, then 2 retry pings, then the confirmation on main and aux
-    assert r.notifier.times() == [1.0] * 7
+    # 1 + 2 standard pings, then 2 retry pings (the last one with the confirmation on aux)
+    assert r.notifier.times() == [1.0] * 6
     assert isinstance(r.last, NotifierDown)
 
 
@@ -349,10 +353,10 @@ def test_network_not_ok_and_primary_unreachable_with_the_gateway_unreachable_mea
     assert isinstance(ev, NetworkDown)
     assert ev.network_status is NetworkStatus.GATEWAY_UNREACHABLE
     assert not diagnosis(ev).local_network_ok
-    # the gateway once, then one ping set of three echoes to the primary; no extra ping sets
+    # the gateway once and one ping set of three echoes to the primary, all at once; no extra ping sets
     assert r.pinger.to(GATEWAY) == [0.0]
-    assert r.pinger.to(PRIMARY) == [1.0, 2.0, 3.0]
-    assert ev.at == 4.0 and diagnosis(ev).primary_ping_sets == 1
+    assert r.pinger.to(PRIMARY) == [0.0, 0.0, 0.0]
+    assert ev.at == 1.0 and diagnosis(ev).primary_ping_sets == 1  # rejected at once, then one echo timeout
 
 
 def test_a_netest_address_that_does_not_answer_means_network_down(clock: FakeClock) -> None:
@@ -475,7 +479,7 @@ def test_notifier_ping_failures_with_the_notifier_answering_on_aux_mean_no_error
     r.pm.start()
     clock.advance(22)
     ev = r.last
-    assert isinstance(ev, NoError) and ev.at == 21.0
+    assert isinstance(ev, NoError) and ev.at == 16.0  # the aux confirmation went out with the last retry
     assert diagnosis(ev).trigger is Trigger.NOTIFIER_PING and diagnosis(ev).confirmation is PingResultKind.OK
     assert r.control.running
 
@@ -575,9 +579,9 @@ def test_the_failure_sample_from_module_rejections_to_module_down_with_gateway_a
     ev = r.last
     assert isinstance(ev, MonitoredModuleDown)
     # rejections at 120, 130 (main), 140, 150 (aux): MODULE_DOWN 30 s after the first failed ping, then
-    # two confirmation pings, the gateway echo (4 ms) and the primary's echo (4 ms)
+    # two confirmation pings, and meanwhile the gateway echo and the primary's echoes (4 ms, together)
     assert diagnosis(ev).started_at == 150.0
-    assert ev.at == pytest.approx(150.008)
+    assert ev.at == pytest.approx(150.004)
     assert diagnosis(ev).network_steps == (
         NetworkStatus.GATEWAY_REACHED,
         NetworkStatus.NETTEST_UNAVAILABLE,
@@ -618,7 +622,7 @@ def both_down_rig(clock: FakeClock, extra_sets: int | None) -> Rig:
 
 
 def primary_sets(r: Rig) -> list[float]:
-    """Start times of ping sets to the primary (three echoes each, 1 s apart when unanswered)."""
+    """Start times of ping sets to the primary (three echoes each, sent together)."""
     times = r.pinger.to(PRIMARY)
     return times[::3]
 
@@ -629,7 +633,7 @@ def test_unreachable_primary_ping_count_unset_switches_after_a_single_ping_set(c
     ev = r.last
     assert isinstance(ev, PrimaryUnreachable)
     assert primary_sets(r) == [1.0] and diagnosis(ev).primary_ping_sets == 1
-    assert ev.at == 4.0
+    assert ev.at == 2.0  # one echo timeout: the set's three echoes are waited for once
 
 
 def test_unreachable_primary_ping_count_zero_sends_three_more_ping_sets(clock: FakeClock) -> None:
@@ -637,9 +641,10 @@ def test_unreachable_primary_ping_count_zero_sends_three_more_ping_sets(clock: F
     clock.advance(100)
     ev = r.last
     assert isinstance(ev, PrimaryUnreachable)
-    # diagnosis at 1 s; sets of 3 s, 10 s apart: 1, 14, 27, 40 -> posted at 43 s
-    assert primary_sets(r) == [1.0, 14.0, 27.0, 40.0] and diagnosis(ev).primary_ping_sets == 4
-    assert ev.at == 43.0 and len(r.posted) == 1
+    # diagnosis at 1 s; sets of 1 s (three echoes at once), 10 s apart: 1, 12, 23, 34 -> posted at 35 s
+    assert primary_sets(r) == [1.0, 12.0, 23.0, 34.0] and diagnosis(ev).primary_ping_sets == 4
+    assert r.pinger.to(PRIMARY) == [t for t in (1.0, 12.0, 23.0, 34.0) for _ in range(3)]
+    assert ev.at == 35.0 and len(r.posted) == 1
 
 
 def test_unreachable_primary_ping_count_five_sends_five_more_ping_sets(clock: FakeClock) -> None:
@@ -647,8 +652,8 @@ def test_unreachable_primary_ping_count_five_sends_five_more_ping_sets(clock: Fa
     clock.advance(200)
     ev = r.last
     assert isinstance(ev, PrimaryUnreachable)
-    assert primary_sets(r) == [1.0, 14.0, 27.0, 40.0, 53.0, 66.0] and diagnosis(ev).primary_ping_sets == 6
-    assert ev.at == 69.0
+    assert primary_sets(r) == [1.0, 12.0, 23.0, 34.0, 45.0, 56.0] and diagnosis(ev).primary_ping_sets == 6
+    assert ev.at == 57.0
 
 
 def test_unreachable_primary_ping_count_minus_one_never_gives_up_until_the_primary_answers(
@@ -657,11 +662,11 @@ def test_unreachable_primary_ping_count_minus_one_never_gives_up_until_the_prima
     r = both_down_rig(clock, None)  # -1: unlimited
     clock.advance(1000)
     assert r.posted == [] and r.pm.diagnosing
-    assert len(primary_sets(r)) == 77  # one set every 13 s
+    assert len(primary_sets(r)) == 91  # one set every 11 s
     r.pinger.reachable.add(PRIMARY)
-    clock.advance(13)
+    clock.advance(11)
     ev = r.last
-    assert isinstance(ev, NotifierDown) and diagnosis(ev).primary_ping_sets == 78
+    assert isinstance(ev, NotifierDown) and diagnosis(ev).primary_ping_sets == 92
     assert ev.network_status is NetworkStatus.PRIMARY_REACHED
 
 
@@ -674,7 +679,7 @@ def test_unreachable_primary_ping_delay_sets_the_gap_between_ping_sets(clock: Fa
     r.notifier.connected = {Connection.MAIN: False, Connection.AUX: False}
     r.pm.start()
     clock.advance(100)
-    assert primary_sets(r) == [1.0, 6.0, 11.0, 16.0]
+    assert primary_sets(r) == [1.0, 4.0, 7.0, 10.0]  # a set (1 s), 2 s, a set...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -693,7 +698,10 @@ def test_gateways_are_pinged_in_turn_until_one_answers(clock: FakeClock) -> None
     assert r.pm.gateways == ["10.0.7.1", "10.0.8.1", "10.0.6.1"]
     r.module_down()
     clock.advance(5)
-    assert [a for _, a, _ in r.pinger.calls] == ["10.0.7.1", "10.0.8.1", PRIMARY]
+    # every gateway is sent an echo at once with the primary's set; the first answer in order decides
+    assert sorted({a for _, a, _ in r.pinger.calls}) == sorted(["10.0.7.1", "10.0.8.1", "10.0.6.1", PRIMARY])
+    assert {t for t, _, _ in r.pinger.calls} == {0.0}
+    assert diagnosis(r.last).network_steps[0] is NetworkStatus.GATEWAY_REACHED
     assert isinstance(r.last, MonitoredModuleDown)
 
 
@@ -739,7 +747,7 @@ def test_the_primary_address_is_looked_up_again_when_it_was_unknown_at_start(clo
     assert r.pm.primary_address is None
     r.module_down()
     clock.advance(1)
-    assert r.pm.primary_address == PRIMARY and r.pinger.to(PRIMARY) == [0.0]
+    assert r.pm.primary_address == PRIMARY and r.pinger.to(PRIMARY) == [0.0] * 3
 
 
 def test_an_unknown_primary_address_counts_as_reachable(clock: FakeClock) -> None:
@@ -759,8 +767,9 @@ def test_a_pinger_that_never_calls_back_counts_as_no_answer_after_the_timeout_an
     r.pm.start()
     r.module_down()
     clock.advance(10)
-    assert r.pinger.to(PRIMARY) == [2.0]  # gateway echo given up at 1 s timeout + 1 s grace
+    assert r.pinger.to(PRIMARY) == [0.0] * 3  # sent with the gateway echo
     assert isinstance(r.last, NotifierDown)
+    assert r.last.at == 2.0  # gateway echo given up at 1 s timeout + 1 s grace
 
 
 # ------------------------------------------------------------------------------------------------
@@ -919,3 +928,102 @@ def test_a_main_link_that_loses_everything_moves_the_notifier_pings_to_aux_until
     clock.advance(12)  # a side ping on main every 5 s finds it answering again
     clock.advance(3)
     assert r.notifier.calls[-1].connection is Connection.MAIN
+
+
+# ------------------------------------------------------------------------------------------------
+# Parallel diagnosis: the same verdicts, each set of pings waited for once (issue 14)
+# ------------------------------------------------------------------------------------------------
+
+LAB_PROFILE = PrimaryMonitorParams(
+    ping_delay=0.1,
+    timeout=0.3,
+    retry_count=1,
+    retry_ping_delay=0.05,
+    nettest_timeout=0.2,
+    nettest_a=NETTEST,
+)
+
+
+@pytest.mark.parametrize("fault_at", [1.0, 1.05, 1.1, 1.15])
+def test_host_loss_costs_two_monitor_timeouts_the_echoes_run_meanwhile(clock: FakeClock, fault_at: float) -> None:
+    r = rig(clock, LAB_PROFILE)
+    r.pm.start()
+    clock.advance(fault_at)
+    # the primary's host is gone: no notifier answer, no echo; the NetTest still answers
+    r.notifier.respond = lambda call: None
+    r.pinger.reachable = {NETTEST}
+    clock.advance(5)
+    ev = r.last
+    assert isinstance(ev, PrimaryUnreachable) and len(r.posted) == 1
+    first_lost = next(c for c in r.notifier.calls if c.at >= fault_at - 0.002)
+    p = LAB_PROFILE
+    # the ping's timeout, the retry delay, the retry's timeout; the aux confirmation, the NetTest echo
+    # and the primary's ping set went out with the retry and were over before it timed out
+    assert ev.at == pytest.approx(first_lost.at + p.timeout + p.retry_ping_delay + p.timeout)
+    assert ev.at - fault_at <= p.ping_delay + 0.002 + 2 * p.timeout + p.retry_ping_delay + 1e-9
+    retry_at = first_lost.at + p.timeout + p.retry_ping_delay
+    assert [round(c.at - retry_at, 6) for c in r.notifier.calls[-2:]] == [0.0, 0.0]
+    assert r.pinger.to(PRIMARY) == [round(retry_at, 3)] * 3 and r.pinger.to(NETTEST) == [round(retry_at, 3)]
+    assert diagnosis(ev).network_steps == (
+        NetworkStatus.GATEWAY_PING_DISABLED,
+        NetworkStatus.NETTEST_REACHED,
+        NetworkStatus.PRIMARY_UNREACHABLE,
+    )
+
+
+def test_an_echo_timeout_longer_than_the_monitor_timeout_is_waited_for_once(clock: FakeClock) -> None:
+    p = replace(LAB_PROFILE, nettest_timeout=0.5)
+    r = rig(clock, p)
+    r.pm.start()
+    clock.advance(1.0)
+    r.notifier.respond = lambda call: None
+    r.pinger.reachable = {NETTEST}
+    clock.advance(5)
+    ev = r.last
+    assert isinstance(ev, PrimaryUnreachable)
+    retry_at = r.notifier.calls[-1].at
+    assert ev.at == pytest.approx(retry_at + 0.5)  # the three echoes of the set end together
+
+
+def test_a_connection_down_event_fails_the_ping_in_flight_at_once(clock: FakeClock) -> None:
+    r = rig(clock)  # timeout 5 s
+    r.notifier.respond = lambda call: (0.0, PingResult.connection_lost()) if not r.notifier.connected[
+        call.connection
+    ] else None
+    r.pm.start()
+    clock.advance(1.05)  # a ping went out at 1.0 and waits for its answer
+    r.notifier.connected = {Connection.MAIN: False, Connection.AUX: False}
+    r.pm.on_connection_down(Connection.MAIN)
+    clock.advance(0.01)
+    ev = r.last
+    # the retries fail at once on the dead connections, the primary's host answers: notifier down
+    assert isinstance(ev, NotifierDown) and ev.at == pytest.approx(1.054)
+    assert diagnosis(ev).connection_status is ConnectionStatus.BOTH_DOWN
+
+
+def test_a_connection_down_event_fails_a_confirmation_ping_in_flight(clock: FakeClock) -> None:
+    r = rig(clock)
+    r.pm.start()
+    clock.advance(1.5)
+    r.notifier.respond = lambda call: None
+    clock.advance(11)  # ping at 2.002, retries at 7.002 and 12.002 (with the aux confirmation)
+    assert r.notifier.times()[-2:] == [12.002, 12.002] and r.posted == []
+    r.notifier.connected[Connection.AUX] = False
+    r.pm.on_connection_down(Connection.AUX)
+    clock.advance(10)
+    ev = r.last
+    assert isinstance(ev, NotifierDown)
+    assert ev.at == pytest.approx(17.002)  # main's retry timed out; aux's confirmation did not hold it up
+    assert diagnosis(ev).connection_status is ConnectionStatus.MAIN_ONLY
+    assert r.notifier.calls[-1].connection is Connection.AUX and r.notifier.calls[-1].cancelled
+
+
+def test_a_connection_down_on_the_other_connection_leaves_the_ping_in_flight(clock: FakeClock) -> None:
+    r = rig(clock)
+    r.notifier.respond = lambda call: None
+    r.pm.start()
+    clock.advance(1.05)
+    r.notifier.connected[Connection.AUX] = False
+    r.pm.on_connection_down(Connection.AUX)
+    clock.advance(1)
+    assert r.notifier.times() == [1.0] and r.pm.retry_count == 0 and r.posted == []

@@ -321,3 +321,29 @@ def test_stopping_the_supervisor_stops_its_children(harness: Harness) -> None:
 def test_duplicate_child_names_are_refused(harness: Harness) -> None:
     with pytest.raises(ValueError, match="already supervised"):
         Supervisor(harness.ctx, [actor_spec("W", Worker), actor_spec("W", Worker)])
+
+
+def test_an_actor_that_arms_and_cancels_timers_all_the_time_does_not_keep_them(harness: Harness) -> None:
+    """A monitor arms a guard timer per ping and cancels it when the answer comes: the actor must not
+    remember every cancelled timer (issue 14: an idle backup pings several times a second)."""
+    from actors.runtime.base import TIMER_PURGE_AT
+
+    made: list[NodeActor] = []
+
+    class Pinger(NodeActor):
+        actor_name = "Pinger"
+
+        def started(self) -> None:
+            made.append(self)  # the test looks inside the actor it started
+
+    ref = Pinger.start(harness.ctx)
+    try:
+        wait_until(lambda: made, 5, 0.01, "the actor to start")
+        actor = made[0]
+        for _ in range(10 * TIMER_PURGE_AT):
+            actor.schedule(3600, Ping()).cancel()
+        assert len(actor._timers) <= TIMER_PURGE_AT
+        kept = actor.schedule(3600, Ping())
+        assert kept in actor._timers and not kept.cancelled
+    finally:
+        ref.stop()
