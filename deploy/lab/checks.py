@@ -113,6 +113,73 @@ class Resources:
     rss: int  # bytes
 
 
+@dataclass(frozen=True)
+class DsWrite:
+    """One write of the DS writer workload: ``acked`` when the node answered it with a revision."""
+
+    t: float
+    seq: int
+    key: str
+    value: str
+    node: str  # the node it was sent to ("" if no node was Primary)
+    acked: bool
+    revision: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class DsLag:
+    """The replication state a node reported (admin op ``ds.replication``) at time ``t``."""
+
+    t: float
+    node: str
+    role: str
+    state: str = ""
+    lag_revisions: int | None = None
+    lag_ms: float | None = None  # the last apply lag the backup measured
+    revision: int | None = None
+
+
+@dataclass(frozen=True)
+class DsReadback:
+    """The writer's keys present on a node when the workload stopped (``error``: it could not tell)."""
+
+    t: float
+    node: str
+    role: str
+    keys: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    """One journal line of a reference application (``switchover app --journal``).
+
+    ``kind`` is ``op`` (an acknowledged operation) or ``resumed`` (the app took over its node's
+    interactions: ``messages`` maps each id to its transcript length then)."""
+
+    t: float
+    app: str  # the node the app runs beside
+    kind: str
+    op: str = ""
+    iid: str = ""
+    rev: int | None = None
+    shadowed: bool = False
+    text: str = ""
+    messages: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InteractionsReadback:
+    """The interactions of a node (admin op ``interactions``): id -> the texts of its transcript."""
+
+    t: float
+    node: str
+    role: str
+    transcripts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    error: str = ""
+
+
 @dataclass
 class History:
     """Everything recorded during one run; times are Unix epoch seconds."""
@@ -131,6 +198,11 @@ class History:
     resources: dict[str, dict[str, Resources]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # runner diagnostics shown with the result
     aborted: str = ""  # why the run stopped early ("" if it ran to the end)
+    ds_writes: list[DsWrite] = field(default_factory=list)  # the DS writer workload
+    ds_lag: list[DsLag] = field(default_factory=list)
+    ds_readback: DsReadback | None = None
+    app_records: list[AppRecord] = field(default_factory=list)  # the reference applications' journals
+    interactions_readback: InteractionsReadback | None = None
 
 
 @dataclass(frozen=True)
@@ -576,6 +648,165 @@ def check_resources(history: History, expect: Expect) -> CheckResult | None:
     return CheckResult("resources", True, "; ".join(lines))
 
 
+# --------------------------------------------------------------------------------------------------
+# workloads: acknowledged DS writes, shadowed interactions
+
+
+BACKUP_STATES = frozenset({"Backup", "Reconnecting", "Upgrade Higher", "Upgrade Lower"})
+
+
+def lost_ds_writes(writes: Iterable[DsWrite], readback: DsReadback) -> list[DsWrite]:
+    """Acknowledged writes whose key is not on the node read back (each key is written once)."""
+    present = set(readback.keys)
+    return [w for w in writes if w.acked and w.key not in present]
+
+
+def lag_at(lags: Iterable[DsLag], t: float) -> DsLag | None:
+    """The last replication state a backup reported at or before ``t``."""
+    before = [g for g in lags if g.t <= t and g.role in BACKUP_STATES]
+    return max(before, key=lambda g: g.t, default=None)
+
+
+def _lag_text(lag: DsLag | None, history: History) -> str:
+    if lag is None:
+        return "no replication state of the backup was recorded before the fault"
+    ms = f", last apply lag {lag.lag_ms:.1f} ms" if lag.lag_ms is not None else ""
+    revs = "unknown" if lag.lag_revisions is None else str(lag.lag_revisions)
+    return (
+        f"the backup {lag.node.upper()} ({lag.state or 'state unknown'}) reported {revs} revision(s) behind"
+        f"{ms} at {_rel(history, lag.t)}"
+    )
+
+
+def check_ds_writes(history: History, max_lost: int | None) -> CheckResult | None:
+    """Acknowledged DS writes missing on the final active; with ``max_lost``, more fails."""
+    writes = history.ds_writes
+    if not writes:
+        if max_lost is None:
+            return None
+        return CheckResult("ds writes", False, "no DS write was recorded (no ds_writer step ran?)")
+    rb = history.ds_readback
+    if rb is None or rb.error:
+        why = rb.error if rb is not None else "the keys were not read back (no ds_writer_stop step ran?)"
+        return CheckResult("ds writes", False, f"cannot count lost writes: {why}")
+    acked = [w for w in writes if w.acked]
+    lost = lost_ds_writes(writes, rb)
+    unacked = [w for w in writes if not w.acked]
+    present = set(rb.keys)
+    kept_unacked = sum(1 for w in unacked if w.key in present)
+    by_node = Counter(w.node.upper() for w in acked)
+    text = (
+        f"{len(acked)} acknowledged writes ({', '.join(f'{n} {c}' for n, c in sorted(by_node.items()))}), "
+        f"{len(lost)} lost on the final active {rb.node.upper()} ({rb.role}); "
+        f"{len(unacked)} not acknowledged ({kept_unacked} of them present anyway)"
+    )
+    if history.fault_time is not None:
+        lag = lag_at(history.ds_lag, history.fault_time)
+        text += "; at the fault " + _lag_text(lag, history)
+        last = max(
+            (w.revision for w in acked if w.t < history.fault_time and w.revision is not None), default=None
+        )
+        if last is not None and lag is not None and lag.revision is not None:
+            text += f" (applied revision {lag.revision}, last acknowledged before the fault {last})"
+        after = sum(1 for w in acked if w.t >= history.fault_time)
+        text += f"; {after} acknowledged after the fault"
+    if lost:
+        text += "; first lost: " + ", ".join(f"{w.key} (acked by {w.node.upper()})" for w in lost[:3])
+    ok = max_lost is None or len(lost) <= max_lost
+    if max_lost is not None:
+        text += f" (bound {max_lost})"
+    return CheckResult("ds writes", ok, text, float(len(lost)))
+
+
+@dataclass(frozen=True)
+class InteractionLoss:
+    """What a switch lost of the interactions the former active acknowledged as shadowed."""
+
+    new_active: str
+    expected: int  # created shadowed, not disconnected before the switch
+    lost: list[str]  # ids missing on the new active
+    messages: int  # messages appended (acknowledged shadowed) to the expected interactions
+    lost_messages: int
+    unshadowed: int  # operations acknowledged without the backup's confirmation
+    ended_after: int  # expected interactions the new active's app disconnected afterwards
+
+
+def interaction_loss(records: Sequence[AppRecord], readback: InteractionsReadback) -> InteractionLoss:
+    """Compare the former active's acknowledged-and-shadowed operations with the new active.
+
+    The apps beside the other node(s) published on the former active (an app publishes only while
+    its node is Primary).  An interaction created with ``shadowed`` and not disconnected there must
+    exist on the new active with the text of every shadowed append; if the new active's app
+    disconnected it since, the transcript length its ``resumed`` record saw stands in for the texts.
+    """
+    new = readback.node
+    old_ops = sorted((r for r in records if r.app != new and r.kind == "op"), key=lambda r: r.t)
+    created: dict[str, bool] = {}
+    texts: dict[str, list[str]] = {}
+    ended: set[str] = set()
+    unshadowed = 0
+    for r in old_ops:
+        if not r.shadowed:
+            unshadowed += 1
+        if r.op == "create":
+            created[r.iid] = r.shadowed
+        elif r.op == "disconnect":
+            ended.add(r.iid)
+        elif r.op == "append" and r.shadowed:
+            texts.setdefault(r.iid, []).append(r.text)
+    expected = [i for i, shadowed in created.items() if shadowed and i not in ended]
+    new_records = sorted((r for r in records if r.app == new), key=lambda r: r.t)
+    resumed = next((r for r in new_records if r.kind == "resumed"), None)
+    closed_by_new = {r.iid for r in new_records if r.kind == "op" and r.op == "disconnect"}
+    lost: list[str] = []
+    lost_messages = 0
+    ended_after = 0
+    for iid in expected:
+        want = texts.get(iid, [])
+        if iid in readback.transcripts:
+            have = set(readback.transcripts[iid])
+            lost_messages += sum(1 for t in want if t not in have)
+        elif iid in closed_by_new and resumed is not None and iid in resumed.messages:
+            ended_after += 1
+            lost_messages += max(0, len(want) - resumed.messages[iid])
+        else:
+            lost.append(iid)
+            lost_messages += len(want)
+    return InteractionLoss(
+        new, len(expected), lost, sum(len(texts.get(i, [])) for i in expected), lost_messages, unshadowed,
+        ended_after,
+    )
+
+
+def check_interactions(history: History, max_lost: int | None) -> CheckResult | None:
+    """Interactions and messages acknowledged as shadowed but missing on the new active."""
+    if not history.app_records:
+        if max_lost is None:
+            return None
+        return CheckResult("interactions", False, "no application journal was recorded (no app step ran?)")
+    rb = history.interactions_readback
+    if rb is None or rb.error:
+        why = rb.error if rb is not None else "the new active was not read back (no app_stop step ran?)"
+        return CheckResult("interactions", False, f"cannot count lost interactions: {why}")
+    loss = interaction_loss(history.app_records, rb)
+    ops = Counter(r.app.upper() for r in history.app_records if r.kind == "op")
+    text = (
+        f"{sum(ops.values())} acknowledged operations ({', '.join(f'{n} {c}' for n, c in sorted(ops.items()))}); "
+        f"on the new active {rb.node.upper()}: {len(loss.lost)} of {loss.expected} shadowed interactions "
+        f"lost, {loss.lost_messages} of {loss.messages} shadowed messages lost; "
+        f"{loss.unshadowed} operation(s) acknowledged without the backup"
+    )
+    if loss.ended_after:
+        text += f"; {loss.ended_after} disconnected by the new active's app since (counted from its resume)"
+    if loss.lost:
+        text += "; first lost: " + ", ".join(loss.lost[:3])
+    total = len(loss.lost) + loss.lost_messages
+    ok = max_lost is None or total <= max_lost
+    if max_lost is not None:
+        text += f" (bound {max_lost} lost)"
+    return CheckResult("interactions", ok, text, float(total))
+
+
 def evaluate(history: History, expect: Expect, *, min_sample_rate: float = 20.0) -> list[CheckResult]:
     """Every check that applies to ``expect``, in a fixed order."""
     results: list[CheckResult | None] = [
@@ -592,6 +823,8 @@ def evaluate(history: History, expect: Expect, *, min_sample_rate: float = 20.0)
         check_final_roles(history, expect.final_roles),
         check_hooks(history) if expect.hooks_once else None,
         check_resources(history, expect),
+        check_ds_writes(history, expect.max_lost_ds_writes),
+        check_interactions(history, expect.max_lost_interactions),
     ]
     return [r for r in results if r is not None]
 
@@ -625,4 +858,20 @@ def history_from_dict(data: Mapping[str, Any]) -> History:
         },
         notes=list(data.get("notes", [])),
         aborted=str(data.get("aborted", "")),
+        ds_writes=[DsWrite(**w) for w in data.get("ds_writes", [])],
+        ds_lag=[DsLag(**g) for g in data.get("ds_lag", [])],
+        ds_readback=_readback(DsReadback, data.get("ds_readback")),
+        app_records=[AppRecord(**r) for r in data.get("app_records", [])],
+        interactions_readback=_readback(InteractionsReadback, data.get("interactions_readback")),
     )
+
+
+def _readback(cls: Any, raw: Any) -> Any:
+    if raw is None:
+        return None
+    d = dict(raw)
+    if cls is DsReadback:
+        d["keys"] = tuple(d.get("keys", ()))
+    else:
+        d["transcripts"] = {k: tuple(v) for k, v in d.get("transcripts", {}).items()}
+    return cls(**d)

@@ -37,7 +37,21 @@ from loguru import logger
 
 from actors.roles import event_log
 from deploy.lab import checks
-from deploy.lab.checks import CheckResult, History, HookRun, LogLine, Measurements, Resources, Sample, StepRun
+from deploy.lab.checks import (
+    AppRecord,
+    CheckResult,
+    DsLag,
+    DsReadback,
+    DsWrite,
+    History,
+    HookRun,
+    InteractionsReadback,
+    LogLine,
+    Measurements,
+    Resources,
+    Sample,
+    StepRun,
+)
 from deploy.lab.faults import DropHandle, Faults, Flow, LinkHandle, require_nft
 from deploy.lab.procs import Procs
 from deploy.lab.scenario import NODES, UNREACHABLE, Scenario, Step
@@ -408,6 +422,170 @@ class RoleSampler:
 
 
 # --------------------------------------------------------------------------------------------------
+# workloads
+
+
+class DsWriter:
+    """Writes ``<path>/w<seq>`` = ``{"v": "<seq>"}`` through the node that is Primary (admin op
+    ``ds.set``), ``rate`` a second, in one thread; each write is recorded with whether the node
+    acknowledged it.  A second thread samples the other node's ``ds.replication`` state every
+    ``lag_interval`` seconds.  ``primary()`` says which node is Primary (None: none, or two)."""
+
+    def __init__(
+        self,
+        data_dirs: Mapping[str, Path],
+        primary: Callable[[], str | None],
+        *,
+        rate: float,
+        path: str,
+        lag_interval: float = 0.1,
+        timeout: float = 1.0,
+    ) -> None:
+        self.data_dirs = dict(data_dirs)
+        self.primary = primary
+        self.interval = 1.0 / rate
+        self.path = path.rstrip("/") or ""
+        self.lag_interval = lag_interval
+        self.timeout = timeout
+        self.writes: list[DsWrite] = []
+        self.lags: list[DsLag] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._write_loop,), name="lab-ds-writer", daemon=True),
+            threading.Thread(target=self._guard, args=(self._lag_loop,), name="lab-ds-lag", daemon=True),
+        ]
+        self._error: BaseException | None = None
+
+    def start(self) -> DsWriter:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5.0)
+        if self._error is not None:
+            raise LabError(f"the DS writer failed: {self._error!r}")
+
+    def _guard(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # reported by stop()
+            self._error = exc
+            logger.exception("lab DS writer failed")
+
+    def _write_loop(self) -> None:
+        seq = 0
+        next_write = time.monotonic()
+        while not self._stop.is_set():
+            seq += 1
+            self._write(seq)
+            next_write = max(next_write + self.interval, time.monotonic())  # late: no burst
+            self._stop.wait(max(0.0, next_write - time.monotonic()))  # the pacing
+
+    def _lag_loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample_lag()
+            self._stop.wait(self.lag_interval)  # the sampling period
+
+    def _write(self, seq: int) -> None:
+        key, value = f"{self.path}/w{seq:06d}", str(seq)
+        node = self.primary()
+        t = time.time()
+        if node is None:
+            self.writes.append(DsWrite(t, seq, key, value, "", False, None, "no single Primary"))
+            return
+        try:
+            result = admin_call(
+                str(self.data_dirs[node]), "ds.set", {"key": key, "attrs": {"v": value}}, self.timeout
+            )
+        except AdminCallError as exc:
+            self.writes.append(DsWrite(t, seq, key, value, node, False, None, str(exc)[:200]))
+            return
+        rev = result.get("revision")
+        self.writes.append(DsWrite(t, seq, key, value, node, True, rev if isinstance(rev, int) else None))
+
+    def _sample_lag(self) -> None:
+        for node, data in self.data_dirs.items():
+            if node == self.primary():
+                continue
+            try:
+                r = admin_call(str(data), "ds.replication", {}, 0.3)
+            except AdminCallError:
+                continue
+            lag, ms, rev = r.get("lag_revisions"), r.get("lag_ms_last"), r.get("revision")
+            self.lags.append(
+                DsLag(
+                    time.time(),
+                    node,
+                    str(r.get("role", "")),
+                    str(r.get("state", "")),
+                    lag if isinstance(lag, int) else None,
+                    float(ms) if isinstance(ms, (int, float)) else None,
+                    rev if isinstance(rev, int) else None,
+                )
+            )
+
+
+def read_ds_keys(data_dir: Path, node: str, path: str, timeout: float) -> DsReadback:
+    """The children of ``path`` on a node (admin op ``ds.ls``), as full keys."""
+    t = time.time()
+    role = ""
+    try:
+        role = str(admin_call(str(data_dir), "status", {}, timeout).get("role", ""))
+        r = admin_call(str(data_dir), "ds.ls", {"key": path, "limit": 10_000_000}, timeout)
+    except AdminCallError as exc:
+        if "no such DS key" in str(exc):
+            return DsReadback(t, node, role)
+        return DsReadback(t, node, role, error=str(exc))
+    return DsReadback(t, node, role, tuple(str(c["key"]) for c in r.get("children", [])))
+
+
+def read_interactions(data_dir: Path, node: str, timeout: float) -> InteractionsReadback:
+    """Every live interaction of a node (admin op ``interactions``) with its transcript's texts."""
+    t = time.time()
+    try:
+        r = admin_call(str(data_dir), "interactions", {}, timeout)
+    except AdminCallError as exc:
+        return InteractionsReadback(t, node, "", error=str(exc))
+    transcripts = {
+        str(i["id"]): tuple(str(m.get("text", "")) for m in i.get("transcript", [])) for i in r.get("items", [])
+    }
+    return InteractionsReadback(t, node, str(r.get("role", "")), transcripts)
+
+
+def read_journal(app: str, path: Path) -> list[AppRecord]:
+    """The lines of a reference application's journal (cli/app_cmd.py) as records."""
+    out: list[AppRecord] = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                d = json.loads(line)
+                if d.get("event") == "resumed":
+                    msgs = {str(k): int(v) for k, v in dict(d.get("messages", {})).items()}
+                    out.append(AppRecord(float(d["at"]), app, "resumed", messages=msgs))
+                    continue
+                data = d.get("data") or {}
+                rev = d.get("rev")
+                out.append(
+                    AppRecord(
+                        float(d["at"]),
+                        app,
+                        "op",
+                        str(d["op"]),
+                        str(d["id"]),
+                        rev if isinstance(rev, int) else None,
+                        bool(d.get("shadowed")),
+                        str(data.get("text", "")) if isinstance(data, dict) else "",
+                    )
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a torn last line
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # reading what the nodes wrote
 
 
@@ -558,6 +736,12 @@ class ScenarioRun:
         self.notes: list[str] = []
         self.actors_seen: dict[str, tuple[str, list[str]]] = {}
         self._auto_id = itertools.count(1)
+        self.ds_writer: DsWriter | None = None
+        self.ds_path = ""
+        self.ds_readback: DsReadback | None = None
+        self.apps: list[str] = []
+        self.app_records: list[AppRecord] = []
+        self.interactions_readback: InteractionsReadback | None = None
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -929,6 +1113,86 @@ class ScenarioRun:
             for n, r in snap.items()
         )
 
+    def _single_primary(self) -> str | None:
+        primaries = [n for n, r in self._latest_roles().items() if r == "Primary"]
+        return primaries[0] if len(primaries) == 1 else None
+
+    def _final_primary(self, timeout: float) -> str:
+        self._wait(lambda: self._single_primary() is not None, timeout, "a single Primary")
+        node = self._single_primary()
+        if node is None:
+            raise StepFailed(f"no single Primary to read back from (roles now: {self._roles_text()})")
+        return node
+
+    def _do_ds_writer(self, step: Step) -> str:
+        if self.ds_writer is not None:
+            raise StepFailed("a DS writer is already running")
+        self.ds_path = str(step.params["path"])
+        self.ds_writer = DsWriter(
+            {n: self.pair.data_dir(n) for n in NODES},
+            self._single_primary,
+            rate=float(step.params["rate"]),
+            path=self.ds_path,
+        ).start()
+        return ""
+
+    def _do_ds_writer_stop(self, step: Step) -> str:
+        writer = self.ds_writer
+        if writer is None:
+            raise StepFailed("no DS writer is running (a ds_writer step comes first)")
+        writer.stop()
+        node = self._final_primary(float(step.params["timeout"]))
+        self.ds_readback = read_ds_keys(self.pair.data_dir(node), node, self.ds_path, 5.0)
+        if self.ds_readback.error:
+            raise StepFailed(f"cannot read the writer's keys back from {node.upper()}: {self.ds_readback.error}")
+        acked = sum(1 for w in writer.writes if w.acked)
+        return (
+            f" -> {len(writer.writes)} writes, {acked} acknowledged; {len(self.ds_readback.keys)} keys on "
+            f"{node.upper()}"
+        )
+
+    def journal(self, node: str) -> Path:
+        return self.run_dir / f"app-{node}.jsonl"
+
+    def _do_app(self, step: Step) -> str:
+        if self.apps:
+            raise StepFailed("the reference apps are already running")
+        p = step.params
+        for node in NODES:
+            argv = switchover_argv(
+                "app",
+                "--config",
+                str(self.pair.config_path(node)),
+                "--rate",
+                f"{float(p['rate']):g}",
+                "--journal",
+                str(self.journal(node)),
+                "--seed",
+                str(int(p["seed"]) + ord(node)),
+                *(["--wait-backup"] if p["wait_backup"] else []),
+            )
+            name = f"app-{node}"
+            Procs(self.lab).start(name, node, argv, env=child_env())
+            self.apps.append(name)
+        return ""
+
+    def _do_app_stop(self, step: Step) -> str:
+        if not self.apps:
+            raise StepFailed("no reference app is running (an app step comes first)")
+        for name in self.apps:
+            Procs(self.lab).terminate(name)
+        self.apps = []
+        for node in NODES:
+            self.app_records += read_journal(node, self.journal(node))
+        node = self._final_primary(float(step.params["timeout"]))
+        self.interactions_readback = read_interactions(self.pair.data_dir(node), node, 5.0)
+        if self.interactions_readback.error:
+            raise StepFailed(
+                f"cannot read the interactions of {node.upper()}: {self.interactions_readback.error}"
+            )
+        ops = sum(1 for r in self.app_records if r.kind == "op")
+        return f" -> {ops} acknowledged operations; {len(self.interactions_readback.transcripts)} on {node.upper()}"
+
     # -- the end ---------------------------------------------------------------------------------
 
     def _read(self) -> tuple[list[checks.Transition], list[HookRun]]:
@@ -951,6 +1215,9 @@ class ScenarioRun:
         poll(settled, HOOK_SETTLE, interval=0.05)
 
     def _collect(self, samples: list[Sample], t_end: float, aborted: str) -> History:
+        if self.ds_writer is not None:
+            with contextlib.suppress(LabError):
+                self.ds_writer.stop()  # a run that stopped early: no write after the record is taken
         for fid in list(self.partitions):
             self._end_partition(fid)
         transitions, hooks = self._read()
@@ -972,9 +1239,17 @@ class ScenarioRun:
             resources=self.resources,
             notes=self.notes,
             aborted=aborted,
+            ds_writes=list(self.ds_writer.writes) if self.ds_writer else [],
+            ds_lag=list(self.ds_writer.lags) if self.ds_writer else [],
+            ds_readback=self.ds_readback,
+            app_records=sorted(self.app_records, key=lambda r: r.t),
+            interactions_readback=self.interactions_readback,
         )
 
     def _teardown(self) -> None:
+        if self.ds_writer is not None:
+            with contextlib.suppress(LabError):
+                self.ds_writer.stop()
         if self.keep:
             return
         with contextlib.suppress(LabError):

@@ -409,6 +409,32 @@ ACTIONS: dict[str, ActionSpec] = {
         "record threads, open fds, sockets and RSS of both node processes under a label",
         {"label": Key(_str, True)},
     ),
+    "ds_writer": ActionSpec(
+        "start writing DS keys <path>/w<seq> through the current Primary in the background (admin op "
+        "ds.set, each write recorded with its key, value and whether it was acknowledged), and sample "
+        "the backup's replication state (ds.replication) meanwhile",
+        {
+            "rate": Key(_num(0.0, exclusive=True), default=50.0, help="writes per second"),
+            "path": Key(_str, default="/Lab/Writer", help="the DS key the writes go under"),
+        },
+    ),
+    "ds_writer_stop": ActionSpec(
+        "stop the DS writer and read its keys back from the node that is Primary now",
+        {"timeout": Key(_num(0.0, exclusive=True), default=10.0)},
+    ),
+    "app": ActionSpec(
+        "start the reference application (switchover app --journal) beside both nodes; each publishes "
+        "interactions while its node is Primary",
+        {
+            "rate": Key(_num(0.0, exclusive=True), default=20.0, help="operations per second"),
+            "wait_backup": Key(_bool, default=True, help="publish with wait-for-the-backup"),
+            "seed": Key(_int(), default=1),
+        },
+    ),
+    "app_stop": ActionSpec(
+        "stop both applications, read their journals and the interactions of the node that is Primary now",
+        {"timeout": Key(_num(0.0, exclusive=True), default=10.0)},
+    ),
     "repeat": ActionSpec(
         "run the nested steps count times", {"count": Key(_int(1), True), "steps": Key(lambda v: v, True)}
     ),
@@ -473,6 +499,12 @@ class Step:
             text = f"repeat {p['count']} x"
         elif a == "measure":
             text = f"measure resources '{p['label']}'"
+        elif a == "ds_writer":
+            text = f"DS writer on {p['path']} at {p['rate']:g}/s"
+        elif a == "app":
+            text = f"reference app at {p['rate']:g}/s" + (" with wait-backup" if p["wait_backup"] else "")
+        elif a in ("ds_writer_stop", "app_stop"):
+            text = f"stop the {'DS writer' if a == 'ds_writer_stop' else 'reference apps'} and read back"
         else:
             text = a.replace("_", " ")
         return f"{text} ({self.note})" if self.note else text
@@ -518,6 +550,8 @@ class Expect:
     detect_within: float | None = None  # first detection within this many seconds of the fault
     no_switch_before_fault: bool = True
     resources: ResourceBounds | None = None
+    max_lost_ds_writes: int | None = None  # acknowledged DS writes missing on the final active
+    max_lost_interactions: int | None = None  # shadowed interactions + messages missing on the new active
 
 
 EXPECT_KEYS: dict[str, Key] = {
@@ -533,6 +567,10 @@ EXPECT_KEYS: dict[str, Key] = {
     "detect_within": Key(_num(0.0, exclusive=True)),
     "no_switch_before_fault": Key(_bool, default=True),
     "resources": Key(lambda v: v),
+    "max_lost_ds_writes": Key(_int(0), help="acknowledged DS writes the final active may lack (ds_writer)"),
+    "max_lost_interactions": Key(
+        _int(0), help="shadowed interactions + messages the new active may lack (app)"
+    ),
 }
 RESOURCE_KEYS: dict[str, Key] = {
     "before": Key(_str, default="before"),
@@ -712,7 +750,16 @@ def _parse_expect(raw: Any, source: str, steps: Sequence[Step]) -> Expect:
         detect_within=v["detect_within"],
         no_switch_before_fault=v["no_switch_before_fault"],
         resources=resources,
+        max_lost_ds_writes=v["max_lost_ds_writes"],
+        max_lost_interactions=v["max_lost_interactions"],
     )
+    workloads = {s.action for s in _walk(steps)}
+    for key, start, stop in (
+        ("max_lost_ds_writes", "ds_writer", "ds_writer_stop"),
+        ("max_lost_interactions", "app", "app_stop"),
+    ):
+        if getattr(expect, key) is not None and not {start, stop} <= workloads:
+            raise _fail(source, "expect", f"{key}: needs a {start} step and a {stop} step")
     if expect.switch_within is not None and expect.switch is not True:
         raise _fail(source, "expect", "switch_within: needs switch = true")
     if expect.switch is False and (expect.reason or expect.switches):
