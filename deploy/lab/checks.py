@@ -773,7 +773,12 @@ def interaction_loss(records: Sequence[AppRecord], readback: InteractionsReadbac
             lost.append(iid)
             lost_messages += len(want)
     return InteractionLoss(
-        new, len(expected), lost, sum(len(texts.get(i, [])) for i in expected), lost_messages, unshadowed,
+        new,
+        len(expected),
+        lost,
+        sum(len(texts.get(i, [])) for i in expected),
+        lost_messages,
+        unshadowed,
         ended_after,
     )
 

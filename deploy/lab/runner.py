@@ -550,7 +550,8 @@ def read_interactions(data_dir: Path, node: str, timeout: float) -> Interactions
     except AdminCallError as exc:
         return InteractionsReadback(t, node, "", error=str(exc))
     transcripts = {
-        str(i["id"]): tuple(str(m.get("text", "")) for m in i.get("transcript", [])) for i in r.get("items", [])
+        str(i["id"]): tuple(str(m.get("text", "")) for m in i.get("transcript", []))
+        for i in r.get("items", [])
     }
     return InteractionsReadback(t, node, str(r.get("role", "")), transcripts)
 
@@ -1144,7 +1145,9 @@ class ScenarioRun:
         node = self._final_primary(float(step.params["timeout"]))
         self.ds_readback = read_ds_keys(self.pair.data_dir(node), node, self.ds_path, 5.0)
         if self.ds_readback.error:
-            raise StepFailed(f"cannot read the writer's keys back from {node.upper()}: {self.ds_readback.error}")
+            raise StepFailed(
+                f"cannot read the writer's keys back from {node.upper()}: {self.ds_readback.error}"
+            )
         acked = sum(1 for w in writer.writes if w.acked)
         return (
             f" -> {len(writer.writes)} writes, {acked} acknowledged; {len(self.ds_readback.keys)} keys on "

@@ -12,9 +12,14 @@ import pytest
 
 from deploy.lab import checks, timeline
 from deploy.lab.checks import (
+    AppRecord,
     CheckResult,
+    DsLag,
+    DsReadback,
+    DsWrite,
     History,
     HookRun,
+    InteractionsReadback,
     LogLine,
     Resources,
     Sample,
@@ -368,6 +373,194 @@ def test_history_round_trips_through_json() -> None:
     h.resources = {"before": {"a": Resources(1, 2, 3, 4)}}
     h.steps = [StepRun("steps[1]", "kill9", "kill -9 node-a", T0 + 5, T0 + 5.01, fault=True)]
     h.logs = [LogLine(T0 + 5.5, "b", "ERROR", "Supervisor", "x")]
+    again = checks.history_from_dict(json.loads(json.dumps(checks.history_to_dict(h))))
+    assert again == h
+
+
+# ------------------------------------------------------------------------------------ workloads
+
+
+def ds_writes(spans: Sequence[tuple[float, float, str, bool]], rate: float = 50.0) -> list[DsWrite]:
+    """Writes every 1/rate s from (start, end, node, acked) spans; acknowledged ones get revisions."""
+    out: list[DsWrite] = []
+    rev = 0
+    for start, end, node, acked in spans:
+        for i in range(round((end - start) * rate)):
+            seq = len(out) + 1
+            rev += 1 if acked else 0
+            out.append(
+                DsWrite(
+                    T0 + start + i / rate,
+                    seq,
+                    f"/Lab/Writer/w{seq:06d}",
+                    str(seq),
+                    node,
+                    acked,
+                    rev if acked else None,
+                    "" if acked else "refused",
+                )
+            )
+    return out
+
+
+def ds_history(writes: list[DsWrite], present: Sequence[str], lags: Sequence[DsLag] = ()) -> History:
+    h = failover()
+    h.ds_writes = writes
+    h.ds_lag = list(lags)
+    h.ds_readback = DsReadback(T0 + 19.0, "b", "Primary", tuple(present))
+    return h
+
+
+def test_a_controlled_switch_that_keeps_every_acknowledged_write_passes() -> None:
+    # A acknowledges until 5.2 s, the switch refuses writes until 8 s, then B acknowledges
+    writes = ds_writes([(3.0, 5.2, "a", True), (5.2, 8.0, "a", False), (8.0, 10.0, "b", True)])
+    present = [w.key for w in writes if w.acked]
+    lags = [DsLag(T0 + 4.9, "b", "Backup", "streaming", 2, 1.5, 99)]
+    result = checks.check_ds_writes(ds_history(writes, present, lags), max_lost=0)
+    assert result is not None and result.ok, result.detail
+    assert result.value == 0
+    for text in (
+        "210 acknowledged writes (A 110, B 100)",
+        "0 lost on the final active B",
+        "140 not acknowledged (0 of them present anyway)",
+        "2 revision(s) behind",
+        "last apply lag 1.5 ms",
+        "applied revision 99, last acknowledged before the fault 100",
+    ):
+        assert text in result.detail, result.detail
+
+
+def test_an_acknowledged_write_missing_on_the_final_active_fails_a_bounded_run() -> None:
+    writes = ds_writes([(3.0, 5.0, "a", True), (8.0, 9.0, "b", True)])
+    lost = {writes[98].key, writes[99].key, writes[100].key}  # the last two of A, the first of B
+    present = [w.key for w in writes if w.key not in lost]
+    h = ds_history(writes, present)
+    result = checks.check_ds_writes(h, max_lost=0)
+    assert result is not None and not result.ok
+    assert result.value == 3
+    assert "3 lost on the final active B" in result.detail
+    assert "/Lab/Writer/w000099 (acked by A)" in result.detail
+    # a crash run sets no bound: the same loss is reported, and passes
+    report = checks.check_ds_writes(h, max_lost=None)
+    assert report is not None and report.ok and report.value == 3
+    assert "no replication state of the backup was recorded" in report.detail
+    assert not checks.passed(checks.evaluate(h, Expect(max_lost_ds_writes=0)))
+
+
+def test_unacknowledged_writes_never_count_as_lost_and_the_lag_is_the_last_before_the_fault() -> None:
+    writes = ds_writes([(3.0, 4.0, "a", True), (4.0, 5.0, "a", False)])
+    present = [w.key for w in writes if w.acked] + [writes[-1].key]  # one unacknowledged arrived anyway
+    lags = [
+        DsLag(T0 + 4.8, "b", "Backup", "streaming", 7, 30.0, 40),
+        DsLag(T0 + 4.95, "b", "Backup", "streaming", 12, 41.0, 38),
+        DsLag(T0 + 5.2, "b", "Reconnecting", "stopped", None, None, 38),  # after the fault: not it
+        DsLag(T0 + 4.97, "a", "Primary", "", None, None, 50),  # not a backup
+    ]
+    result = checks.check_ds_writes(ds_history(writes, present, lags), max_lost=0)
+    assert result is not None and result.ok, result.detail
+    assert "50 not acknowledged (1 of them present anyway)" in result.detail
+    assert "reported 12 revision(s) behind, last apply lag 41.0 ms at t=+4.950 s" in result.detail
+    assert checks.lag_at(lags, T0 + 5.0) == lags[1]
+
+
+def test_ds_check_needs_a_readback_and_applies_only_to_writer_runs() -> None:
+    h = failover()
+    assert checks.check_ds_writes(h, max_lost=None) is None
+    missing = checks.check_ds_writes(h, max_lost=0)
+    assert missing is not None and not missing.ok and "no DS write was recorded" in missing.detail
+    h.ds_writes = ds_writes([(3.0, 4.0, "a", True)])
+    no_readback = checks.check_ds_writes(h, max_lost=0)
+    assert no_readback is not None and not no_readback.ok and "not read back" in no_readback.detail
+    h.ds_readback = DsReadback(T0 + 19, "b", "Primary", error="node did not answer")
+    failed = checks.check_ds_writes(h, max_lost=None)
+    assert failed is not None and not failed.ok and "node did not answer" in failed.detail
+
+
+def op(t: float, app: str, name: str, iid: str, shadowed: bool = True, text: str = "") -> AppRecord:
+    return AppRecord(T0 + t, app, "op", name, iid, None, shadowed, text)
+
+
+def journal_a() -> list[AppRecord]:
+    """A's app before the switch: chat-1 (2 messages), mail-2 (1), callback-3 disconnected."""
+    return [
+        AppRecord(T0 + 1.5, "a", "resumed", messages={}),
+        op(2.0, "a", "create", "chat-1"),
+        op(2.1, "a", "append", "chat-1", text="hello"),
+        op(2.2, "a", "create", "mail-2"),
+        op(2.3, "a", "append", "mail-2", text="dear"),
+        op(2.4, "a", "create", "callback-3"),
+        op(2.5, "a", "append", "chat-1", text="how are you"),
+        op(2.6, "a", "disconnect", "callback-3"),
+        op(4.9, "a", "create", "chat-4", shadowed=False),  # acknowledged without the backup
+    ]
+
+
+def app_history(records: list[AppRecord], transcripts: dict[str, tuple[str, ...]]) -> History:
+    h = failover()
+    h.app_records = records
+    h.interactions_readback = InteractionsReadback(T0 + 19, "b", "Primary", transcripts)
+    return h
+
+
+def test_every_shadowed_interaction_and_message_on_the_new_active_passes() -> None:
+    records = [*journal_a(), AppRecord(T0 + 8.1, "b", "resumed", messages={"chat-1": 2, "mail-2": 1})]
+    records.append(op(8.5, "b", "append", "chat-1", text="B here"))
+    transcripts = {"chat-1": ("hello", "how are you", "B here"), "mail-2": ("dear",)}
+    result = checks.check_interactions(app_history(records, transcripts), max_lost=0)
+    assert result is not None and result.ok, result.detail
+    for text in (
+        "9 acknowledged operations (A 8, B 1)",
+        "0 of 2 shadowed interactions lost",
+        "0 of 3 shadowed messages lost",
+        "1 operation(s) acknowledged without the backup",
+    ):
+        assert text in result.detail, result.detail
+
+
+def test_a_missing_interaction_or_message_fails() -> None:
+    records = [*journal_a(), AppRecord(T0 + 8.1, "b", "resumed", messages={"chat-1": 1})]
+    transcripts = {"chat-1": ("hello",)}  # mail-2 gone, and chat-1 lacks "how are you"
+    h = app_history(records, transcripts)
+    assert h.interactions_readback is not None
+    loss = checks.interaction_loss(h.app_records, h.interactions_readback)
+    assert loss.lost == ["mail-2"] and loss.lost_messages == 2 and loss.expected == 2
+    result = checks.check_interactions(h, max_lost=0)
+    assert result is not None and not result.ok and result.value == 3
+    assert "1 of 2 shadowed interactions lost, 2 of 3 shadowed messages lost" in result.detail
+    assert "first lost: mail-2" in result.detail
+    assert not checks.passed(checks.evaluate(h, Expect(max_lost_interactions=0)))
+
+
+def test_an_interaction_the_new_active_ended_since_is_judged_by_its_resume() -> None:
+    records = [*journal_a(), AppRecord(T0 + 8.1, "b", "resumed", messages={"chat-1": 2, "mail-2": 0})]
+    records.append(op(8.6, "b", "disconnect", "chat-1"))
+    records.append(op(8.7, "b", "disconnect", "mail-2"))
+    h = app_history(records, {})
+    rb = h.interactions_readback
+    assert rb is not None
+    loss = checks.interaction_loss(h.app_records, rb)
+    # chat-1 had both its messages when B resumed; mail-2 had lost its one
+    assert loss.lost == [] and loss.ended_after == 2 and loss.lost_messages == 1
+
+
+def test_interactions_check_needs_a_journal_and_a_readback() -> None:
+    h = failover()
+    assert checks.check_interactions(h, max_lost=None) is None
+    missing = checks.check_interactions(h, max_lost=0)
+    assert missing is not None and not missing.ok and "no application journal" in missing.detail
+    h.app_records = journal_a()
+    no_rb = checks.check_interactions(h, max_lost=0)
+    assert no_rb is not None and not no_rb.ok and "not read back" in no_rb.detail
+
+
+def test_workload_records_round_trip_through_json() -> None:
+    h = ds_history(
+        ds_writes([(3.0, 3.2, "a", True)]),
+        ["/Lab/Writer/w000001"],
+        [DsLag(T0 + 3.1, "b", "Backup", "streaming", 0, 1.0, 5)],
+    )
+    h.app_records = [*journal_a(), AppRecord(T0 + 8.1, "b", "resumed", messages={"chat-1": 2})]
+    h.interactions_readback = InteractionsReadback(T0 + 19, "b", "Primary", {"chat-1": ("hello",)})
     again = checks.history_from_dict(json.loads(json.dumps(checks.history_to_dict(h))))
     assert again == h
 

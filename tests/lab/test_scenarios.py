@@ -52,6 +52,12 @@ REQUIRED = {
     "partition-healed",
     "manual-switch-only",
     "manual-switches",
+    # issue 10: acknowledged DS writes through a controlled switch (none lost) and a crash (counted)
+    "ds-writer-controlled-switch",
+    "ds-writer-node-crash",
+    # issue 12: the reference app (wait-backup): no shadowed interaction lost, switch or crash
+    "interactions-controlled-switch",
+    "interactions-node-crash",
 }
 
 
@@ -207,11 +213,51 @@ def test_a_valid_scenario_parses_with_defaults() -> None:
             r"pair\.parameters: expected a table",
         ),
         ({**BASE, "timeout": -1}, r"timeout: expected a number > 0"),
+        (
+            {**BASE, "expect": {"max_lost_ds_writes": 0}},
+            r"expect: max_lost_ds_writes: needs a ds_writer step and a ds_writer_stop step",
+        ),
+        (
+            with_step({"action": "app"}, expect={"max_lost_interactions": 0}),
+            r"expect: max_lost_interactions: needs a app step and a app_stop step",
+        ),
+        (
+            {**BASE, "expect": {"max_lost_interactions": -1}},
+            r"max_lost_interactions: expected an integer >= 0",
+        ),
+        (
+            with_step({"action": "ds_writer", "rate": 0}),
+            r"steps\[4\] \(ds_writer\): rate: expected a number > 0",
+        ),
+        (with_step({"action": "app", "wait_backup": "yes"}), r"wait_backup: expected true or false"),
     ],
 )
 def test_loader_errors_name_the_file_the_step_and_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         parse(data)
+
+
+def test_workload_steps_parse_with_defaults() -> None:
+    s = parse(
+        {
+            **BASE,
+            "steps": [
+                *BASE["steps"][:2],
+                {"action": "ds_writer"},
+                {"action": "app", "rate": 10},
+                {"action": "switch"},
+                {"action": "ds_writer_stop"},
+                {"action": "app_stop"},
+            ],
+            "expect": {"switch": True, "max_lost_ds_writes": 0, "max_lost_interactions": 0},
+        }
+    )
+    writer, app = s.steps[2], s.steps[3]
+    assert writer.params == {"rate": 50.0, "path": "/Lab/Writer"} and not writer.is_fault_action
+    assert app.params == {"rate": 10.0, "wait_backup": True, "seed": 1}
+    assert app.describe() == "reference app at 10/s with wait-backup"
+    assert s.steps[4].is_fault_action  # the switch, not a workload step, is the fault
+    assert s.expect.max_lost_ds_writes == 0 and s.expect.max_lost_interactions == 0
 
 
 def test_only_one_fault_and_one_heal_marker() -> None:
