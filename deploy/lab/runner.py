@@ -1182,8 +1182,15 @@ class ScenarioRun:
     def _do_app_stop(self, step: Step) -> str:
         if not self.apps:
             raise StepFailed("no reference app is running (an app step comes first)")
-        for name in self.apps:
-            Procs(self.lab).terminate(name)
+        # together: an app blocked in a publish the old active never answers exits only on SIGKILL
+        stoppers = [
+            threading.Thread(target=Procs(self.lab).terminate, args=(name, 3.0), name=f"stop-{name}")
+            for name in self.apps
+        ]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         self.apps = []
         for node in NODES:
             self.app_records += read_journal(node, self.journal(node))
