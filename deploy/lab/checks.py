@@ -698,7 +698,8 @@ def check_ds_writes(history: History, max_lost: int | None) -> CheckResult | Non
     text = (
         f"{len(acked)} acknowledged writes ({', '.join(f'{n} {c}' for n, c in sorted(by_node.items()))}), "
         f"{len(lost)} lost on the final active {rb.node.upper()} ({rb.role}); "
-        f"{len(unacked)} not acknowledged ({kept_unacked} of them present anyway)"
+        f"{len(unacked)} not acknowledged ({sum(1 for w in unacked if not w.node)} not sent: no single Primary; "
+        f"{kept_unacked} present anyway)"
     )
     if history.fault_time is not None:
         lag = lag_at(history.ds_lag, history.fault_time)

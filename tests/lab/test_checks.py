@@ -422,7 +422,7 @@ def test_a_controlled_switch_that_keeps_every_acknowledged_write_passes() -> Non
     for text in (
         "210 acknowledged writes (A 110, B 100)",
         "0 lost on the final active B",
-        "140 not acknowledged (0 of them present anyway)",
+        "140 not acknowledged (0 not sent: no single Primary; 0 present anyway)",
         "2 revision(s) behind",
         "last apply lag 1.5 ms",
         "applied revision 99, last acknowledged before the fault 100",
@@ -448,8 +448,8 @@ def test_an_acknowledged_write_missing_on_the_final_active_fails_a_bounded_run()
 
 
 def test_unacknowledged_writes_never_count_as_lost_and_the_lag_is_the_last_before_the_fault() -> None:
-    writes = ds_writes([(3.0, 4.0, "a", True), (4.0, 5.0, "a", False)])
-    present = [w.key for w in writes if w.acked] + [writes[-1].key]  # one unacknowledged arrived anyway
+    writes = ds_writes([(3.0, 4.0, "a", True), (4.0, 5.0, "a", False), (5.0, 5.1, "", False)])
+    present = [w.key for w in writes if w.acked] + [writes[60].key]  # one unacknowledged arrived anyway
     lags = [
         DsLag(T0 + 4.8, "b", "Backup", "streaming", 7, 30.0, 40),
         DsLag(T0 + 4.95, "b", "Backup", "streaming", 12, 41.0, 38),
@@ -458,7 +458,7 @@ def test_unacknowledged_writes_never_count_as_lost_and_the_lag_is_the_last_befor
     ]
     result = checks.check_ds_writes(ds_history(writes, present, lags), max_lost=0)
     assert result is not None and result.ok, result.detail
-    assert "50 not acknowledged (1 of them present anyway)" in result.detail
+    assert "55 not acknowledged (5 not sent: no single Primary; 1 present anyway)" in result.detail
     assert "reported 12 revision(s) behind, last apply lag 41.0 ms at t=+4.950 s" in result.detail
     assert checks.lag_at(lags, T0 + 5.0) == lags[1]
 
