@@ -60,6 +60,18 @@ class TimingConfig:
     discontinue_timeout: float = 3.0
 
 
+ISOLATION_POLICIES = ("step-down", "keep-serving")
+
+
+@dataclass(frozen=True)
+class RolesConfig:
+    """Node-local role behaviour. ``isolation``: what this node does when it is the active and loses both
+    the backup and its own network: ``step-down`` (stop serving before the backup can take over) or
+    ``keep-serving`` (the specification's behaviour: availability first, two actives possible)."""
+
+    isolation: str = "step-down"
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     name: str
@@ -74,6 +86,7 @@ class NodeConfig:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    roles: RolesConfig = field(default_factory=RolesConfig)
     source: str = ""
 
     @property
@@ -98,7 +111,7 @@ class NodeConfig:
         return Path(self.hooks.dir) if self.hooks.dir else Path(self.data_dir) / "hooks"
 
 
-_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing")
+_TABLES = ("server_a", "server_b", "parameters", "paths", "security", "supervisor", "hooks", "timing", "roles")
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -224,6 +237,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> NodeConfig:
         )
     if cfg.supervisor.max_restarts < 0 or cfg.supervisor.window <= 0:
         raise ConfigError("supervisor: max_restarts must be >= 0 and window > 0")
+    if cfg.roles.isolation not in ISOLATION_POLICIES:
+        raise ConfigError(
+            f"roles.isolation: {cfg.roles.isolation!r} is not one of {', '.join(map(repr, ISOLATION_POLICIES))}"
+        )
     _check_parameters(cfg)
     object.__setattr__(cfg, "source", source)
     return cfg

@@ -8,9 +8,11 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pykka
 import zmq
 from loguru import logger
@@ -23,6 +25,15 @@ from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
 from actors.monitoring.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
 from actors.roles.hooks import HookEvent, hook_directory, list_hooks
+from actors.roles.isolation import (
+    IsolationPlan,
+    LinkStatus,
+    carrier_of,
+    fastest_takeover,
+    plan_isolation,
+    read_link_status,
+)
+from actors.roles.isolation_watch import IsolationWatch
 from actors.roles.node_supervisor import NodeSupervisor, StopNode
 from actors.roles.virtual_switch import GetPeerStatus, VirtualSwitch
 from actors.runtime.base import CrashActor
@@ -248,7 +259,17 @@ class Node:
                 actor_spec("ModuleMonitor", ModuleMonitor),
                 actor_spec("PrimaryMonitor", PrimaryMonitor),
             ],
+            "isolation": [
+                actor_spec(
+                    "IsolationWatch",
+                    IsolationWatch,
+                    plan=self.isolation_plan,
+                    network_check=self.own_network_check,
+                    link=self.peer_link,
+                ),
+            ],
         }
+        self.log.info("isolation policy {}: {}", cfg.roles.isolation, self.isolation_plan().describe())
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
             self.ctx,
@@ -256,6 +277,7 @@ class Node:
             intensity,
             manual_switch_only=self.manual_switch_only,
             force_backup=self.force_backup,
+            keep_serving_when_isolated=cfg.roles.isolation == "keep-serving",
             reconnect_timeout=self.reconnect_timeout,
             on_shutdown=self.shutdown_requested,
             network_check=self.network_check,
@@ -271,6 +293,43 @@ class Node:
         params = primary_monitor_params(values, this_server=this_server(self.ctx))
         with IcmpPinger() as pinger:
             return backup_network_ok(params, pinger.ping_sync, gateways)
+
+    def _monitor_params(self) -> Any:
+        assert self.params is not None
+        values = resolved_values(self.params, PRIMARY_MONITOR_PARAMS)
+        return primary_monitor_params(values, this_server=this_server(self.ctx))
+
+    def isolation_plan(self) -> IsolationPlan:
+        """The active's isolation timings from the current parameters (see actors/roles/isolation.py)."""
+        params = self._monitor_params()
+        echoes = len(params.nettest_addresses) + (0 if params.disable_gateway_ping else max(1, len(gateways())))
+        timing = self.config.timing
+        return plan_isolation(
+            fastest_takeover(params, self.reconnect_timeout()),
+            hello_interval=timing.hello_interval,
+            peer_timeout=timing.peer_timeout,
+            nettest_timeout=params.nettest_timeout,
+            echoes=echoes,
+        )
+
+    def own_network_check(self, timeout: float) -> bool:
+        """THE local-network rule (gateway when enabled, NetTest), each echo bounded by ``timeout``."""
+        params = self._monitor_params()
+        params = replace(params, nettest_timeout=min(params.nettest_timeout, timeout))
+        with IcmpPinger() as pinger:
+            return backup_network_ok(params, pinger.ping_sync, gateways)
+
+    def peer_link(self, interface: str | None) -> LinkStatus | None:
+        """The interface holding this node's address (it reaches the peer): carrier and address."""
+        address = self.config.me.address
+
+        def addresses() -> dict[str, list[str]]:
+            return {name: [a.address for a in addrs] for name, addrs in psutil.net_if_addrs().items()}
+
+        link = read_link_status(address, addresses=addresses)
+        if link is None and interface is not None:
+            return LinkStatus(interface, carrier_of(interface), False)  # the address is gone
+        return link
 
     def shutdown_requested(self, why: str) -> None:
         self.log.info("state machine: {}", why)

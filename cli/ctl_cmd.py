@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+ISOLATION_MEANING = {
+    "step-down": "an active cut off from the backup and from its network stops serving",
+    "keep-serving": "an isolated active keeps serving, as the specification says",
+}
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
     try:
@@ -185,6 +191,8 @@ def print_status(view: dict[str, Any]) -> None:
     for name, s in view["servers"].items():
         if s["connected"]:
             print(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")
+            if s.get("isolation"):
+                print(f"    isolation policy: {s['isolation']} ({ISOLATION_MEANING.get(s['isolation'], '?')})")
         else:
             print(f"  {name}: not connected ({s['error']})")
     for warning in view["warnings"]:

@@ -237,6 +237,7 @@ class StatusReport(Message):
     peer_role: str
     peer_release: str
     messages: tuple[str, ...] = ()
+    isolation: str = ""  # node-local isolation policy (issue 16): "step-down" or "keep-serving"
 
 
 @register("SwitchRequest")

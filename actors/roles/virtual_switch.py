@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.roles.event_log import EventLog, EventRecord
+from actors.roles.isolation_watch import PeerHeard
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from transport.codec import REQUEST, Envelope
@@ -196,6 +197,7 @@ class VirtualSwitch(NodeActor):
             peer_role=peer.role if peer and reachable else "",
             peer_release=peer.release if peer else "",
             messages=tuple(self.ctx.status_lines)[-20:],
+            isolation=self.ctx.config.roles.isolation,
         )
 
     def peer_reachable(self) -> bool:
@@ -249,6 +251,7 @@ class VirtualSwitch(NodeActor):
         if env is not None and isinstance(env.msg, StatusReport):
             report = env.msg
             self.peer_seen_at = self.ctx.clock.now()
+            self._supervisor(PeerHeard(self.peer_seen_at))
             self.negotiation_deadline = None
             self._supervisor(
                 NegotiationResult(True, report.role, report.generation, report.force_backup, report.release)
@@ -351,6 +354,9 @@ class VirtualSwitch(NodeActor):
             )
         self.peer_hello = hello
         self.peer_seen_at = self.ctx.clock.now()
+        heard = PeerHeard(self.peer_seen_at)
+        self._supervisor(heard)
+        self.tell_actor("IsolationWatch", heard)
         if (
             old is None
             or (old.role, old.generation) != (hello.role, hello.generation)
