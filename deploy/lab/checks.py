@@ -294,7 +294,7 @@ def sampling_rates(samples: Sequence[Sample]) -> tuple[dict[str, float], dict[st
 def measure(history: History) -> Measurements:
     det = first_detection(history)
     sw = switches(history.transitions, history.fault_time)
-    every, outside = dual_primary(history.samples, history.t_end, history.excused)
+    every, _ = dual_primary(history.samples, history.t_end, history.excused)
     rates, unreachable = sampling_rates(history.samples)
     ft = history.fault_time
     return Measurements(
