@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from deploy.lab import chaos
@@ -18,7 +20,7 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
     plan = make_schedule(7, 300)
     assert len(plan) >= 10
     assert all(f.kind in chaos.FAULT_KINDS and f.node in ("a", "b") for f in plan)
-    assert all(b.at >= a.at + a.duration + chaos.RECOVERY for a, b in zip(plan, plan[1:], strict=False))
+    assert all(b.at >= a.at + a.duration + chaos.RECOVERY for a, b in itertools.pairwise(plan))
     assert plan[-1].at + plan[-1].duration <= 300
     # over a long run every fault of the set is drawn
     assert {f.kind for f in make_schedule(7, 3000)} == set(chaos.FAULT_KINDS)
