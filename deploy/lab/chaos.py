@@ -53,14 +53,18 @@ FAULT_KINDS: tuple[str, ...] = (
     "drop-main",
     "drop-aux",
     "drop-vswitch",
-    "drop-all",
     "network-outage",
 )
-"""The nemesis' faults, all from the lab's set (deploy/lab/faults.py, procs.py)."""
+"""The nemesis' faults, all from the lab's set (deploy/lab/faults.py, procs.py). Not drawn: a drop of
+*everything* between the servers while both keep their gateway and NetTest (a symmetric partition):
+each side's own network is fine, so the backup takes over and the active rightly keeps serving; two
+actives until the heal cannot be told apart from a dead backup without a third party (a witness),
+which this pair does not have. ``fault_steps`` still knows ``drop-all`` for a run that asks for it."""
 
-SWITCH_BOUND = 25.0
+SWITCH_BOUND = 40.0
 """Seconds from a fault's start within which a switch it causes must happen (the slowest path of the
-fast profile is a module hang: 2 x 2 TS timeouts of 5 s plus the diagnosis)."""
+fast profile is a module hang: 2 x 2 TS timeouts of 5 s after up to a TS Timeout of wait, plus the
+confirmation pings and the diagnosis; 25 s measured by module-hang)."""
 QUIET_TIMEOUT = 30.0
 """Seconds to wait for one Primary and one backup after a heal before repairing (rejoin / restart)."""
 GAP = (2.0, 6.0)

@@ -26,7 +26,7 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
     assert {f.kind for f in make_schedule(7, 3000)} == set(chaos.FAULT_KINDS)
 
 
-@pytest.mark.parametrize("kind", chaos.FAULT_KINDS)
+@pytest.mark.parametrize("kind", (*chaos.FAULT_KINDS, "drop-all"))
 def test_every_fault_has_a_heal_the_scenario_loader_accepts(kind: str) -> None:
     ids: dict[str, str] = {}
     fault, heal = fault_steps(PlannedFault(3, 1.0, kind, "b", 2.0))
