@@ -279,6 +279,7 @@ class Node:
             force_backup=self.force_backup,
             keep_serving_when_isolated=cfg.roles.isolation == "keep-serving",
             reconnect_timeout=self.reconnect_timeout,
+            reconnect_floor=lambda: reconnect_delay + 1.0 + 3.0,  # one retry, one probe, the heartbeat
             on_shutdown=self.shutdown_requested,
             network_check=self.network_check,
         )

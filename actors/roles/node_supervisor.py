@@ -118,6 +118,7 @@ class NodeSupervisor(Supervisor):
         force_backup: bool = False,
         keep_serving_when_isolated: bool = False,
         reconnect_timeout: Callable[[], float] = lambda: 30.0,
+        reconnect_floor: Callable[[], float] = lambda: 0.0,
         on_shutdown: Callable[[str], None] | None = None,
         network_check: Callable[[], bool] | None = None,
         incarnation: int = 1,
@@ -140,6 +141,7 @@ class NodeSupervisor(Supervisor):
         self.event_log = EventLog(data / "events.jsonl")
         ctx.event_log = self.event_log
         self.reconnect_timeout = reconnect_timeout
+        self.reconnect_floor = reconnect_floor
         self.on_shutdown = on_shutdown
         self.network_check = network_check
         self.peer_generation = 0
@@ -225,6 +227,15 @@ class NodeSupervisor(Supervisor):
         elif action is Action.START_RECONNECT_TIMER:
             self.reconnect_token += 1
             timeout = self.reconnect_timeout()
+            if step.event is Event.NETWORK_RECOVERED and timeout < self.reconnect_floor():
+                # the notifier connections could not reconnect while the network was down; they retry
+                # only every Notifier Reconnect Delay: give them that long before switching
+                timeout = self.reconnect_floor()
+                self.log.info(
+                    "the fresh reconnect period lasts {:g} s: the notifier connections retry every "
+                    "Switchover Notifier Reconnect Delay and need one retry and one probe to answer",
+                    timeout,
+                )
             self.log.info(
                 "SwitchoverState::StartReconnectTimer: Scheduling reconnect timeout to execute in "
                 "{:g} second(s)",
