@@ -48,6 +48,7 @@ REQUIRED = {
     "gateway-gone",
     "nettest-gone",
     "wan-cut",  # issue 9: the gateway answers, the NetTest and the primary do not: no switch
+    "network-outage",  # issue 16: a total outage stops serving on both; on heal the same primary resumes
     "partition-healed",
     "manual-switch-only",
     "manual-switches",
