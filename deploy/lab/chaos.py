@@ -297,6 +297,21 @@ class ChaosRun(ScenarioRun):
     def _step(self, raw: dict[str, Any], where: str) -> Step:
         return _parse_step(raw, f"<chaos seed {self.seed}>", where, self.ids)
 
+    def _settled(self, timeout: float) -> bool:
+        """Quiet, or a node stale beside a Primary for 2 s (it needs a rejoin: no use waiting longer)."""
+
+        def stale() -> bool:
+            roles = self._latest_roles()
+            return any(r in STALE_ROLES or r is None for r in roles.values()) and "Primary" in roles.values()
+
+        def settled() -> bool:
+            if self._quiet(0.0):
+                return True
+            return stale() and not poll(lambda: not stale(), 2.0, 0.1)
+
+        poll(settled, self._left(timeout), 0.2)
+        return self._quiet(0.0)
+
     def _quiet(self, timeout: float) -> bool:
         def quiet() -> bool:
             return sorted(r or "" for r in self._latest_roles().values()) == ["Backup", "Primary"]
@@ -306,6 +321,8 @@ class ChaosRun(ScenarioRun):
                 return False
             return not poll(lambda: not quiet(), 1.0, 0.05)
 
+        if timeout <= 0:
+            return stable()
         return poll(stable, self._left(timeout), 0.1)
 
     def _repair(self) -> None:
@@ -353,7 +370,7 @@ class ChaosRun(ScenarioRun):
                     self._run_step(self._step(fault, f"fault{f.index}"))
                     threading.Event().wait(self._left(f.duration))
                     self._run_step(self._step(heal, f"heal{f.index}"))
-                    if not self._quiet(QUIET_TIMEOUT):
+                    if not self._settled(QUIET_TIMEOUT):
                         self._repair()
                         if not self._quiet(QUIET_TIMEOUT):
                             raise StepFailed(f"the pair did not recover after {f.describe()} (roles {self._roles_text()})")
