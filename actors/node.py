@@ -101,6 +101,8 @@ class Node:
         self.store: Store | None = None
         self.params: ServerParams | None = None
         self.lock = DataDirLock(Path(config.data_dir))
+        self._pinger: IcmpPinger | None = None
+        self._pinger_lock = threading.Lock()
         self.log = logger.bind(actor="Node", node=config.name)
 
     # ------------------------------------------------------------------------------ ops
@@ -317,8 +319,11 @@ class Node:
         """THE local-network rule (gateway when enabled, NetTest), each echo bounded by ``timeout``."""
         params = self._monitor_params()
         params = replace(params, nettest_timeout=min(params.nettest_timeout, timeout))
-        with IcmpPinger() as pinger:
-            return backup_network_ok(params, pinger.ping_sync, gateways)
+        with self._pinger_lock:
+            if self._pinger is None:  # one pinger for the watch's checks (they run one at a time)
+                self._pinger = IcmpPinger(max_workers=1)
+            pinger = self._pinger
+        return backup_network_ok(params, pinger.ping_sync, gateways)
 
     def peer_link(self, interface: str | None) -> LinkStatus | None:
         """The interface holding this node's address (it reaches the peer): carrier and address."""
@@ -344,6 +349,8 @@ class Node:
             except (pykka.Timeout, pykka.ActorDeadError):
                 pass
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        if self._pinger is not None:
+            self._pinger.close()
         self.clock.stop()
         if self.params is not None:
             self.params.close()
