@@ -334,6 +334,10 @@ class VirtualSwitch(NodeActor):
             server.reply(env, answer, to=peer)
 
         if isinstance(body, QueryState):
+            if body.asker == self.ctx.config.peer.name:
+                # the peer asks (start-up negotiation): it is alive and reaches this port, so an
+                # automatic switch here must fence it with Discontinue first (issue 16)
+                self._supervisor(PeerHeard(self.ctx.clock.now()))
             reply(self.my_status())
         elif isinstance(body, HistoryRequest):
             reply(self._history(body.limit))
