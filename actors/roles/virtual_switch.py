@@ -50,6 +50,8 @@ from transport.security import Security
 
 PEER_EVENTS_FILE = "peer-events.jsonl"
 SUBSCRIPTION_TTL = 10.0
+DISCONTINUE_RETRY = 0.1
+"""Seconds between two attempts to deliver a Discontinue within [timing] discontinue_timeout."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class VirtualSwitch(NodeActor):
         self.subscribers: dict[bytes, float] = {}
         self.negotiation_deadline: float | None = None
         self.negotiation_attempt = -1
+        self.discontinue: SendDiscontinue | None = None
+        self.discontinue_deadline = 0.0
         self.peer_log = EventLog(Path(ctx.config.data_dir) / PEER_EVENTS_FILE)
 
     def started(self) -> None:
@@ -219,6 +223,8 @@ class VirtualSwitch(NodeActor):
             self.schedule(self.ctx.config.timing.hello_interval, Tick("hello"))
         elif msg.name == "negotiate" and msg.token == self.negotiation_attempt:
             self._query_peer()
+        elif msg.name == "discontinue":
+            self._send_discontinue()
 
     # ------------------------------------------------------------------------- negotiation
 
@@ -270,11 +276,17 @@ class VirtualSwitch(NodeActor):
         if self.client is None:
             self._supervisor(DiscontinueResult(False, "no link to the peer"))
             return
+        self.discontinue = msg
+        self.discontinue_deadline = self.ctx.clock.now() + self.ctx.config.timing.discontinue_timeout
+        self._send_discontinue()
+
+    def _send_discontinue(self) -> None:
+        msg, client = self.discontinue, self.client
+        if msg is None or client is None:
+            return
         ref = self.actor_ref
-        fut = self.client.request(
-            Discontinue(msg.generation, msg.reason, self.ctx.node),
-            timeout=self.ctx.config.timing.discontinue_timeout,
-        )
+        left = max(0.05, self.discontinue_deadline - self.ctx.clock.now())
+        fut = client.request(Discontinue(msg.generation, msg.reason, self.ctx.node), timeout=left)
         fut.add_done_callback(lambda f: ref.tell(_DiscontinueOutcome(f)))
 
     @handles(_DiscontinueOutcome)
@@ -282,8 +294,16 @@ class VirtualSwitch(NodeActor):
         try:
             env = msg.future.result()
         except Exception as exc:
+            if self.ctx.clock.now() + DISCONTINUE_RETRY < self.discontinue_deadline:
+                # e.g. the link to a peer that just restarted is not connected yet: the wait is bounded by
+                # discontinue_timeout, not by the first attempt
+                self.log.info("Discontinue not delivered yet ({}); trying again", exc)
+                self.schedule(DISCONTINUE_RETRY, Tick("discontinue"))
+                return
+            self.discontinue = None
             self._supervisor(DiscontinueResult(False, f"no acknowledgement from the peer: {exc}"))
             return
+        self.discontinue = None
         ack = env.msg
         if isinstance(ack, DiscontinueAck):
             self._supervisor(DiscontinueResult(ack.stale, ack.detail or f"{ack.node} acknowledged"))
