@@ -88,6 +88,18 @@ class TimingConfig:
     discontinue_timeout: float = 3.0
 
 
+ISOLATION_POLICIES = ("step-down", "keep-serving")
+
+
+@dataclass(frozen=True)
+class RolesConfig:
+    """Node-local role behaviour. ``isolation``: what this node does when it is the active and loses both
+    the backup and its own network: ``step-down`` (stop serving before the backup can take over) or
+    ``keep-serving`` (the specification's behaviour: availability first, two actives possible)."""
+
+    isolation: str = "step-down"
+
+
 @dataclass(frozen=True)
 class MirrorConfig:
     """File mirroring on this node (see :mod:`replication.mirror_sets`)."""
@@ -117,6 +129,7 @@ class NodeConfig:
     timing: TimingConfig = field(default_factory=TimingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     mirror: MirrorConfig = field(default_factory=MirrorConfig)
+    roles: RolesConfig = field(default_factory=RolesConfig)
     source: str = ""
 
     @property
@@ -152,6 +165,7 @@ _TABLES = (
     "timing",
     "http",
     "mirror",
+    "roles",
 )
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
@@ -306,6 +320,10 @@ def parse_config(
         )
     if not 4096 <= m.chunk_size <= 2 * 1024 * 1024 or not 1 <= m.window <= 256:
         raise ConfigError("mirror: chunk_size must be 4096-2097152 bytes and window 1-256")
+    if cfg.roles.isolation not in ISOLATION_POLICIES:
+        raise ConfigError(
+            f"roles.isolation: {cfg.roles.isolation!r} is not one of {', '.join(map(repr, ISOLATION_POLICIES))}"
+        )
     if check_parameters:
         _check_parameters(cfg)
     object.__setattr__(cfg, "source", source)

@@ -10,9 +10,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pykka
 import zmq
 from loguru import logger
@@ -32,6 +34,15 @@ from actors.monitoring.network_check import backup_network_ok
 from actors.monitoring.notifier import Notifier
 from actors.monitoring.notifier_link import AUX, MAIN, NotifierLink, link_actor_name
 from actors.roles.hooks import HookEvent, hook_directory, list_hooks
+from actors.roles.isolation import (
+    IsolationPlan,
+    LinkStatus,
+    carrier_of,
+    fastest_takeover,
+    plan_isolation,
+    read_link_status,
+)
+from actors.roles.isolation_watch import IsolationWatch
 from actors.roles.node_supervisor import NodeSupervisor, StopNode
 from actors.roles.virtual_switch import GetPeerStatus, VirtualSwitch
 from actors.runtime.base import CrashActor
@@ -107,6 +118,8 @@ class Node:
         self.lock = DataDirLock(Path(config.data_dir))
         self.access: AccessControl | None = None
         self.authenticator: PairAuthenticator | None = None
+        self._pinger: IcmpPinger | None = None
+        self._pinger_lock = threading.Lock()
         self.log = logger.bind(actor="Node", node=config.name)
         self.http: HttpEndpoint | None = None
         self.ds_board = StatusBoard()  # DS replication state (DSMirror / DSPublisher write it)
@@ -437,11 +450,21 @@ class Node:
                     "DSPublisher", DSPublisher, store=self.store, gate=self.ds_gate, board=self.ds_board, security=security
                 ),
             ],
+            "isolation": [
+                actor_spec(
+                    "IsolationWatch",
+                    IsolationWatch,
+                    plan=self.isolation_plan,
+                    network_check=self.own_network_check,
+                    link=self.peer_link,
+                ),
+            ],
         }
         specs["backup"].append(actor_spec("InteractionShadow", InteractionShadow, security=security))
         specs["backup"].append(
             actor_spec("DSMirror", DSMirror, store=self.store, board=self.ds_board, security=security)
         )
+        self.log.info("isolation policy {}: {}", cfg.roles.isolation, self.isolation_plan().describe())
         intensity = Intensity(cfg.supervisor.max_restarts, cfg.supervisor.window)
         self.supervisor = NodeSupervisor.start(
             self.ctx,
@@ -449,7 +472,9 @@ class Node:
             intensity,
             manual_switch_only=self.manual_switch_only,
             force_backup=self.force_backup,
+            keep_serving_when_isolated=cfg.roles.isolation == "keep-serving",
             reconnect_timeout=self.reconnect_timeout,
+            reconnect_floor=lambda: reconnect_delay + 1.0 + 3.0,  # one retry, one probe, the heartbeat
             on_shutdown=self.shutdown_requested,
             network_check=self.network_check,
         )
@@ -483,6 +508,46 @@ class Node:
         with IcmpPinger() as pinger:
             return backup_network_ok(params, pinger.ping_sync, gateways)
 
+    def _monitor_params(self) -> Any:
+        assert self.params is not None
+        values = resolved_values(self.params, PRIMARY_MONITOR_PARAMS)
+        return primary_monitor_params(values, this_server=this_server(self.ctx))
+
+    def isolation_plan(self) -> IsolationPlan:
+        """The active's isolation timings from the current parameters (see actors/roles/isolation.py)."""
+        params = self._monitor_params()
+        echoes = len(params.nettest_addresses) + (0 if params.disable_gateway_ping else max(1, len(gateways())))
+        timing = self.config.timing
+        return plan_isolation(
+            fastest_takeover(params, self.reconnect_timeout()),
+            hello_interval=timing.hello_interval,
+            peer_timeout=timing.peer_timeout,
+            nettest_timeout=params.nettest_timeout,
+            echoes=echoes,
+        )
+
+    def own_network_check(self, timeout: float) -> bool:
+        """THE local-network rule (gateway when enabled, NetTest), each echo bounded by ``timeout``."""
+        params = self._monitor_params()
+        params = replace(params, nettest_timeout=min(params.nettest_timeout, timeout))
+        with self._pinger_lock:
+            if self._pinger is None:  # one pinger for the watch's checks (they run one at a time)
+                self._pinger = IcmpPinger(max_workers=1)
+            pinger = self._pinger
+        return backup_network_ok(params, pinger.ping_sync, gateways)
+
+    def peer_link(self, interface: str | None) -> LinkStatus | None:
+        """The interface holding this node's address (it reaches the peer): carrier and address."""
+        address = self.config.me.address
+
+        def addresses() -> dict[str, list[str]]:
+            return {name: [a.address for a in addrs] for name, addrs in psutil.net_if_addrs().items()}
+
+        link = read_link_status(address, addresses=addresses)
+        if link is None and interface is not None:
+            return LinkStatus(interface, carrier_of(interface), False)  # the address is gone
+        return link
+
     def shutdown_requested(self, why: str) -> None:
         self.log.info("state machine: {}", why)
         self.shutdown_done.set()
@@ -500,6 +565,8 @@ class Node:
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
         if self.authenticator is not None:
             self.authenticator.stop()
+        if self._pinger is not None:
+            self._pinger.close()
         self.clock.stop()
         if self.params is not None:
             self.params.close()

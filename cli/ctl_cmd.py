@@ -82,6 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+ISOLATION_MEANING = {
+    "step-down": "an active cut off from the backup and from its network stops serving",
+    "keep-serving": "an isolated active keeps serving, as the specification says",
+}
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
     try:
@@ -370,6 +376,8 @@ def status_text(view: dict[str, Any]) -> str:
     for name, s in view["servers"].items():
         if s["connected"]:
             out.append(f"  {name}: {s['role']}, generation {s['generation']}, release {s['release']}")
+            if s.get("isolation"):
+                out.append(f"    isolation policy: {s['isolation']} ({ISOLATION_MEANING.get(s['isolation'], '?')})")
         else:
             out.append(f"  {name}: not connected ({s['error']})")
     out += [f"WARNING: {warning}" for warning in view["warnings"]]

@@ -7,7 +7,10 @@
 - ``lab down``: stop everything and remove the lab (also after a crash: it sweeps by prefix);
 - ``lab run SCENARIO...``: run scenarios of ``deploy/scenarios`` (names or paths, ``all`` for every
   one), each in a fresh lab, print a timeline per run and a pass/fail summary; ``--png DIR`` draws
-  the timelines, ``--repeat N`` runs each scenario N times.
+  the timelines, ``--repeat N`` runs each scenario N times;
+- ``lab chaos --minutes N --seed S``: a randomized fault run (deploy/lab/chaos.py): a DS write workload
+  through the active while a seeded nemesis applies the lab's faults, then the checks (two actives,
+  writes, switch bounds, hooks, leaks); the same seed replays the same fault schedule.
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="leave the last scenario's lab and pair running for inspection (lab status/down)",
     )
     run.add_argument("--quiet", action="store_true", help="print only the summaries")
+    chaos = ops.add_parser("chaos", help="randomized fault run: workload + seeded nemesis, then the checks")
+    common(chaos, "solabchaos")
+    chaos.add_argument("--minutes", type=float, default=2.0, help="length of the fault phase (default 2)")
+    chaos.add_argument("--seed", type=int, default=1, help="seed of the fault schedule (default 1)")
+    chaos.add_argument("--plan", action="store_true", help="print the fault schedule of the seed and exit")
     p.set_defaults(func=main)
 
 
@@ -94,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
             return do_down(args)
         if args.lab_op == "status":
             return do_status(args)
+        if args.lab_op == "chaos":
+            return do_chaos(args)
         return do_run(args)
     except ScenarioError as exc:
         print(f"switchover lab: {exc}", file=sys.stderr)
@@ -280,3 +290,22 @@ def do_run(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.passed]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def do_chaos(args: argparse.Namespace) -> int:
+    from deploy.lab.chaos import make_schedule, run_chaos
+    from deploy.lab.topology import require_root
+
+    if args.minutes <= 0:
+        return error(f"--minutes must be more than 0 (got {args.minutes:g})")
+    if args.plan:
+        for f in make_schedule(args.seed, args.minutes * 60.0):
+            print(f.describe())
+        return 0
+    require_root()
+    result = run_chaos(
+        minutes=args.minutes, seed=args.seed, prefix=args.prefix, labdir=args.labdir,
+        echo=lambda line: print(line, flush=True),
+    )
+    print(result.summary(), flush=True)
+    return 0 if result.passed else 1

@@ -238,6 +238,7 @@ class StatusReport(Message):
     peer_release: str
     messages: tuple[str, ...] = ()
     ds: dict[str, Any] = dataclasses.field(default_factory=dict)  # issue 10: DS replication state
+    isolation: str = ""  # node-local isolation policy (issue 16): "step-down" or "keep-serving"
 
 
 @register("SwitchRequest")

@@ -6,7 +6,8 @@ Children come in groups started and stopped by role:
 - ``core``: always running (Admin, VirtualSwitch, Notifier);
 - ``backup``: while watching a primary (NotifierLink main/aux, mirrors);
 - ``monitors``: PrimaryMonitor and ModuleMonitor (not in manual-switch-only or upgrade states);
-- ``active``: while Primary.
+- ``active``: while Primary;
+- ``isolation``: the IsolationWatch, while Primary and while Stepped Down.
 
 Events reach it as messages (from the VirtualSwitch, the monitors, timers); it feeds them to
 the :class:`SwitchoverStateMachine`, logs the verdict, carries out the returned actions in
@@ -27,6 +28,7 @@ from actors.monitoring.notifier_link import AUX, MAIN, LinkAnswering, LinkState,
 from actors.roles.event_log import EventLog, EventRecord
 from actors.roles.generation import GenerationStore
 from actors.roles.hooks import HookFacts, HookResult, run_hooks
+from actors.roles.isolation_watch import Isolated, NetworkReturned, PeerHeard
 from actors.roles.state_machine import (
     Action,
     Event,
@@ -61,7 +63,7 @@ from transport.messages import (
     Tick,
 )
 
-GROUPS = ("core", "backup", "monitors", "active")
+GROUPS = ("core", "backup", "monitors", "active", "isolation")
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ class NodeSupervisor(Supervisor):
         *,
         manual_switch_only: bool = False,
         force_backup: bool = False,
+        keep_serving_when_isolated: bool = False,
         reconnect_timeout: Callable[[], float] = lambda: 30.0,
+        reconnect_floor: Callable[[], float] = lambda: 0.0,
         on_shutdown: Callable[[str], None] | None = None,
         network_check: Callable[[], bool] | None = None,
         incarnation: int = 1,
@@ -128,17 +132,23 @@ class NodeSupervisor(Supervisor):
                 self.add_spec(spec)
                 self.groups[group].append(spec.name)
         self.on_escalate = self._escalated
-        self.sm = SwitchoverStateMachine(manual_switch_only=manual_switch_only, force_backup=force_backup)
+        self.sm = SwitchoverStateMachine(
+            manual_switch_only=manual_switch_only,
+            force_backup=force_backup,
+            keep_serving_when_isolated=keep_serving_when_isolated,
+        )
         data = Path(ctx.config.data_dir)
         self.generation = GenerationStore(data / "generation")
         self.event_log = EventLog(data / "events.jsonl")
         ctx.event_log = self.event_log
         self.reconnect_timeout = reconnect_timeout
+        self.reconnect_floor = reconnect_floor
         self.on_shutdown = on_shutdown
         self.network_check = network_check
         self.peer_generation = 0
         self.peer_role = ""
         self.peer_release = ""
+        self.peer_heard_at: float | None = None
         self.negotiations = 0
         self.reconnect_token = 0
         self.pending: _Pending | None = None
@@ -219,7 +229,7 @@ class NodeSupervisor(Supervisor):
             if not self.bumped_for_switch:
                 self._bump_generation()
             self.bumped_for_switch = False
-            self.start_children(self.groups["active"])
+            self.start_children(self.groups["active"] + self.groups["isolation"])
             self._run_hooks("commence", step)
             if self.sm.starting_up:
                 self.tell_self(Tick("startup-complete"))
@@ -236,6 +246,15 @@ class NodeSupervisor(Supervisor):
         elif action is Action.START_RECONNECT_TIMER:
             self.reconnect_token += 1
             timeout = self.reconnect_timeout()
+            if step.event is Event.NETWORK_RECOVERED and timeout < self.reconnect_floor():
+                # the notifier connections could not reconnect while the network was down; they retry
+                # only every Notifier Reconnect Delay: give them that long before switching
+                timeout = self.reconnect_floor()
+                self.log.info(
+                    "the fresh reconnect period lasts {:g} s: the notifier connections retry every "
+                    "Switchover Notifier Reconnect Delay and need one retry and one probe to answer",
+                    timeout,
+                )
             self.log.info(
                 "SwitchoverState::StartReconnectTimer: Scheduling reconnect timeout to execute in "
                 "{:g} second(s)",
@@ -251,16 +270,18 @@ class NodeSupervisor(Supervisor):
         elif action is Action.RESYNC:
             self.log.info("resynchronising with the primary")
         elif action is Action.GO_STALE:
-            self.stop_children(self.groups["active"])
+            # a stepped-down node keeps its isolation watch: it tells when the network is back
+            keep = step.new_state is State.STEPPED_DOWN
+            self.stop_children(self.groups["active"] + ([] if keep else self.groups["isolation"]))
             self._run_hooks("discontinue", step)
         elif action is Action.SCHEDULE_SWITCH_AFTER_STARTUP:
             self.log.warning("switch scheduled for when start-up completes ({})", step.reason)
         elif action is Action.RENEGOTIATE:
-            self.stop_children(self.groups["active"] + self.groups["monitors"] + self.groups["backup"])
+            self.stop_children(self.groups["active"] + self.groups["isolation"] + self.groups["monitors"] + self.groups["backup"])
             self.reconnect_token += 1
             self._renegotiate(delay=0.5 if step.old_state is State.INIT else 0.0)
         elif action is Action.HALT:
-            self.stop_children(self.groups["active"] + self.groups["monitors"] + self.groups["backup"])
+            self.stop_children(self.groups["active"] + self.groups["isolation"] + self.groups["monitors"] + self.groups["backup"])
             self.reconnect_token += 1
         elif action is Action.SHUT_DOWN:
             if self.hooks_running.get("discontinue"):
@@ -388,10 +409,33 @@ class NodeSupervisor(Supervisor):
             self.generation.observe(msg.generation)
             self._publish()
 
+    def peer_reachable(self) -> bool:
+        """The peer's VirtualSwitch was heard within ``[timing] peer_timeout``: an automatic switch can
+        fence it with Discontinue first."""
+        heard = self.peer_heard_at
+        return heard is not None and self.ctx.clock.now() - heard <= self.ctx.config.timing.peer_timeout
+
+    @handles(PeerHeard)
+    def on_peer_heard(self, msg: PeerHeard) -> None:
+        self.peer_heard_at = msg.at
+
+    @handles(Isolated)
+    def on_isolated(self, msg: Isolated) -> None:
+        if self.sm.state is State.PRIMARY:
+            step = self.post(Event.ISOLATED, Facts(peer_reachable=False), msg.detail)
+            if not step.changed:  # keep-serving: the row has no action, but the operator must hear of it
+                self.log.warning("{} ({})", step.verdict, msg.detail)
+
+    @handles(NetworkReturned)
+    def on_network_returned(self, msg: NetworkReturned) -> None:
+        if self.sm.state is State.STEPPED_DOWN:
+            self.post(Event.NETWORK_RETURNED, Facts(), msg.detail)
+
     @handles(MonitorVerdict)
     def on_monitor_verdict(self, msg: MonitorVerdict) -> None:
         self.network_ok = msg.facts.network_ok
-        self.post(msg.event, replace(msg.facts, reconnect_timeout=self.reconnect_timeout()), msg.detail)
+        facts = replace(msg.facts, reconnect_timeout=self.reconnect_timeout(), peer_reachable=self.peer_reachable())
+        self.post(msg.event, facts, msg.detail)
 
     @handles(Forwarded)
     def on_forwarded(self, msg: Forwarded) -> None:
@@ -474,7 +518,10 @@ class NodeSupervisor(Supervisor):
         if msg.name == "reconnect-timeout":
             if msg.token == self.reconnect_token:
                 self.log.error("SwitchoverState::Reconnecting: Reconnect period expired")
-                self.post(Event.RECONNECT_TIMEOUT, Facts(network_ok=self.network_ok, reconnect_timeout=1.0))
+                self.post(
+                    Event.RECONNECT_TIMEOUT,
+                    Facts(network_ok=self.network_ok, reconnect_timeout=1.0, peer_reachable=self.peer_reachable()),
+                )
         elif msg.name == "negotiate":
             if msg.token == self.negotiations and self.sm.state is State.INIT:
                 self.tell_actor("VirtualSwitch", Negotiate(self.negotiations))

@@ -40,6 +40,7 @@ class State(StrEnum):
     UPGRADE_HIGHER = "Upgrade Higher"  # backup on a newer release than the primary: manual switch only
     UPGRADE_LOWER = "Upgrade Lower"  # backup on an older release than the primary: manual switch only
     INACTIVE = "Inactive"  # stale former active: serves nothing until rejoin or restart
+    STEPPED_DOWN = "Stepped Down"  # isolated former active: serves nothing, renegotiates when its network returns
     STOPPING = "Stopping"
     ERROR = "Error"
 
@@ -64,6 +65,8 @@ class Event(StrEnum):
     HIGHER_GENERATION_SEEN = "higher-generation-seen"  # a primary that outranks this one exists
     STARTUP_COMPLETE = "startup-complete"  # the node finished starting (initial synchronisation done)
     REJOIN = "rejoin"  # operator's `ctl rejoin`: renegotiate the role without restarting
+    ISOLATED = "isolated"  # isolation watch: the active lost the backup and its own network (or carrier)
+    NETWORK_RETURNED = "network-returned"  # isolation watch: a stepped-down node hears the peer or its network is fine
     STOP = "stop"  # orderly shutdown
     FATAL_ERROR = "fatal-error"  # supervisor escalation: children keep failing
 
@@ -121,6 +124,7 @@ class Reason(StrEnum):
     HIGHER_GENERATION = "Higher Generation Seen"
     SHUTDOWN = "Shutdown"
     FATAL_ERROR = "Supervisor Escalation"
+    ISOLATED = "Isolated from the Network and from the Backup"
 
 
 class Release(StrEnum):
@@ -169,6 +173,7 @@ class Situation:
     home: State = State.BACKUP
     switch_pending: bool = False
     shutting_down: bool = False
+    keep_serving_when_isolated: bool = False
 
     @property
     def auto_switch(self) -> bool:
@@ -197,6 +202,10 @@ MANUAL_ONLY = Guard("manual switch only", lambda s: s.manual_switch_only)
 NO_AUTO_SWITCH = Guard("no automatic switch (manual only or upgrade)", lambda s: not s.auto_switch)
 NETWORK_DOWN = Guard("own network down", lambda s: not s.network_ok)
 STARTING_UP = Guard("starting up", lambda s: s.starting_up)
+SWITCH_AT_ONCE_FENCED = Guard(
+    "reconnect timeout 0, network ok, automatic, started, the old active reachable on port 3633",
+    lambda s: s.reconnect_now and s.network_ok and s.auto_switch and not s.starting_up and s.peer_reachable,
+)
 SWITCH_AT_ONCE = Guard(
     "reconnect timeout 0, network ok, automatic, started",
     lambda s: s.reconnect_now and s.network_ok and s.auto_switch and not s.starting_up,
@@ -210,6 +219,10 @@ PENDING_PEER_REACHABLE = Guard("scheduled, peer reachable", lambda s: s.switch_p
 PENDING = Guard("switch scheduled", lambda s: s.switch_pending)
 SHUTTING_DOWN = Guard("shutting down", lambda s: s.shutting_down)
 NOT_SHUTTING_DOWN = Guard("not shutting down", lambda s: not s.shutting_down)
+KEEP_SERVING = Guard("isolation policy keep-serving", lambda s: s.keep_serving_when_isolated)
+AUTO_PEER_REACHABLE = Guard(
+    "started, the old active reachable on port 3633", lambda s: s.peer_reachable and not s.starting_up
+)
 
 
 @dataclass(frozen=True)
@@ -228,6 +241,8 @@ BACKUP_ROLES = (S.BACKUP, S.UPGRADE_HIGHER, S.UPGRADE_LOWER)
 WATCHING = (*BACKUP_ROLES, S.RECONNECTING)
 TO_RECONNECTING = (A.STOP_MONITORS, A.START_RECONNECT_TIMER)
 RESUME = (A.CANCEL_RECONNECT_TIMER, A.RESYNC)
+# an automatic switch while the old active still answers port 3633: fence it first (Discontinue, bounded wait)
+FENCED_SWITCH = (A.STOP_MONITORS, A.CANCEL_RECONNECT_TIMER, A.REQUEST_DISCONTINUE, A.BECOME_PRIMARY)
 
 # fmt: off
 TABLE: tuple[Row, ...] = (
@@ -262,6 +277,20 @@ TABLE: tuple[Row, ...] = (
         "A primary with a higher generation exists: going Inactive (stale)", R.HIGHER_GENERATION),
     Row((S.PRIMARY,), E.MANUAL_SWITCH_REQUEST, ALWAYS, None, (),
         "Manual switch refused: this server is the primary; request the switch on the backup"),
+    Row((S.PRIMARY,), E.ISOLATED, KEEP_SERVING, None, (),
+        "isolated from the network and from the backup: keeping serving (isolation policy keep-serving, "
+        "the specification's behaviour; the backup may take over)"),
+    Row((S.PRIMARY,), E.ISOLATED, ALWAYS, S.STEPPED_DOWN, (A.GO_STALE,),
+        "isolated from the network and from the backup: stepping down", R.ISOLATED),
+
+    # --- Stepped Down: an isolated former active serves nothing until its network returns ------------------
+    Row((S.STEPPED_DOWN,), E.NETWORK_RETURNED, ALWAYS, S.INIT, (A.RENEGOTIATE,),
+        "Network is back after stepping down: renegotiating on port 3633 (Backup if the peer took over, "
+        "Primary again if it never switched)"),
+    Row((S.STEPPED_DOWN,), E.DISCONTINUE_RECEIVED, ALWAYS, None, (),
+        "Discontinue received while stepped down: already serving nothing"),
+    Row((S.STEPPED_DOWN,), E.MANUAL_SWITCH_REQUEST, ALWAYS, None, (),
+        "Manual switch refused: this server stepped down (isolated); it renegotiates when its network returns"),
     Row((S.PRIMARY,), E.REJOIN, ALWAYS, None, (),
         "Rejoin refused: this server is the primary; rejoin is for a stale or backup server"),
 
@@ -275,12 +304,18 @@ TABLE: tuple[Row, ...] = (
         "(halted; `ctl rejoin` resumes as backup)"),
     Row((S.BACKUP,), E.MODULE_DOWN, STARTING_UP, None, (A.SCHEDULE_SWITCH_AFTER_STARTUP,),
         "Module is down while starting up: switch scheduled for when start-up completes", R.TS_PING_FAILURE),
+    Row((S.BACKUP,), E.MODULE_DOWN, AUTO_PEER_REACHABLE, S.PRIMARY, FENCED_SWITCH,
+        "Module is down and the primary still answers port 3633: asking it to discontinue, then going "
+        "to StatePrimary", R.TS_PING_FAILURE),
     Row((S.BACKUP,), E.MODULE_DOWN, ALWAYS, S.PRIMARY, (A.BECOME_PRIMARY,),
         "Module is down, switching now and going to StatePrimary", R.TS_PING_FAILURE),
     Row(BACKUP_ROLES, E.NOTIFIER_DOWN, NETWORK_DOWN, S.RECONNECTING, TO_RECONNECTING,
         "Notifier is down and the backup's own network is down: going to StateReconnecting"),
     Row(BACKUP_ROLES, E.NOTIFIER_DOWN, NO_AUTO_SWITCH, S.RECONNECTING, TO_RECONNECTING,
         "Notifier is down (manual switch only): going to StateReconnecting"),
+    Row((S.BACKUP,), E.NOTIFIER_DOWN, SWITCH_AT_ONCE_FENCED, S.PRIMARY, FENCED_SWITCH,
+        "Notifier is down and the reconnect timeout is 0, the primary still answers port 3633: asking it "
+        "to discontinue, then going to StatePrimary", R.LOSS_OF_NOTIFIER),
     Row((S.BACKUP,), E.NOTIFIER_DOWN, SWITCH_AT_ONCE, S.PRIMARY, (A.BECOME_PRIMARY,),
         "Notifier is down and the reconnect timeout is 0: switching now and going to StatePrimary",
         R.LOSS_OF_NOTIFIER),
@@ -298,6 +333,9 @@ TABLE: tuple[Row, ...] = (
     Row((S.BACKUP,), E.PRIMARY_UNREACHABLE, STARTING_UP, None, (A.SCHEDULE_SWITCH_AFTER_STARTUP,),
         "Primary is unreachable while starting up: switch scheduled for when start-up completes",
         R.PRIMARY_UNREACHABLE),
+    Row((S.BACKUP,), E.PRIMARY_UNREACHABLE, AUTO_PEER_REACHABLE, S.PRIMARY, FENCED_SWITCH,
+        "Primary is unreachable on the monitored paths but answers port 3633: asking it to discontinue, "
+        "then going to StatePrimary", R.PRIMARY_UNREACHABLE),
     Row((S.BACKUP,), E.PRIMARY_UNREACHABLE, ALWAYS, S.PRIMARY, (A.BECOME_PRIMARY,),
         "Primary is unreachable after the unreachable-primary ping sets: switching now and going to "
         "StatePrimary", R.PRIMARY_UNREACHABLE),
@@ -323,6 +361,9 @@ TABLE: tuple[Row, ...] = (
     Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, STARTING_UP, None, (A.SCHEDULE_SWITCH_AFTER_STARTUP,),
         "Reconnect period expired while starting up: switch scheduled for when start-up completes",
         R.RECONNECT_TIMEOUT),
+    Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, AUTO_PEER_REACHABLE, S.PRIMARY, FENCED_SWITCH,
+        "Reconnect period expired but the primary still answers port 3633: asking it to discontinue, "
+        "then going to StatePrimary", R.RECONNECT_TIMEOUT),
     Row((S.RECONNECTING,), E.RECONNECT_TIMEOUT, ALWAYS, S.PRIMARY, (A.BECOME_PRIMARY,),
         "Reconnect period expired: lost connections to the primary, going to StatePrimary and switching now",
         R.RECONNECT_TIMEOUT),
@@ -364,18 +405,20 @@ TABLE: tuple[Row, ...] = (
     # --- Rejoin (operator's `ctl rejoin`) -----------------------------------------------------------------
     Row((S.STOPPING,), E.REJOIN, SHUTTING_DOWN, None, (),
         "Rejoin refused: shutting down"),
-    Row((S.INIT, *WATCHING, S.INACTIVE, S.STOPPING, S.ERROR), E.REJOIN, ALWAYS, S.INIT, (A.RENEGOTIATE,),
+    Row((S.INIT, *WATCHING, S.INACTIVE, S.STEPPED_DOWN, S.STOPPING, S.ERROR), E.REJOIN, ALWAYS, S.INIT,
+        (A.RENEGOTIATE,),
         "Rejoin requested: going to StateInit to renegotiate the role"),
 
     # --- Stop and supervisor escalation --------------------------------------------------------------------
     Row((S.PRIMARY,), E.STOP, ALWAYS, S.STOPPING, (A.GO_STALE, A.SHUT_DOWN),
         "Stop requested: discontinuing and going to StateStopping", R.SHUTDOWN),
-    Row((S.INIT, *WATCHING, S.INACTIVE, S.STOPPING, S.ERROR), E.STOP, NOT_SHUTTING_DOWN, S.STOPPING,
+    Row((S.INIT, *WATCHING, S.INACTIVE, S.STEPPED_DOWN, S.STOPPING, S.ERROR), E.STOP, NOT_SHUTTING_DOWN,
+        S.STOPPING,
         (A.SHUT_DOWN,),
         "Stop requested: going to StateStopping"),
     Row((S.PRIMARY,), E.FATAL_ERROR, ALWAYS, S.ERROR, (A.GO_STALE,),
         "Supervisor escalation: this primary stops serving and goes to StateError", R.FATAL_ERROR),
-    Row((S.INIT, *WATCHING, S.INACTIVE), E.FATAL_ERROR, ALWAYS, S.ERROR, (A.HALT,),
+    Row((S.INIT, *WATCHING, S.INACTIVE, S.STEPPED_DOWN), E.FATAL_ERROR, ALWAYS, S.ERROR, (A.HALT,),
         "Supervisor escalation: going to StateError"),
 )
 # fmt: on
@@ -428,6 +471,7 @@ class SwitchoverStateMachine:
         *,
         manual_switch_only: bool = False,
         force_backup: bool = False,
+        keep_serving_when_isolated: bool = False,
         state: State = State.INIT,
         starting_up: bool = True,
         home: State = State.BACKUP,
@@ -438,6 +482,7 @@ class SwitchoverStateMachine:
             raise ValueError(f"home must be one of {[s.value for s in BACKUP_ROLES]}, got {home!r}")
         self.manual_switch_only = manual_switch_only
         self.force_backup = force_backup
+        self.keep_serving_when_isolated = keep_serving_when_isolated
         self._state = state
         self._starting_up = starting_up
         self._home = state if state in BACKUP_ROLES else home
@@ -479,6 +524,7 @@ class SwitchoverStateMachine:
             home=self._home,
             switch_pending=self._pending is not None,
             shutting_down=self._shutting_down,
+            keep_serving_when_isolated=self.keep_serving_when_isolated,
         )
 
     def handle(self, event: Event | str, facts: Facts | None = None) -> Step:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.roles.event_log import EventLog, EventRecord
+from actors.roles.isolation_watch import PeerHeard
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from transport.codec import REQUEST, Envelope
@@ -51,6 +52,8 @@ from transport.security import Security
 
 PEER_EVENTS_FILE = "peer-events.jsonl"
 SUBSCRIPTION_TTL = 10.0
+DISCONTINUE_RETRY = 0.1
+"""Seconds between two attempts to deliver a Discontinue within [timing] discontinue_timeout."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class VirtualSwitch(NodeActor):
         self.subscribers: dict[bytes, float] = {}
         self.negotiation_deadline: float | None = None
         self.negotiation_attempt = -1
+        self.discontinue: SendDiscontinue | None = None
+        self.discontinue_deadline = 0.0
         self.peer_log = EventLog(Path(ctx.config.data_dir) / PEER_EVENTS_FILE)
 
     def started(self) -> None:
@@ -199,6 +204,7 @@ class VirtualSwitch(NodeActor):
             peer_release=peer.release if peer else "",
             messages=tuple(self.ctx.status_lines)[-20:],
             ds=dict(self.ctx.ds_status()),  # issue 10
+            isolation=self.ctx.config.roles.isolation,
         )
 
     def peer_reachable(self) -> bool:
@@ -220,6 +226,8 @@ class VirtualSwitch(NodeActor):
             self.schedule(self.ctx.config.timing.hello_interval, Tick("hello"))
         elif msg.name == "negotiate" and msg.token == self.negotiation_attempt:
             self._query_peer()
+        elif msg.name == "discontinue":
+            self._send_discontinue()
 
     # ------------------------------------------------------------------------- negotiation
 
@@ -255,6 +263,7 @@ class VirtualSwitch(NodeActor):
             # the peer's role is known from here on, not only from its next Hello: the rights check
             # ("is there a primary?") must not wave a request through in the gap between the two
             self.ctx.peer_role = (report.role, self.peer_seen_at)
+            self._supervisor(PeerHeard(self.peer_seen_at))
             self.negotiation_deadline = None
             self._supervisor(
                 NegotiationResult(True, report.role, report.generation, report.force_backup, report.release)
@@ -273,11 +282,17 @@ class VirtualSwitch(NodeActor):
         if self.client is None:
             self._supervisor(DiscontinueResult(False, "no link to the peer"))
             return
+        self.discontinue = msg
+        self.discontinue_deadline = self.ctx.clock.now() + self.ctx.config.timing.discontinue_timeout
+        self._send_discontinue()
+
+    def _send_discontinue(self) -> None:
+        msg, client = self.discontinue, self.client
+        if msg is None or client is None:
+            return
         ref = self.actor_ref
-        fut = self.client.request(
-            Discontinue(msg.generation, msg.reason, self.ctx.node),
-            timeout=self.ctx.config.timing.discontinue_timeout,
-        )
+        left = max(0.05, self.discontinue_deadline - self.ctx.clock.now())
+        fut = client.request(Discontinue(msg.generation, msg.reason, self.ctx.node), timeout=left)
         fut.add_done_callback(lambda f: ref.tell(_DiscontinueOutcome(f)))
 
     @handles(_DiscontinueOutcome)
@@ -285,8 +300,16 @@ class VirtualSwitch(NodeActor):
         try:
             env = msg.future.result()
         except Exception as exc:
+            if self.ctx.clock.now() + DISCONTINUE_RETRY < self.discontinue_deadline:
+                # e.g. the link to a peer that just restarted is not connected yet: the wait is bounded by
+                # discontinue_timeout, not by the first attempt
+                self.log.info("Discontinue not delivered yet ({}); trying again", exc)
+                self.schedule(DISCONTINUE_RETRY, Tick("discontinue"))
+                return
+            self.discontinue = None
             self._supervisor(DiscontinueResult(False, f"no acknowledgement from the peer: {exc}"))
             return
+        self.discontinue = None
         ack = env.msg
         if isinstance(ack, DiscontinueAck):
             self._supervisor(DiscontinueResult(ack.stale, ack.detail or f"{ack.node} acknowledged"))
@@ -337,6 +360,10 @@ class VirtualSwitch(NodeActor):
             server.reply(env, answer, to=peer)
 
         if isinstance(body, QueryState):
+            if body.asker == self.ctx.config.peer.name:
+                # the peer asks (start-up negotiation): it is alive and reaches this port, so an
+                # automatic switch here must fence it with Discontinue first (issue 16)
+                self._supervisor(PeerHeard(self.ctx.clock.now()))
             reply(self.my_status())
         elif isinstance(body, HistoryRequest):
             reply(self._history(body.limit))
@@ -369,6 +396,9 @@ class VirtualSwitch(NodeActor):
             )
         self.peer_hello = hello
         self.peer_seen_at = self.ctx.clock.now()
+        heard = PeerHeard(self.peer_seen_at)
+        self._supervisor(heard)
+        self.tell_actor("IsolationWatch", heard)
         if (
             old is None
             or (old.role, old.generation) != (hello.role, hello.generation)

@@ -73,6 +73,7 @@ ROLES: tuple[str, ...] = (
     "Upgrade Higher",
     "Upgrade Lower",
     "Inactive",
+    "Stepped Down",
     "Stopping",
     "Error",
 )

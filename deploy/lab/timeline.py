@@ -58,7 +58,7 @@ def entries(history: History) -> list[tuple[float, str, str]]:
     for start, end in every:
         excused = not any(abs(start - s) < 1e-9 and abs(end - e) < 1e-9 for s, e in outside)
         out.append(
-            (start, "!!", f"two Primaries for {end - start:.3f} s" + (" (partition)" if excused else ""))
+            (start, "!!", f"two Primaries for {end - start:.3f} s" + (" (inside a partition, counted)" if excused else ""))
         )
     if history.aborted:
         out.append((history.t_end, "ABORT", history.aborted))
@@ -84,6 +84,7 @@ ROLE_COLOURS: dict[str, RGB] = {
     "Upgrade Higher": (120, 170, 230),
     "Upgrade Lower": (120, 170, 230),
     "Inactive": (150, 150, 150),
+    "Stepped Down": (110, 110, 60),
     "Init": (210, 210, 210),
     "Stopping": (150, 90, 190),
     "Error": (200, 40, 40),
@@ -311,7 +312,7 @@ def render_png(
         canvas.vline(x, lanes_top - 4, lanes_bottom - lane_gap, (230, 120, 0), dashed=True)
     # legend and check results
     x = left
-    for role in ("Primary", "Backup", "Reconnecting", "Inactive", "Init", "Stopping", "Error"):
+    for role in ("Primary", "Backup", "Reconnecting", "Inactive", "Stepped Down", "Init", "Stopping", "Error"):
         canvas.rect(x, legend_y, x + 10, legend_y + 8, ROLE_COLOURS[role])
         x = canvas.text(x + 14, legend_y + 1, role) + 12
     canvas.rect(x, legend_y, x + 10, legend_y + 8, UNANSWERED)

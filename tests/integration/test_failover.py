@@ -105,10 +105,11 @@ def saw_module_pid(pair: LocalPair, pid: int, since: int = 0) -> bool:
     return f"Received ping from the TsServer module (pid {pid})" in text or f"-> {pid} (" in text
 
 
-def install_commence_hook(pair: LocalPair, name: str) -> Path:
-    """A Commence hook on ``name`` that writes its start time and reason; returns the output file."""
-    out = pair.nodes[name].data_dir / "commence.out"
-    hook_dir = pair.nodes[name].data_dir / "hooks" / "commence.d"
+def install_commence_hook(pair: LocalPair, name: str, kind: str = "commence") -> Path:
+    """A Commence (or Discontinue) hook on ``name`` that writes its start time and reason; returns the
+    output file."""
+    out = pair.nodes[name].data_dir / f"{kind}.out"
+    hook_dir = pair.nodes[name].data_dir / "hooks" / f"{kind}.d"
     hook_dir.mkdir(parents=True, exist_ok=True)
     hook = hook_dir / "10-record"
     hook.write_text(f'#!/bin/sh\necho "$(date +%s.%N) $SWITCHOVER_REASON" >> "{out}"\n')
@@ -233,6 +234,28 @@ def test_module_crash_switches_with_ts_ping_failure(make_pair: PairFactory) -> N
     # the former active (node alive, module dead) learns of the new generation and stops serving
     wait_role(pair, ACTIVE, "Inactive", 10)
     hold_roles(pair, {ACTIVE: "Inactive", BACKUP: "Primary"}, 1.0)
+
+
+def test_a_module_crash_switch_fences_the_old_active_before_commencing(make_pair: PairFactory) -> None:
+    """Issue 16: the old active still answers port 3633, so the backup sends Discontinue and waits for
+    the answer before it becomes Primary and runs its Commence hooks: the old active's Discontinue
+    (history row and hook) comes first, and no moment has two Primaries."""
+    pair = make_pair()
+    commence = install_commence_hook(pair, BACKUP)
+    discontinue = install_commence_hook(pair, ACTIVE, kind="discontinue")
+    kill_and_reap(pair, ACTIVE, module=True)
+    wait_role(pair, BACKUP, "Primary", 10)
+    took = became_primary(pair, BACKUP)
+    assert len(took) == 1 and took[0].reason == "TS Ping Failure", diagnostics(pair)
+    stepped = [r for r in events(pair, ACTIVE) if r.event == "discontinue-received"]
+    assert len(stepped) == 1 and stepped[0].new_state == "Inactive", diagnostics(pair)
+    assert stepped[0].epoch <= took[0].epoch, (stepped[0], took[0])
+    assert "the former primary acknowledged Discontinue" in node_log(pair, BACKUP)
+    wait_until(lambda: commence.exists() and discontinue.exists(), 10, 0.05, "both hooks")
+    old_hook = float(discontinue.read_text().split()[0])
+    new_hook = float(commence.read_text().split()[0])
+    assert old_hook <= new_hook, f"Discontinue hook at {old_hook:.3f}, Commence hook at {new_hook:.3f}"
+    assert pair.role(ACTIVE) == "Inactive"
 
 
 def test_module_hang_switches_only_after_the_ts_ping_timeouts(make_pair: PairFactory) -> None:

@@ -125,17 +125,42 @@ def test_an_overlap_within_the_fencing_window_passes_and_is_measured() -> None:
     assert checks.measure(h).dual_primary_max == pytest.approx(0.2, abs=DT)
 
 
-def test_two_primaries_inside_a_declared_partition_are_excused_only_until_it_heals() -> None:
+def test_two_primaries_inside_a_declared_partition_are_counted() -> None:
+    """Issue 16: a checker never excuses what it exists to catch; the partition share is reported."""
     samples = track("a", [(0, 12.0, "Primary"), (12.0, 20, "Inactive")])
     samples += track("b", [(0, 7.0, "Backup"), (7.0, 20, "Primary")])
     inside = history(samples, excused=[(5.0, 11.9)])
     result = checks.check_dual_primary(inside, max_window=0.5)
-    assert result.ok, result.detail
-    assert "inside declared partitions (excused)" in result.detail
-    late_heal = history(samples, excused=[(5.0, 10.0)])  # A kept serving 2 s after the partition healed
-    result = checks.check_dual_primary(late_heal, max_window=0.5)
     assert not result.ok
-    assert result.value == pytest.approx(2.0, abs=DT)
+    assert result.value == pytest.approx(5.0, abs=DT)
+    assert "inside declared partitions (counted)" in result.detail
+    assert checks.measure(inside).dual_primary_max == pytest.approx(5.0, abs=DT)
+
+
+def test_an_isolated_primary_that_resumes_is_not_a_switch_and_owes_its_hooks() -> None:
+    samples = track("a", [(0, 5.2, "Primary"), (5.2, 12.0, "Stepped Down"), (12.0, 12.5, "Init"),
+                          (12.5, 20, "Primary")])
+    samples += track("b", [(0, 20, "Backup")])
+    transitions = [
+        tr(1.0, "a", "Init", "Primary", "First Started Becomes Active", 1),
+        tr(5.2, "a", "Primary", "Stepped Down", "Isolated from the Network and from the Backup", 1),
+        tr(12.0, "a", "Stepped Down", "Init", "", 1),
+        tr(12.5, "a", "Init", "Primary", "First Started Becomes Active", 2),
+    ]
+    hooks = [
+        hook(1.05, "a", "commence", 1, reason="First Started Becomes Active"),
+        hook(5.25, "a", "discontinue", 1, role="Stepped Down", reason="Isolated from the Network and from the Backup"),
+        hook(12.55, "a", "commence", 2, reason="First Started Becomes Active"),
+    ]
+    h = history(samples, transitions, hooks)
+    assert checks.switches(h.transitions, h.fault_time) == []
+    assert checks.check_hooks(h).ok, checks.check_hooks(h).detail
+    # the Discontinue hook of the step-down is due: without it the check fails
+    assert not checks.check_hooks(history(samples, transitions, [hooks[0], hooks[2]])).ok
+    # after B took over in between, A becoming Primary again is a switch
+    took = [*transitions[:3], tr(9.0, "b", "Backup", "Primary", "Primary Unreachable", 2),
+            tr(12.5, "a", "Init", "Primary", "First Started Becomes Active", 3)]
+    assert len(checks.switches(took, h.fault_time)) == 2
 
 
 def test_a_node_that_does_not_answer_is_not_counted_as_primary() -> None:

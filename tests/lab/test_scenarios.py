@@ -49,6 +49,7 @@ REQUIRED = {
     "nettest-gone",
     "wan-cut",  # issue 9: the gateway answers, the NetTest and the primary do not: no switch
     "nic-flap-short",  # issue 14: a NIC flap shorter than the tolerance: no switch
+    "network-outage",  # issue 16: a total outage stops serving on both; on heal the same primary resumes
     "partition-healed",
     "manual-switch-only",
     "manual-switches",

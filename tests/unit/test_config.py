@@ -332,3 +332,16 @@ def test_the_shipped_examples_are_secure_by_default() -> None:
         cfg = load_config(examples / name)
         assert not cfg.security.insecure, name
         assert cfg.security.group_key.endswith("server-group.key_secret"), name
+
+
+def test_isolation_policy_defaults_to_step_down_and_accepts_keep_serving() -> None:
+    assert parse_config(good_data()).roles.isolation == "step-down"
+    data = good_data()
+    data["roles"] = {"isolation": "keep-serving"}
+    assert parse_config(data).roles.isolation == "keep-serving"
+
+
+def test_an_unknown_isolation_policy_is_refused_with_the_choices() -> None:
+    data = good_data()
+    data["roles"] = {"isolation": "fence"}
+    rejected(data, "roles.isolation", "'fence'", "'step-down'", "'keep-serving'")

@@ -10,7 +10,7 @@ import pytest
 from loguru import logger
 
 from actors.roles.event_log import EventLog, EventLogCorrupt, EventRecord, merge_histories, read
-from actors.roles.state_machine import Event, SwitchoverStateMachine
+from actors.roles.state_machine import Event, Facts, SwitchoverStateMachine
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_a_record_made_from_a_state_machine_step_carries_its_reason_and_verdict(
     machine = SwitchoverStateMachine()
     machine.handle(Event.PEER_IS_PRIMARY)
     machine.handle(Event.STARTUP_COMPLETE)
-    step = machine.handle(Event.MODULE_DOWN)
+    step = machine.handle(Event.MODULE_DOWN, Facts(peer_reachable=False))
     rec = EventRecord.from_step(step, node="b", generation=4, epoch=10.0)
     assert (rec.old_state, rec.new_state, rec.event) == ("Backup", "Primary", "module-down")
     assert rec.reason == "TS Ping Failure"

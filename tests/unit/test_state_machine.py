@@ -40,8 +40,8 @@ def situations(state: State) -> Iterator[Situation]:
     shutdowns = (False, True) if state is State.STOPPING else (False,)
     for pending, shutdown, home, release in itertools.product(pendings, shutdowns, homes, tuple(Release)):
         # Each flag flips away from the all-is-well default; fewer flips come first.
-        for flips in sorted(itertools.product((False, True), repeat=9), key=sum):
-            network_down, main_down, aux_down, peer_gone, now, won, manual, force, starting = flips
+        for flips in sorted(itertools.product((False, True), repeat=10), key=sum):
+            network_down, main_down, aux_down, peer_gone, now, won, manual, force, starting, keep = flips
             yield Situation(
                 network_ok=not network_down,
                 main_up=not main_down,
@@ -56,6 +56,7 @@ def situations(state: State) -> Iterator[Situation]:
                 home=home,
                 switch_pending=pending,
                 shutting_down=shutdown,
+                keep_serving_when_isolated=keep,
             )
 
 
@@ -68,6 +69,7 @@ def machine_in(state: State, s: Situation) -> tuple[SwitchoverStateMachine, Fact
         home=s.home,
         pending_switch=Reason.TS_PING_FAILURE if s.switch_pending else None,
         shutting_down=s.shutting_down,
+        keep_serving_when_isolated=s.keep_serving_when_isolated,
     )
     facts = Facts(
         network_ok=s.network_ok,
@@ -321,10 +323,75 @@ def test_a_stale_node_rejoins_by_renegotiating_and_becomes_backup() -> None:
 
 def test_module_down_switches_now_with_the_ts_ping_failure_reason() -> None:
     machine = started_backup()
-    step = machine.handle(Event.MODULE_DOWN)
+    step = machine.handle(Event.MODULE_DOWN, Facts(peer_reachable=False))
     assert machine.state is State.PRIMARY
     assert step.reason == "TS Ping Failure"
     assert step.verdict == "Module is down, switching now and going to StatePrimary"
+    assert step.actions == (Action.BECOME_PRIMARY,)
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        ([(Event.MODULE_DOWN, Facts())], "TS Ping Failure"),
+        ([(Event.PRIMARY_UNREACHABLE, Facts())], "Primary Unreachable"),
+        ([(Event.NOTIFIER_DOWN, Facts(main_up=False, aux_up=False, reconnect_timeout=0))], "Loss of Connection to Notifier"),
+        ([(Event.NOTIFIER_DOWN, Facts(main_up=False, aux_up=False)), (Event.RECONNECT_TIMEOUT, Facts())],
+         "Reconnect Timeout"),
+    ],
+)
+def test_an_automatic_switch_fences_a_reachable_old_active_before_commencing(
+    events: list[tuple[Event, Facts]], reason: str
+) -> None:
+    """Issue 16: the old active still answers port 3633, so Discontinue goes first (bounded wait),
+    and only then become-primary (whose Commence hooks run after the answer)."""
+    machine = started_backup()
+    for event, facts in events:
+        step = machine.handle(event, facts)
+    assert machine.state is State.PRIMARY and step.reason == reason
+    assert step.actions.index(Action.REQUEST_DISCONTINUE) < step.actions.index(Action.BECOME_PRIMARY)
+    assert "asking it to discontinue" in step.verdict
+
+
+def test_an_automatic_switch_with_the_old_active_unreachable_fences_by_generation_only() -> None:
+    machine = started_backup()
+    step = machine.handle(Event.PRIMARY_UNREACHABLE, Facts(peer_reachable=False))
+    assert machine.state is State.PRIMARY and Action.REQUEST_DISCONTINUE not in step.actions
+
+
+def test_an_isolated_primary_steps_down_and_renegotiates_when_its_network_returns() -> None:
+    machine = SwitchoverStateMachine()
+    machine.handle(Event.PEER_UNREACHABLE_AT_START)
+    machine.handle(Event.STARTUP_COMPLETE)
+    step = machine.handle(Event.ISOLATED)
+    assert machine.state is State.STEPPED_DOWN
+    assert step.actions == (Action.GO_STALE,)
+    assert step.verdict == "isolated from the network and from the backup: stepping down"
+    assert step.reason == "Isolated from the Network and from the Backup"
+    assert machine.handle(Event.MANUAL_SWITCH_REQUEST).new_state is State.STEPPED_DOWN
+    assert machine.handle(Event.ISOLATED).actions == ()  # already stepped down: nothing more
+    back = machine.handle(Event.NETWORK_RETURNED)
+    assert machine.state is State.INIT and back.actions == (Action.RENEGOTIATE,)
+    # the peer took over meanwhile: Backup; it never switched: Primary again
+    assert machine.handle(Event.PEER_IS_PRIMARY).new_state is State.BACKUP
+    again = SwitchoverStateMachine(state=State.STEPPED_DOWN, starting_up=False)
+    again.handle(Event.NETWORK_RETURNED)
+    assert again.handle(Event.PEER_IS_BACKUP).new_state is State.PRIMARY
+
+
+def test_keep_serving_policy_keeps_an_isolated_primary_serving() -> None:
+    machine = SwitchoverStateMachine(keep_serving_when_isolated=True, state=State.PRIMARY, starting_up=False)
+    step = machine.handle(Event.ISOLATED)
+    assert machine.state is State.PRIMARY and step.actions == ()
+    assert "keep-serving" in step.verdict
+
+
+def test_only_a_primary_steps_down() -> None:
+    for state in State:
+        if state is State.PRIMARY:
+            continue
+        machine = SwitchoverStateMachine(state=state, starting_up=False)
+        assert machine.handle(Event.ISOLATED).new_state is state
 
 
 def test_a_switch_during_start_up_is_deferred_and_performed_on_startup_complete() -> None:
@@ -472,7 +539,7 @@ def test_network_down_with_a_zero_reconnect_timeout_still_does_not_switch() -> N
 def test_reconnect_timeout_switches_with_the_spec_wording() -> None:
     machine = started_backup()
     machine.handle(Event.NOTIFIER_DOWN, Facts(main_up=False, aux_up=False))
-    step = machine.handle(Event.RECONNECT_TIMEOUT)
+    step = machine.handle(Event.RECONNECT_TIMEOUT, Facts(peer_reachable=False))
     assert machine.state is State.PRIMARY
     assert step.verdict == (
         "Reconnect period expired: lost connections to the primary, going to StatePrimary and switching now"
