@@ -455,6 +455,10 @@ class DSMirror(NodeActor):
     def on_connection_event(self, event: ConnectionEvent) -> None:
         if event.kind == "disconnected" and (self.follower is not None or self.compare is not None):
             self._restart(f"connection to the active's DS publisher ({event.address}) lost", QUICK_RETRY_S)
+        elif event.kind == "disconnected" and not self.first_done:
+            # the active went away while the first subscription was in flight: start-up must not wait
+            # for an answer that cannot come (a switch that fell due meanwhile is carried out)
+            self._first_finished(f"connection to the active's DS publisher ({event.address}) lost")
 
     # ----------------------------------------------------------------------------------- drain
 
@@ -523,6 +527,10 @@ class DSMirror(NodeActor):
         elif msg.name == "ds-tick":
             self.schedule(TICK_S, Tick("ds-tick"))
             now = self.ctx.clock.now()
+            if not self.first_done and now - self.start_time > STARTUP_GRACE_S and not self.endpoint.connected:
+                # the active went away before its publisher ever answered (no disconnect to see): a
+                # request in flight would wait out Switchover DS Request Timeout; start-up must not
+                self._first_finished(f"not connected to the active's DS publisher within {STARTUP_GRACE_S:g} s")
             if self.follower is not None:
                 epoch, rev = self.store.position()
                 self.endpoint.send(DSAck(self.session, epoch, rev))

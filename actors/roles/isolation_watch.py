@@ -38,6 +38,15 @@ class PeerHeard:
 
 
 @dataclass(frozen=True)
+class PeerLost:
+    """VirtualSwitch -> Supervisor: the connection to the peer's VirtualSwitch closed (clock time). A
+    peer last heard before this is not reachable: a crashed process's socket closes at once, and
+    waiting for its Discontinue answer would only delay the takeover."""
+
+    at: float
+
+
+@dataclass(frozen=True)
 class Isolated:
     """IsolationWatch -> Supervisor: the active is isolated (why)."""
 

@@ -28,7 +28,7 @@ from actors.monitoring.notifier_link import AUX, MAIN, LinkAnswering, LinkState,
 from actors.roles.event_log import EventLog, EventRecord
 from actors.roles.generation import GenerationStore
 from actors.roles.hooks import HookFacts, HookResult, run_hooks
-from actors.roles.isolation_watch import Isolated, NetworkReturned, PeerHeard
+from actors.roles.isolation_watch import Isolated, NetworkReturned, PeerHeard, PeerLost
 from actors.roles.state_machine import (
     Action,
     Event,
@@ -149,6 +149,7 @@ class NodeSupervisor(Supervisor):
         self.peer_role = ""
         self.peer_release = ""
         self.peer_heard_at: float | None = None
+        self.peer_lost_at: float | None = None  # the connection to the peer's VirtualSwitch closed
         self.negotiations = 0
         self.reconnect_token = 0
         self.pending: _Pending | None = None
@@ -206,7 +207,9 @@ class NodeSupervisor(Supervisor):
                 # issue 10: first drain the DS stream to the active's last committed revision (the
                 # DSMirror answers DrainFinished, bounded by Switchover DS Request Timeout). The
                 # generation is bumped before the drain, so fencing never demotes this node meanwhile.
-                if not self.ds_drained:
+                # Only a controlled switch drains: an automatic one fences a failing active and must
+                # not wait on its DS publisher too (its writes in flight count against the lag).
+                if not self.ds_drained and step.event is Event.MANUAL_SWITCH_REQUEST:
                     self._bump_generation()
                     if self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
                         self.pending = _Pending(step, [action, *actions], detail)
@@ -410,14 +413,20 @@ class NodeSupervisor(Supervisor):
             self._publish()
 
     def peer_reachable(self) -> bool:
-        """The peer's VirtualSwitch was heard within ``[timing] peer_timeout``: an automatic switch can
-        fence it with Discontinue first."""
-        heard = self.peer_heard_at
-        return heard is not None and self.ctx.clock.now() - heard <= self.ctx.config.timing.peer_timeout
+        """The peer's VirtualSwitch was heard within ``[timing] peer_timeout`` and its connection has not
+        closed since: an automatic switch can fence it with Discontinue first."""
+        heard, lost = self.peer_heard_at, self.peer_lost_at
+        if heard is None or (lost is not None and lost >= heard):
+            return False
+        return self.ctx.clock.now() - heard <= self.ctx.config.timing.peer_timeout
 
     @handles(PeerHeard)
     def on_peer_heard(self, msg: PeerHeard) -> None:
         self.peer_heard_at = msg.at
+
+    @handles(PeerLost)
+    def on_peer_lost(self, msg: PeerLost) -> None:
+        self.peer_lost_at = msg.at
 
     @handles(Isolated)
     def on_isolated(self, msg: Isolated) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.roles.event_log import EventLog, EventRecord
-from actors.roles.isolation_watch import PeerHeard
+from actors.roles.isolation_watch import PeerHeard, PeerLost
 from actors.runtime.base import Inbound, NodeActor, handles
 from actors.runtime.context import NodeContext
 from transport.codec import REQUEST, Envelope
@@ -420,6 +420,8 @@ class VirtualSwitch(NodeActor):
             "handshake_failed",
         ):
             self.peer_connected = event.kind == "handshake"
+            if event.kind == "disconnected":
+                self._supervisor(PeerLost(self.ctx.clock.now()))
             self.log.info("link to peer VirtualSwitch {}: {}", event.address, event.kind)
 
     @handles(GetPeerStatus)
