@@ -209,9 +209,10 @@ class NodeSupervisor(Supervisor):
                 # generation is bumped before the drain, so fencing never demotes this node meanwhile.
                 # Only a controlled switch drains: an automatic one fences a failing active and must
                 # not wait on its DS publisher too (its writes in flight count against the lag).
-                if not self.ds_drained and step.event is Event.MANUAL_SWITCH_REQUEST:
-                    self._bump_generation()
-                    if self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
+                if not self.ds_drained:
+                    self._bump_generation()  # before the drain and the Discontinue: never demoted meanwhile
+                    manual = step.event is Event.MANUAL_SWITCH_REQUEST
+                    if manual and self.tell_actor("DSMirror", DrainForSwitch(step.reason or "switch")):
                         self.pending = _Pending(step, [action, *actions], detail)
                         return
                 self.ds_drained = False
