@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,10 +67,12 @@ def registered(pair: LocalPair, node: str) -> bool:
 
 def hold(pair: LocalPair, roles: dict[str, str], seconds: float) -> None:
     """Poll the roles for ``seconds``: they must not change (the bounded observation of these tests)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert pair.roles() == roles, f"roles changed: {pair.roles()}"
-        time.sleep(0.1)
+    def changed() -> str | None:
+        now = pair.roles()
+        return None if now == roles else f"roles changed: {now}"
+
+    found = poll_result(changed, seconds, 0.1)  # the shared poll: returns early on the first change
+    assert found is None, found
 
 
 # ------------------------------------------------------------------------------ defect 1
