@@ -71,6 +71,18 @@ def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {i["id"]: i for i in items}
 
 
+def start_app(pair: LocalPair, node: str, journal: Path, *args: str) -> subprocess.Popen[bytes]:
+    """The reference application beside ``node`` with the pair's app key, journalling into ``journal``."""
+    argv = ["app", "--config", str(pair.nodes[node].config), "--key", str(pair.client_key("app"))]
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *argv, *args, "--journal", str(journal)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+        start_new_session=True,
+    )
+
+
 PairFactory = Callable[..., LocalPair]
 
 
@@ -310,29 +322,7 @@ def test_reference_app_resumes_every_acknowledged_interaction_after_a_crash(
     )
     journals = {n: tmp_path / f"{n}.jsonl" for n in pair.names}
     apps = {
-        n: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
-                "app",
-                "--config",
-                str(pair.nodes[n].config),
-                "--key",
-                str(pair.client_key("app")),
-                "--rate",
-                "200",
-                "--wait-backup",
-                "--seed",
-                "7",
-                "--journal",
-                str(journals[n]),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=child_env(),
-            start_new_session=True,
-        )
+        n: start_app(pair, n, journals[n], "--rate", "200", "--wait-backup", "--seed", "7")
         for n in pair.names
     }
     try:
@@ -426,31 +416,7 @@ def test_controlled_switch_loses_no_interaction_and_no_message(
         }
     )
     journals = {n: tmp_path / f"{n}.jsonl" for n in pair.names}
-    apps = {
-        n: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
-                "app",
-                "--config",
-                str(pair.nodes[n].config),
-                "--key",
-                str(pair.client_key("app")),
-                "--rate",
-                "300",
-                "--seed",
-                "3",
-                "--journal",
-                str(journals[n]),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=child_env(),
-            start_new_session=True,
-        )
-        for n in pair.names
-    }
+    apps = {n: start_app(pair, n, journals[n], "--rate", "300", "--seed", "3") for n in pair.names}
     try:
         wait_until(lambda: len(_journal(journals[ACTIVE])) >= 200, 30, 0.1, "alpha's app to publish")
         assert pair.ctl("switch", "--yes").returncode == 0
